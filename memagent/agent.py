@@ -1,0 +1,393 @@
+"""The agent loop: one step is prompt -> model -> parsed call -> function -> commit; a turn chains steps
+while the model asks for a heartbeat. Everything the user sees goes out as Events through `emit`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from memagent import context as ctxwin
+from memagent.errors import BackendError, ContextOverflowError, GenerationTruncatedError, LLMOutputError
+from memagent.events import Event
+from memagent.functions.memory import SEARCH_FUNCTIONS, FunctionFailed
+from memagent.functions.registry import HEARTBEAT_PARAM, AgentFunction
+from memagent.llm.backends.base import Backend, Completion, Constraint
+from memagent.llm.constraint import build_constraint
+from memagent.llm.parse import ParsedCall
+from memagent.llm.wrappers.base import LLMChatCompletionWrapper
+from memagent.memory.core import CoreMemory
+from memagent.memory.store import Store
+from memagent.messages import (
+    HEARTBEAT_FAILED,
+    HEARTBEAT_REQUESTED,
+    MEMORY_PRESSURE,
+    Message,
+    assistant_call,
+    envelope_type,
+    function_result,
+    heartbeat_message,
+    now_text,
+    searchable_text,
+    system_alert,
+    user_message,
+)
+from memagent.prompts.template import MemoryStats, SystemPromptTemplate
+
+Emit = Callable[[Event], None]
+RESULT_CHAR_LIMIT = 3000
+FIRST_REPLY_FUNCTIONS = ("send_message", "archival_memory_search")
+_LEAK_CHARS = set('(){}[]"')
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    max_steps_per_turn: int = 8
+    max_parse_retries: int = 2
+    max_tokens: int = 400
+    max_tokens_ceiling: int = 1200
+    verify_first_message: bool = True
+    first_message_attempts: int = 5
+
+
+@dataclass
+class AgentState:
+    """What is persisted for an agent besides its messages and passages."""
+
+    preset: str
+    core_memory: dict[str, Any]
+    template_fields: dict[str, str] = field(default_factory=dict)
+    in_context: list[int] = field(default_factory=list)
+    memory_stats: dict[str, Any] = field(default_factory=dict)
+    memory_pressure_alerted: bool = False
+    first_reply_done: bool = False
+    heartbeats_paused_until: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AgentState:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What happens after a step: another step (with this input) or back to the user."""
+
+    next_input: Message | None = None
+
+
+class Agent:
+    def __init__(
+        self,
+        *,
+        agent_id: int,
+        name: str,
+        state: AgentState,
+        store: Store,
+        backend: Backend,
+        wrapper: LLMChatCompletionWrapper,
+        functions: list[AgentFunction],
+        template: SystemPromptTemplate,
+        messages: list[tuple[int, Message]],
+        config: AgentConfig | None = None,
+    ) -> None:
+        self.agent_id, self.name, self.state = agent_id, name, state
+        self.store, self.backend, self.wrapper = store, backend, wrapper
+        self.functions = {f.name: f for f in functions}
+        self.template = template
+        self.core_memory = CoreMemory.from_dict(state.core_memory)
+        self.messages = messages
+        self.config = config or AgentConfig()
+        self.system_message = self._render_system()
+        self._constraint: Constraint | None = None
+        self.last_completion: Completion | None = None
+
+    # -- public -----------------------------------------------------------------------------------
+    @property
+    def schemas(self) -> list[dict[str, Any]]:
+        return [f.schema for f in self.functions.values()]
+
+    def run_turn(self, text: str, emit: Emit) -> None:
+        """Handle one user message: store it first (it is never lost), then step until done."""
+        if not text.strip():
+            emit(Event("error", "Empty message: type something to send, or /help for commands."))
+            return
+        self._append_input(user_message(text), emit, Event("user_message", text))
+        self._run_steps(emit)
+
+    def heartbeat(
+        self, emit: Emit, reason: str = "[This is an automated system message hidden from the user] Automated timer"
+    ) -> None:
+        self._append_input(heartbeat_message(reason), emit, Event("heartbeat", reason))
+        self._run_steps(emit)
+
+    def set_wrapper(self, wrapper: LLMChatCompletionWrapper) -> None:
+        self.wrapper, self._constraint = wrapper, None
+
+    def set_template_field(self, name: str, value: str) -> None:
+        self.template = self.template.with_field(name, value)
+        self.state.template_fields[name] = value
+        self.system_message = self._render_system()
+        self._save_state()
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def _run_steps(self, emit: Emit) -> None:
+        for _ in range(self.config.max_steps_per_turn):
+            try:
+                outcome = self.step(emit)
+            except (LLMOutputError, BackendError) as exc:
+                emit(Event("error", str(exc), {"raw": getattr(exc, "raw", None)}))
+                return
+            if outcome.next_input is None:
+                return
+            kind = envelope_type(outcome.next_input)
+            payload = json.loads(outcome.next_input["content"])
+            text = payload.get("reason") or payload.get("message") or ""
+            self._append_input(
+                outcome.next_input, emit, Event("heartbeat" if kind == "heartbeat" else "system_alert", text)
+            )
+        emit(Event("warning", f"Stopped after {self.config.max_steps_per_turn} steps in one turn; waiting for you."))
+
+    def step(self, emit: Emit) -> StepOutcome:
+        call, completion = self._generate_call(emit)
+        emit(Event("inner_thoughts", call.inner_thoughts or "", {"repairs": list(call.repairs)}))
+        args = dict(call.arguments)
+        heartbeat = bool(args.pop(HEARTBEAT_PARAM, False)) or self._heartbeat_correction(call.name)
+        emit(Event("function_call", call.name, {"arguments": args}))
+        with self.store.transaction() as tx:
+            tools = _Toolbox(self, tx, emit)
+            ok, result = self._execute(call.name, args, tools)
+            stored_args = {**args, HEARTBEAT_PARAM: heartbeat} if self.functions[call.name].takes_heartbeat else args
+            self._add(tx, assistant_call(call.inner_thoughts, call.name, stored_args))
+            self._add(tx, function_result(call.name, ok, result))
+            if tools.memory_edited:
+                self._refresh_system_message(tx)
+            self.state.first_reply_done = True
+            next_input = self._next_input(ok, heartbeat, completion)
+            tx.save_agent_state(self.agent_id, self._state_dict())
+        emit(Event("function_return", call.name, {"status": "OK" if ok else "Failed", "message": result}))
+        return StepOutcome(next_input)
+
+    def _next_input(self, ok: bool, heartbeat: bool, completion: Completion) -> Message | None:
+        used = completion.prompt_tokens or 0
+        if not self.state.memory_pressure_alerted and ctxwin.over_warning(used, self.backend.context_length):
+            self.state.memory_pressure_alerted = True
+            return system_alert(MEMORY_PRESSURE)
+        if not ok:
+            return heartbeat_message(HEARTBEAT_FAILED)
+        if heartbeat:
+            return heartbeat_message(HEARTBEAT_REQUESTED)
+        return None
+
+    def _heartbeat_correction(self, name: str) -> bool:
+        """Small models forget request_heartbeat after a user message: continue unless they replied."""
+        if name in ("send_message", "pause_heartbeats") or not self.messages:
+            return False
+        return envelope_type(self.messages[-1][1]) == "user_message"
+
+    def _execute(self, name: str, args: dict[str, Any], tools: _Toolbox) -> tuple[bool, str | None]:
+        try:
+            result = self.functions[name].fn(tools, **args)
+        except FunctionFailed as exc:
+            return False, str(exc)
+        except Exception as exc:  # a function bug must not end the session: report it to the model
+            return False, f"{type(exc).__name__}: {exc}"
+        text = None if result is None else str(result)
+        if text and name not in SEARCH_FUNCTIONS and len(text) > RESULT_CHAR_LIMIT:
+            text = text[:RESULT_CHAR_LIMIT] + f"... [NOTE: result truncated at {RESULT_CHAR_LIMIT} characters]"
+        return True, text
+
+    # -- generation -------------------------------------------------------------------------------
+    def _generate_call(self, emit: Emit) -> tuple[ParsedCall, Completion]:
+        corrections: list[Message] = []
+        attempts = self.config.max_parse_retries + 1
+        verify = self.config.verify_first_message and not self.state.first_reply_done
+        if verify:
+            attempts = max(attempts, self.config.first_message_attempts)
+        last_error: LLMOutputError | None = None
+        for attempt in range(attempts):
+            completion = self._complete(corrections)
+            try:
+                call = self.wrapper.parse(completion.text, self.schemas)
+            except LLMOutputError as exc:
+                last_error = exc
+                emit(Event("retry", str(exc), {"attempt": attempt + 1, "raw": completion.text}))
+                corrections = [
+                    system_alert(
+                        f"Your last reply could not be used: {exc} Reply with exactly one function call in the JSON format shown."
+                    )
+                ]
+                continue
+            problem = self._first_reply_problem(call) if verify else None
+            if problem and attempt < attempts - 1:
+                emit(Event("retry", f"First reply check: {problem}", {"attempt": attempt + 1, "raw": completion.text}))
+                continue
+            return call, completion
+        assert last_error is not None
+        raise LLMOutputError(
+            f"The model's output could not be parsed after {attempts} tries: {last_error}", last_error.raw
+        )
+
+    @staticmethod
+    def _first_reply_problem(call: ParsedCall) -> str | None:
+        if call.name not in FIRST_REPLY_FUNCTIONS:
+            return f"expected send_message, got {call.name}"
+        if _LEAK_CHARS & set(call.inner_thoughts or ""):
+            return "inner thoughts contain call syntax"
+        return None
+
+    def _complete(self, extra: list[Message]) -> Completion:
+        prompt = self._fit_prompt(extra)
+        constraint = self._output_constraint()
+        max_tokens = self.config.max_tokens
+        while True:
+            completion = self.backend.complete(
+                prompt, stop=self.wrapper.stop, max_tokens=max_tokens, constraint=constraint
+            )
+            self.last_completion = completion
+            if completion.finish_reason != "length":
+                return completion
+            if max_tokens >= self.config.max_tokens_ceiling:
+                raise GenerationTruncatedError(
+                    f"The model's reply was cut at the token limit ({max_tokens} tokens) before the call was complete.",
+                    completion.text,
+                )
+            max_tokens = min(max_tokens * 2, self.config.max_tokens_ceiling)
+
+    def _output_constraint(self) -> Constraint | None:
+        if not self.backend.can_constrain or not self.wrapper.constrained:
+            return None
+        if self._constraint is None:
+            schema = self.wrapper.output_schema(self.schemas)
+            self._constraint = build_constraint(schema) if schema else None
+        return self._constraint
+
+    def prompt(self, extra: list[Message] | None = None) -> str:
+        messages = [{"role": "system", "content": self.system_message}] + [m for _, m in self.messages] + (extra or [])
+        return self.wrapper.chat_completion_to_prompt(
+            messages, self.schemas, first_message=not self.state.first_reply_done
+        )
+
+    def _fit_prompt(self, extra: list[Message]) -> str:
+        for _ in range(3):
+            prompt = self.prompt(extra)
+            tokens = self.backend.count_tokens(prompt)
+            if tokens + self.config.max_tokens <= self.backend.context_length:
+                return prompt
+            if not self.summarize():
+                break
+        raise ContextOverflowError(tokens + self.config.max_tokens, self.backend.context_length)
+
+    # -- memory -----------------------------------------------------------------------------------
+    def summarize(self, emit: Emit | None = None) -> bool:
+        """Replace the oldest in-context messages with a summary. They stay in recall memory."""
+        counts = [self.backend.count_tokens(json.dumps(m, ensure_ascii=False)) for _, m in self.messages]
+        cutoff = ctxwin.choose_cutoff(counts, [m["role"] for _, m in self.messages])
+        if cutoff < 2:
+            return False
+        old = [m for _, m in self.messages[:cutoff]]
+        summary = self._summary_text(old)
+        total = self.store.count_messages(self.agent_id)
+        alert = system_alert(ctxwin.summary_alert_text(summary, cutoff, total))
+        with self.store.transaction() as tx:
+            kept = self.messages[cutoff:]
+            self.messages = []
+            self._add(tx, alert)
+            self.messages += kept
+            self.state.memory_pressure_alerted = False
+            tx.save_agent_state(self.agent_id, self._state_dict())
+        if emit:
+            emit(
+                Event(
+                    "system_alert",
+                    f"Summarized {cutoff} older messages to fit the context window.",
+                    {"summary": summary},
+                )
+            )
+        return True
+
+    def _summary_text(self, old: list[Message]) -> str:
+        budget = int(self.backend.context_length * ctxwin.SUMMARY_FRACTION) - ctxwin.SUMMARY_MAX_TOKENS
+        lines = ctxwin.fit_transcript([ctxwin.transcript_line(m) for m in old], budget, self.backend.count_tokens)
+        prompt = self.wrapper.plain_prompt(ctxwin.SUMMARIZER_SYSTEM, "\n".join(lines)) + "SUMMARY: "
+        try:
+            text = self.backend.complete(prompt, stop=self.wrapper.stop, max_tokens=ctxwin.SUMMARY_MAX_TOKENS).text
+        except BackendError:
+            text = ""
+        return text.strip() or "(The summary could not be generated; search recall memory for details.)"
+
+    def _render_system(self) -> str:
+        stats = self.state.memory_stats or {}
+        return self.template.render(
+            self.core_memory,
+            MemoryStats(
+                edit_timestamp=stats.get("edit_timestamp", now_text()),
+                recall_count=stats.get("recall_count", 0),
+                archival_count=stats.get("archival_count", 0),
+            ),
+        )
+
+    def _refresh_system_message(self, tx: Any) -> None:
+        self.state.memory_stats = {
+            "edit_timestamp": now_text(),
+            "recall_count": self.store.count_messages(self.agent_id),
+            "archival_count": self.store.count_passages(self.agent_id),
+        }
+        self.system_message = self._render_system()
+
+    # -- persistence ------------------------------------------------------------------------------
+    def _add(self, tx: Any, message: Message) -> int:
+        message_id = tx.add_message(self.agent_id, message["role"], searchable_text(message), message)
+        self.messages.append((message_id, message))
+        return message_id
+
+    def _append_input(self, message: Message, emit: Emit, event: Event) -> None:
+        with self.store.transaction() as tx:
+            self._add(tx, message)
+            tx.save_agent_state(self.agent_id, self._state_dict())
+        emit(event)
+
+    def _state_dict(self) -> dict[str, Any]:
+        self.state.core_memory = self.core_memory.to_dict()
+        self.state.in_context = [mid for mid, _ in self.messages]
+        return self.state.to_dict()
+
+    def _save_state(self) -> None:
+        with self.store.transaction() as tx:
+            tx.save_agent_state(self.agent_id, self._state_dict())
+
+
+class _Toolbox:
+    """The FunctionContext functions see: this agent's memory, inside the step's transaction."""
+
+    def __init__(self, agent: Agent, tx: Any, emit: Emit) -> None:
+        self._agent, self._tx, self._emit = agent, tx, emit
+        self.core_memory = agent.core_memory
+        self.memory_edited = False
+
+    def send_message(self, message: str) -> None:
+        self._emit(Event("assistant_message", message))
+
+    def core_memory_changed(self) -> None:
+        self.memory_edited = True
+
+    def search_recall(self, query: str, page: int) -> Any:
+        return self._agent.store.search_messages(self._agent.agent_id, query, page=page, roles=("user", "assistant"))
+
+    def search_recall_by_date(self, start: date, end: date, page: int) -> Any:
+        return self._agent.store.search_messages_by_date(self._agent.agent_id, start, end, page=page)
+
+    def insert_archival(self, content: str) -> None:
+        self._tx.add_passage(self._agent.agent_id, content)
+        self.memory_edited = True  # the passage count in the system message changed
+
+    def search_archival(self, query: str, page: int) -> Any:
+        return self._agent.store.search_passages(self._agent.agent_id, query, page=page)
+
+    def pause_heartbeats(self, minutes: int) -> None:
+        self._agent.state.heartbeats_paused_until = datetime.now().timestamp() + 60 * minutes

@@ -1,0 +1,160 @@
+"""The composition root: turns Settings into a working Agent (store + backend + wrapper + preset).
+Nothing below this module reads the environment, files of the user's home or global state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from memagent.agent import Agent, AgentConfig, AgentState
+from memagent.errors import ConfigError
+from memagent.functions.memory import builtin_functions
+from memagent.llm.backends.base import Backend
+from memagent.llm.wrappers.base import LLMChatCompletionWrapper
+from memagent.llm.wrappers.registry import create_wrapper
+from memagent.memory.store import Store, unique_agent_name
+from memagent.messages import boot_messages, now_text, searchable_text
+from memagent.prompts.presets import (
+    DEFAULT_PRESET,
+    Library,
+    Preset,
+    builtin_fields,
+    initial_core_memory,
+    load_preset,
+    load_template,
+)
+from memagent.prompts.template import SystemPromptTemplate
+from memagent.settings import Settings
+
+
+@dataclass
+class Session:
+    agent: Agent
+    created: bool
+    store: Store
+    backend: Backend
+
+    def close(self) -> None:
+        self.backend.close()
+        self.store.close()
+
+
+def open_store(settings: Settings) -> Store:
+    return Store(settings.db_path)
+
+
+def create_backend(settings: Settings) -> Backend:
+    if settings.backend == "embedded":
+        from memagent.llm.backends.embedded import EmbeddedBackend
+
+        return EmbeddedBackend(settings.model_path, context_length=settings.context_length)
+    from memagent.llm.backends.registry import create_backend as create_server_backend
+
+    return create_server_backend(
+        settings.backend,
+        endpoint=settings.endpoint,
+        model=settings.backend_model,
+        context_length=settings.context_length,
+        api_key=settings.api_key,
+    )
+
+
+def choose_wrapper(settings: Settings, backend: Backend) -> LLMChatCompletionWrapper:
+    constrained = settings.constrain and backend.can_constrain
+    return create_wrapper(settings.model, constrained=constrained, user_folder=settings.home / "wrappers")
+
+
+def build_template(library: Library, preset: Preset, overrides: dict[str, str]) -> SystemPromptTemplate:
+    template = load_template(library, preset, builtin_fields())
+    for name, value in overrides.items():
+        if name in template.field_names():
+            template = template.with_field(name, value)
+    return template
+
+
+def open_agent(
+    settings: Settings, store: Store, backend: Backend, wrapper: LLMChatCompletionWrapper | None = None
+) -> tuple[Agent, bool]:
+    """Resume `settings.agent` if it exists, else create it (or a new agent with a readable name)."""
+    library = Library(settings.home)
+    wrapper = wrapper or choose_wrapper(settings, backend)
+    config = AgentConfig(verify_first_message=not settings.no_verify)
+    row = store.find_agent(settings.agent) if settings.agent else None
+    if row is None:
+        return _create_agent(settings, store, backend, wrapper, library, config), True
+    if settings.preset and settings.preset != row.state.get("preset"):
+        raise ConfigError(
+            f"Agent {row.name!r} uses preset {row.state.get('preset')!r}; --preset applies only to new agents."
+        )
+    state = AgentState.from_dict(row.state)
+    preset = load_preset(library, state.preset)
+    functions = builtin_functions().select(preset.functions)
+    messages = [(m.id, m.payload) for m in store.get_messages(row.id, state.in_context)]
+    template = build_template(library, preset, state.template_fields)
+    agent = Agent(
+        agent_id=row.id,
+        name=row.name,
+        state=state,
+        store=store,
+        backend=backend,
+        wrapper=wrapper,
+        functions=functions,
+        template=template,
+        messages=messages,
+        config=config,
+    )
+    return agent, False
+
+
+def _create_agent(
+    settings: Settings,
+    store: Store,
+    backend: Backend,
+    wrapper: LLMChatCompletionWrapper,
+    library: Library,
+    config: AgentConfig,
+) -> Agent:
+    preset = load_preset(library, settings.preset or DEFAULT_PRESET)
+    try:
+        functions = builtin_functions().select(preset.functions)
+    except KeyError as exc:
+        raise ConfigError(f"Preset {preset.source} names unknown function(s): {exc.args[0]}.") from exc
+    template = build_template(library, preset, {})
+    core = initial_core_memory(library, preset)
+    stats = {"edit_timestamp": now_text(), "recall_count": 0, "archival_count": 0}
+    state = AgentState(preset=preset.name, core_memory=core.to_dict(), memory_stats=stats)
+    name = settings.agent or unique_agent_name(store)
+    with store.transaction() as tx:
+        row = tx.create_agent(name, state.to_dict())
+        messages = []
+        for message in boot_messages():
+            messages.append((tx.add_message(row.id, message["role"], searchable_text(message), message), message))
+        state.in_context = [mid for mid, _ in messages]
+        tx.save_agent_state(row.id, state.to_dict())
+    return Agent(
+        agent_id=row.id,
+        name=name,
+        state=state,
+        store=store,
+        backend=backend,
+        wrapper=wrapper,
+        functions=functions,
+        template=template,
+        messages=messages,
+        config=config,
+    )
+
+
+def open_session(settings: Settings) -> Session:
+    store = open_store(settings)
+    try:
+        backend = create_backend(settings)
+    except BaseException:
+        store.close()
+        raise
+    try:
+        agent, created = open_agent(settings, store, backend)
+    except BaseException:
+        backend.close()
+        store.close()
+        raise
+    return Session(agent, created, store, backend)

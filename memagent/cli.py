@@ -1,0 +1,122 @@
+"""The `memagent` command: typer app. Builds Settings, runs the job, maps errors to one line + exit code."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from memagent import __version__
+from memagent.errors import UserError
+
+app = typer.Typer(
+    help="memagent: a MemGPT-style memory agent for the terminal, on local LLMs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+)
+
+_DEBUG = False
+
+
+@app.command()
+def chat(
+    agent: Annotated[str | None, typer.Option("--agent", "-a", help="Resume this agent, or create it.")] = None,
+    preset: Annotated[str | None, typer.Option(help="Preset for a new agent (see `memagent presets list`).")] = None,
+    model: Annotated[str | None, typer.Option(help="Wrapper (prompt format) or a known model name.")] = None,
+    model_path: Annotated[
+        Path | None, typer.Option("--model-path", help="Run this GGUF instead of the default SmolLM2.")
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="embedded (default), llamacpp, openai-completions, ollama, ... [env BACKEND_TYPE]"),
+    ] = None,
+    endpoint: Annotated[str | None, typer.Option(help="Server URL for server backends. [env OPENAI_API_BASE]")] = None,
+    backend_model: Annotated[
+        str | None, typer.Option("--backend-model", help="Model name a server needs (Ollama, vLLM).")
+    ] = None,
+    context_length: Annotated[int | None, typer.Option("--context-length", help="Context window in tokens.")] = None,
+    no_verify: Annotated[
+        bool, typer.Option("--no-verify", "--no_verify", help="Skip first-message verification.")
+    ] = False,
+    no_constraint: Annotated[
+        bool, typer.Option("--no-constraint", help="Don't constrain output with a grammar.")
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per event per line.")] = False,
+    no_color: Annotated[bool, typer.Option("--no-color", help="Plain output (also NO_COLOR).")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for internal errors.")] = False,
+) -> None:
+    """Chat with an agent that remembers. Piped stdin: one message per line."""
+    global _DEBUG
+    _DEBUG = debug
+    from memagent.app import open_session
+    from memagent.events import Event
+    from memagent.repl import chat as run_chat
+    from memagent.settings import build_settings
+
+    settings = build_settings(
+        dict(
+            agent=agent,
+            preset=preset,
+            model=model,
+            model_path=model_path,
+            backend=backend,
+            endpoint=endpoint,
+            backend_model=backend_model,
+            context_length=context_length,
+            no_verify=no_verify,
+            no_constraint=no_constraint,
+            json_output=json_output,
+            no_color=no_color,
+            debug=debug,
+        )
+    )
+    session = open_session(settings)
+    try:
+        verb = "Created" if session.created else "Resumed"
+        message = (
+            f"{verb} agent {session.agent.name} ({session.agent.wrapper.name} wrapper, {session.backend.name} backend)"
+        )
+        if settings.json_output:
+            print(
+                Event("info", message, {"agent": session.agent.name, "created": session.created}).to_json(), flush=True
+            )
+        else:
+            print(message, file=sys.stderr, flush=True)
+        run_chat(session.agent, json_output=settings.json_output, color=settings.color, home=settings.home)
+    finally:
+        session.close()
+
+
+@app.command()
+def version() -> None:
+    """Print memagent's version."""
+    print(f"memagent {__version__}")
+
+
+def main() -> None:
+    import click
+
+    try:
+        result = app(standalone_mode=False)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("Interrupted.", file=sys.stderr)
+        sys.exit(130)
+    except UserError as exc:
+        print(f"memagent: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if _DEBUG:
+            raise
+        print(f"memagent: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""The base function set: how the agent talks to the user and edits and searches its memory.
+
+Each function is plain typed Python; its docstring is what the model reads (see registry.py). The first
+argument is the FunctionContext the agent passes in. A function signals failure by raising
+FunctionFailed (or any exception): the agent turns it into a "Failed" result for the model.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from typing import Any, Protocol
+
+from memagent.functions.registry import FunctionRegistry
+from memagent.memory.core import CoreMemory, CoreMemoryEditError
+
+MAX_PAUSE_MINUTES = 360
+
+
+class FunctionFailed(Exception):
+    """A failure the model can act on; its message is returned to the model."""
+
+
+class SearchResults(Protocol):
+    items: list[Any]
+    total: int
+    page: int
+    num_pages: int
+
+
+class FunctionContext(Protocol):
+    core_memory: CoreMemory
+
+    def send_message(self, message: str) -> None: ...
+    def core_memory_changed(self) -> None: ...
+    def search_recall(self, query: str, page: int) -> SearchResults: ...
+    def search_recall_by_date(self, start: date, end: date, page: int) -> SearchResults: ...
+    def insert_archival(self, content: str) -> None: ...
+    def search_archival(self, query: str, page: int) -> SearchResults: ...
+    def pause_heartbeats(self, minutes: int) -> None: ...
+
+
+def format_time(moment: datetime) -> str:
+    """MemGPT's timestamp format, in local time: 2023-11-01 09:53:02 PM PDT-0700."""
+    return moment.astimezone().strftime("%Y-%m-%d %I:%M:%S %p %Z%z")
+
+
+def _format_page(results: SearchResults, lines: list[str]) -> str:
+    if results.total == 0:
+        return "No results found."
+    if not lines:
+        return f"No results on page {results.page} (there are {results.num_pages} pages, numbered from 0)."
+    header = f"Showing {len(lines)} of {results.total} results (page {results.page + 1}/{results.num_pages}):"
+    return f"{header} {json.dumps(lines, ensure_ascii=False)}"
+
+
+def _parse_date(value: str, which: str) -> date:
+    try:
+        return datetime.strptime(value.strip(), "%Y-%m-%d").date()
+    except (ValueError, AttributeError) as exc:
+        raise FunctionFailed(f"{which} {value!r} is not a date: use YYYY-MM-DD, e.g. 2024-01-31.") from exc
+
+
+def _check_page(page: int) -> int:
+    if page < 0:
+        raise FunctionFailed("page must be 0 or more (0 is the first page).")
+    return page
+
+
+# --------------------------------------------------------------------------------------------------
+def send_message(ctx: FunctionContext, message: str) -> None:
+    """Sends a message to the human user.
+
+    Args:
+        message: Message contents. All unicode (including emojis) are supported.
+    """
+    if not message.strip():
+        raise FunctionFailed("message is empty: write the text the user should see.")
+    ctx.send_message(message)
+
+
+def pause_heartbeats(ctx: FunctionContext, minutes: int) -> str:
+    """Temporarily ignore timed heartbeats. You may still receive messages from manual heartbeats and other events.
+
+    Args:
+        minutes: Number of minutes to ignore heartbeats for. Max value of 360 minutes (6 hours).
+    """
+    minutes = max(0, min(minutes, MAX_PAUSE_MINUTES))
+    ctx.pause_heartbeats(minutes)
+    return f"Pausing timed heartbeats for {minutes} min"
+
+
+def core_memory_append(ctx: FunctionContext, name: str, content: str) -> None:
+    """Append to the contents of core memory.
+
+    Args:
+        name: Section of the memory to be edited (persona or human).
+        content: Content to write to the memory. All unicode (including emojis) are supported.
+    """
+    try:
+        ctx.core_memory.append(name, content)
+    except CoreMemoryEditError as exc:
+        raise FunctionFailed(str(exc)) from exc
+    ctx.core_memory_changed()
+
+
+def core_memory_replace(ctx: FunctionContext, name: str, old_content: str, new_content: str) -> None:
+    """Replace the contents of core memory. To delete memories, use an empty string for new_content.
+
+    Args:
+        name: Section of the memory to be edited (persona or human).
+        old_content: String to replace. Must be an exact match.
+        new_content: Content to write to the memory. All unicode (including emojis) are supported.
+    """
+    try:
+        ctx.core_memory.replace(name, old_content, new_content)
+    except CoreMemoryEditError as exc:
+        raise FunctionFailed(str(exc)) from exc
+    ctx.core_memory_changed()
+
+
+def conversation_search(ctx: FunctionContext, query: str, page: int = 0) -> str:
+    """Search prior conversation history using full-text search.
+
+    Args:
+        query: String to search for.
+        page: Allows you to page through results. Only use on a follow-up query. Defaults to 0 (first page).
+    """
+    results = ctx.search_recall(query, _check_page(page))
+    lines = [f"timestamp: {format_time(m.created_at)}, {m.role} - {m.text}" for m in results.items]
+    return _format_page(results, lines)
+
+
+def conversation_search_date(ctx: FunctionContext, start_date: str, end_date: str, page: int = 0) -> str:
+    """Search prior conversation history using a date range.
+
+    Args:
+        start_date: The start of the date range to search, in the format 'YYYY-MM-DD'.
+        end_date: The end of the date range to search, in the format 'YYYY-MM-DD'.
+        page: Allows you to page through results. Only use on a follow-up query. Defaults to 0 (first page).
+    """
+    start, end = _parse_date(start_date, "start_date"), _parse_date(end_date, "end_date")
+    if end < start:
+        raise FunctionFailed(f"end_date {end_date} is before start_date {start_date}.")
+    results = ctx.search_recall_by_date(start, end, _check_page(page))
+    lines = [f"timestamp: {format_time(m.created_at)}, {m.role} - {m.text}" for m in results.items]
+    return _format_page(results, lines)
+
+
+def archival_memory_insert(ctx: FunctionContext, content: str) -> None:
+    """Add to archival memory. Make sure to phrase the memory contents such that it can be easily queried later.
+
+    Args:
+        content: Content to write to the memory. All unicode (including emojis) are supported.
+    """
+    if not content.strip():
+        raise FunctionFailed("content is empty: write the text to remember.")
+    ctx.insert_archival(content)
+
+
+def archival_memory_search(ctx: FunctionContext, query: str, page: int = 0) -> str:
+    """Search archival memory using full-text search.
+
+    Args:
+        query: String to search for.
+        page: Allows you to page through results. Only use on a follow-up query. Defaults to 0 (first page).
+    """
+    results = ctx.search_archival(query, _check_page(page))
+    lines = [f"timestamp: {format_time(p.created_at)}, memory: {p.text}" for p in results.items]
+    return _format_page(results, lines)
+
+
+def builtin_functions() -> FunctionRegistry:
+    registry = FunctionRegistry()
+    registry.register(send_message, heartbeat=False)
+    registry.register(pause_heartbeats, heartbeat=False)
+    for fn in (
+        core_memory_append,
+        core_memory_replace,
+        conversation_search,
+        conversation_search_date,
+        archival_memory_insert,
+        archival_memory_search,
+    ):
+        registry.register(fn)
+    return registry
+
+
+# Searches page their own results, so they are exempt from the result truncation limit.
+SEARCH_FUNCTIONS = frozenset({"conversation_search", "conversation_search_date", "archival_memory_search"})

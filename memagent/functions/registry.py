@@ -1,0 +1,120 @@
+"""Agent functions are plain typed Python with a Google-style docstring; their JSON schemas are derived
+from the signature and docstring, so there is one source of truth."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+_JSON_TYPES = {str: "string", int: "integer", bool: "boolean", float: "number"}
+HEARTBEAT_PARAM = "request_heartbeat"
+HEARTBEAT_DESCRIPTION = (
+    "Request an immediate heartbeat after function execution. Set to true if you want to send a "
+    "follow-up message or run a follow-up function."
+)
+
+
+@dataclass(frozen=True)
+class AgentFunction:
+    name: str
+    fn: Callable[..., Any]
+    schema: dict[str, Any]
+
+    @property
+    def takes_heartbeat(self) -> bool:
+        return HEARTBEAT_PARAM in self.schema["parameters"]["properties"]
+
+
+def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    """Split a Google-style docstring into (description, {param: description})."""
+    lines = inspect.cleandoc(doc).splitlines()
+    description: list[str] = []
+    params: dict[str, str] = {}
+    section = "description"
+    current = None
+    for line in lines:
+        header = line.strip().rstrip(":").lower()
+        if header in ("args", "arguments", "parameters") and line.strip().endswith(":"):
+            section = "args"
+            continue
+        if header in ("returns", "raises", "yields") and line.strip().endswith(":"):
+            section = "other"
+            continue
+        if section == "description":
+            description.append(line)
+        elif section == "args":
+            match = re.match(r"^\s*(\w+)\s*(\([^)]*\))?\s*:\s*(.*)$", line)
+            if match and not line.startswith("        "):
+                current = match.group(1)
+                params[current] = match.group(3).strip()
+            elif current and line.strip():
+                params[current] = f"{params[current]} {line.strip()}"
+    return " ".join(s.strip() for s in description if s.strip()), params
+
+
+def _json_type(annotation: Any, where: str) -> str:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return _json_type(args[0], where)
+    if annotation in _JSON_TYPES:
+        return _JSON_TYPES[annotation]
+    raise TypeError(f"{where}: unsupported parameter type {annotation!r}")
+
+
+def schema_from_function(fn: Callable[..., Any], *, heartbeat: bool) -> dict[str, Any]:
+    """The OpenAI-style function schema of `fn`. Its first parameter (the agent context) is skipped."""
+    if not fn.__doc__:
+        raise TypeError(f"function {fn.__name__} needs a docstring: it is the model's description")
+    description, param_docs = _parse_docstring(fn.__doc__)
+    hints = typing.get_type_hints(fn)
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for i, (pname, param) in enumerate(inspect.signature(fn).parameters.items()):
+        if i == 0:
+            continue  # the context the agent passes in
+        if pname not in hints:
+            raise TypeError(f"{fn.__name__}: parameter {pname!r} needs a type hint")
+        properties[pname] = {
+            "type": _json_type(hints[pname], f"{fn.__name__}.{pname}"),
+            "description": param_docs.get(pname, ""),
+        }
+        if param.default is inspect.Parameter.empty:
+            required.append(pname)
+    if heartbeat:
+        properties[HEARTBEAT_PARAM] = {"type": "boolean", "description": HEARTBEAT_DESCRIPTION}
+        required.append(HEARTBEAT_PARAM)
+    return {
+        "name": fn.__name__,
+        "description": description,
+        "parameters": {"type": "object", "properties": properties, "required": required},
+    }
+
+
+class FunctionRegistry:
+    """Name -> AgentFunction. Built-in functions register the same way user functions would."""
+
+    def __init__(self) -> None:
+        self._functions: dict[str, AgentFunction] = {}
+
+    def register(self, fn: Callable[..., Any], *, heartbeat: bool = True) -> Callable[..., Any]:
+        self._functions[fn.__name__] = AgentFunction(fn.__name__, fn, schema_from_function(fn, heartbeat=heartbeat))
+        return fn
+
+    def get(self, name: str) -> AgentFunction | None:
+        return self._functions.get(name)
+
+    def names(self) -> list[str]:
+        return list(self._functions)
+
+    def select(self, names: list[str]) -> list[AgentFunction]:
+        unknown = [n for n in names if n not in self._functions]
+        if unknown:
+            raise KeyError(", ".join(unknown))
+        return [self._functions[n] for n in names]

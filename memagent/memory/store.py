@@ -1,0 +1,702 @@
+"""SQLite storage for agents, their message log (recall memory) and passages (archival memory).
+
+One ``Store`` owns one SQLAlchemy connection in driver-autocommit mode and issues ``BEGIN IMMEDIATE``
+/ ``COMMIT`` itself. Why: reads outside a transaction must not leave a read snapshot open (that would
+pin the WAL and hide other processes' writes), and a write transaction must take the write lock up
+front so a second memagent fails fast with "locked" instead of deadlocking half-way through a step.
+The CLI is single-threaded, so one connection is enough, and reads made inside ``transaction()``
+see its uncommitted writes because they share that connection.
+
+Full-text search uses FTS5 external-content tables (see ``migrations.py``). User/model queries are
+never passed to FTS5 as syntax: ``fts_query`` quotes every term, so no input can raise a syntax error.
+
+Every failure the user can do something about (bad path, not a database, locked, read-only, newer
+schema) becomes a one-line ``StoreError`` naming the database path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.pool import StaticPool
+
+from memagent.errors import StoreError
+from memagent.memory.migrations import MIGRATIONS, Migration, apply_pending, fts_query, schema_version
+
+T = TypeVar("T")
+
+DEFAULT_BUSY_TIMEOUT = 2.0
+"""Seconds a statement waits for another process's lock before giving up with "locked"."""
+
+MEMORY_PATH = ":memory:"
+
+
+# ---------------------------------------------------------------------------------------------- rows
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRow:
+    id: int
+    name: str
+    state: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    id: int
+    agent_id: int
+    role: str
+    text: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    id: int
+    agent_id: int
+    text: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage(Generic[T]):
+    """One page of a search. ``page`` is 0-based; ``total`` counts every match, not just this page.
+
+    ``num_pages`` is ``ceil(total / page_size)`` but never less than 1: page 0 always exists (it is
+    simply empty when nothing matched), so "page 1/1" can be shown for an empty result. A page past
+    the end has no items but still reports the real ``total`` and ``num_pages``.
+    """
+
+    items: list[T]
+    total: int
+    page: int
+    num_pages: int
+    page_size: int
+
+
+# ------------------------------------------------------------------------------------ time helpers
+
+
+def _utc_iso(moment: datetime | None = None) -> str:
+    """UTC ISO-8601 with a fixed width and offset, so string order equals time order in SQL.
+
+    A naive datetime is taken to be local time (that is what ``datetime.now()`` gives callers)."""
+    moment = datetime.now(UTC) if moment is None else moment
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def _local_day_start(day: date) -> datetime:
+    """Midnight at the start of ``day`` in the local timezone (DST rules of that date)."""
+    return datetime.combine(day, time.min).astimezone()
+
+
+# ---------------------------------------------------------------------------------- error messages
+
+_REASONS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (
+        ("locked", "busy"),
+        "it is locked by another program (is another memagent running?); close that program and try again",
+    ),
+    (
+        ("not a database", "encrypted"),
+        "it is not a SQLite database; move the file away or choose another database path",
+    ),
+    (("malformed", "corrupt"), "the database is damaged; restore a backup or move the file away"),
+    (("readonly", "read-only"), "it is read-only; fix the permissions of the file and its directory"),
+    (("unable to open",), "the file can't be opened; check that its directory exists and is writable"),
+    (("disk is full", "database or disk is full"), "the disk is full; free some space and retry"),
+    (("no such module: fts5",), "this Python's SQLite lacks FTS5; use a Python built with FTS5"),
+)
+
+
+def _reason(error: BaseException) -> str:
+    """Turn a driver error into "what happened; how to fix it" without a traceback."""
+    original = getattr(error, "orig", None) or error
+    detail = " ".join(str(original).split()) or type(original).__name__
+    lowered = detail.lower()
+    for needles, reason in _REASONS:
+        if any(needle in lowered for needle in needles):
+            return reason
+    return f"{detail}; check the file or choose another database path"
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+# ------------------------------------------------------------------------------------------ store
+
+_MESSAGE_COLUMNS = "m.id, m.agent_id, m.role, m.text, m.payload, m.created_at"
+_PASSAGE_COLUMNS = "p.id, p.agent_id, p.text, p.created_at"
+
+
+def _message(row: sa.Row[Any]) -> StoredMessage:
+    return StoredMessage(row.id, row.agent_id, row.role, row.text, json.loads(row.payload), _parse_time(row.created_at))
+
+
+def _passage(row: sa.Row[Any]) -> Passage:
+    return Passage(row.id, row.agent_id, row.text, _parse_time(row.created_at))
+
+
+def _agent(row: sa.Row[Any]) -> AgentRow:
+    return AgentRow(row.id, row.name, json.loads(row.state), _parse_time(row.created_at), _parse_time(row.updated_at))
+
+
+def _check_paging(page: int, page_size: int) -> None:
+    if page < 0 or page_size < 1:
+        raise ValueError(f"page must be >= 0 and page_size >= 1 (got page={page}, page_size={page_size})")
+
+
+class Store:
+    """The memagent database at ``path`` (created with its parent directories if missing)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        migrations: Sequence[Migration] = MIGRATIONS,
+    ) -> None:
+        in_memory = str(path) == MEMORY_PATH
+        self.path: Path | str = MEMORY_PATH if in_memory else Path(path).expanduser()
+        self._depth = 0
+        self._closed = False
+        if not in_memory:
+            self._prepare_file(Path(self.path))
+        self._engine = self._make_engine(busy_timeout)
+        try:
+            with self._guard("open"):
+                self._conn = self._engine.connect()
+                self._conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+            self._migrate(migrations)
+        except BaseException:
+            self._engine.dispose()
+            self._closed = True
+            raise
+
+    @classmethod
+    def in_memory(cls) -> Store:
+        """A private, empty database that vanishes on close: for tests."""
+        return cls(MEMORY_PATH)
+
+    def _prepare_file(self, path: Path) -> None:
+        """Create the parent directories, turning OS errors into one clear line."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(
+                _one_line(
+                    f"Can't create the directory for database {path}: {error.strerror or error}; "
+                    "choose a writable location for the database"
+                )
+            ) from None
+        if path.is_dir():
+            raise StoreError(f"Can't open database {path}: it is a directory; give a file path instead")
+
+    def _make_engine(self, busy_timeout: float) -> sa.Engine:
+        """One pooled connection, driver autocommit (we issue BEGIN/COMMIT), pragmas set on connect."""
+        url = sa.URL.create("sqlite+pysqlite", database=str(self.path))
+        engine = sa.create_engine(
+            url, poolclass=StaticPool, isolation_level="AUTOCOMMIT", connect_args={"timeout": busy_timeout}
+        )
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.close()
+
+        return engine
+
+    def _migrate(self, migrations: Sequence[Migration]) -> None:
+        """Bring the schema up to date; a no-op (no write lock taken) when it already is."""
+        with self._guard("open"):
+            current = schema_version(self._conn)
+        if current > len(migrations):
+            raise StoreError(
+                f"Can't open database {self.path}: it was written by a newer memagent (schema "
+                f"v{current}, this version knows up to v{len(migrations)}); upgrade memagent or "
+                "choose another database path"
+            )
+        if current == len(migrations):
+            return
+        with self._raw_transaction("upgrade"):
+            # Re-read under the write lock: another process may have migrated in the meantime.
+            apply_pending(self._conn, schema_version(self._conn), migrations)
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    @property
+    def schema_version(self) -> int:
+        with self._guard("read"):
+            return schema_version(self._conn)
+
+    def close(self) -> None:
+        """Roll back anything uncommitted and release the file. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._rollback_quietly()
+        self._conn.close()
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"the store for {self.path} is closed")
+
+    @contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        """Translate driver errors into StoreError; programming errors (IntegrityError on a CHECK,
+        ProgrammingError...) keep their traceback because they are bugs."""
+        try:
+            yield
+        except sa_exc.IntegrityError as error:
+            if "FOREIGN KEY" not in str(error.orig):
+                raise
+            raise StoreError(
+                _one_line(
+                    f"Can't write to database {self.path}: the agent no longer exists (deleted by another "
+                    "memagent?); restart memagent"
+                )
+            ) from None
+        except (
+            sa_exc.OperationalError,
+            sa_exc.DatabaseError,
+            sqlite3.OperationalError,
+            sqlite3.DatabaseError,
+        ) as error:
+            if isinstance(error, sa_exc.ProgrammingError | sqlite3.ProgrammingError):
+                raise
+            raise StoreError(_one_line(f"Can't {action} database {self.path}: {_reason(error)}")) from None
+
+    # --------------------------------------------------------------------------- transactions
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """The only way to write. Commits on normal exit, rolls back if the block raises.
+
+        Nested calls use a SAVEPOINT: an inner block that raises undoes only its own writes, and
+        nothing is durable until the outermost block commits."""
+        self._check_open()
+        tx = Transaction(self)
+        try:
+            with self._raw_transaction("write to"):
+                yield tx
+        finally:
+            tx._finished = True
+
+    @contextmanager
+    def _raw_transaction(self, action: str) -> Iterator[None]:
+        depth = self._depth
+        savepoint = f"sp{depth}"
+        begin = "BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {savepoint}"
+        with self._guard(action):
+            self._conn.exec_driver_sql(begin)
+        self._depth = depth + 1
+        try:
+            yield
+        except BaseException:
+            if depth == 0:
+                self._rollback_quietly()
+            else:
+                with self._guard(action):
+                    self._conn.exec_driver_sql(f"ROLLBACK TO {savepoint}")
+                    self._conn.exec_driver_sql(f"RELEASE {savepoint}")
+            raise
+        else:
+            self._commit(depth, savepoint, action)
+        finally:
+            self._depth = depth
+
+    def _commit(self, depth: int, savepoint: str, action: str) -> None:
+        try:
+            with self._guard(action):
+                self._conn.exec_driver_sql("COMMIT" if depth == 0 else f"RELEASE {savepoint}")
+        except StoreError:
+            if depth == 0:
+                self._rollback_quietly()  # a failed COMMIT leaves the transaction open
+            raise
+
+    def _rollback_quietly(self) -> None:
+        """Roll back if SQLite still has a transaction open (some errors already ended it)."""
+        dbapi = self._conn.connection.dbapi_connection
+        if dbapi is not None and dbapi.in_transaction:
+            # If even ROLLBACK fails the connection is unusable; the next statement reports why.
+            with suppress(sa_exc.DBAPIError):
+                self._conn.exec_driver_sql("ROLLBACK")
+
+    # ---------------------------------------------------------------------------------- reads
+
+    def _rows(self, sql: str, params: Mapping[str, Any]) -> Sequence[sa.Row[Any]]:
+        self._check_open()
+        with self._guard("read"):
+            return self._conn.execute(sa.text(sql), params).all()
+
+    def _scalar(self, sql: str, params: Mapping[str, Any]) -> Any:
+        self._check_open()
+        with self._guard("read"):
+            return self._conn.execute(sa.text(sql), params).scalar_one()
+
+    def find_agent(self, name: str) -> AgentRow | None:
+        rows = self._rows("SELECT * FROM agents WHERE name = :name", {"name": name})
+        return _agent(rows[0]) if rows else None
+
+    def list_agents(self) -> list[AgentRow]:
+        """All agents, by name (what a listing shows)."""
+        return [_agent(row) for row in self._rows("SELECT * FROM agents ORDER BY name, id", {})]
+
+    def get_messages(self, agent_id: int, ids: Sequence[int]) -> list[StoredMessage]:
+        """The messages with ``ids``, in the order of ``ids`` (an agent's in-context window).
+
+        A missing id means the saved state points at a message that is gone, so this raises
+        StoreError instead of silently dropping part of the context."""
+        rows = self._rows(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE m.agent_id = :agent_id "
+            "AND m.id IN (SELECT value FROM json_each(:ids))",
+            {"agent_id": agent_id, "ids": json.dumps([int(i) for i in ids])},
+        )
+        by_id = {row.id: _message(row) for row in rows}
+        missing = [i for i in ids if i not in by_id]
+        if missing:
+            raise StoreError(
+                _one_line(
+                    f"Database {self.path} is missing messages {missing[:10]} of agent {agent_id}; the "
+                    "file was edited or damaged, restore a backup or delete the agent"
+                )
+            )
+        return [by_id[i] for i in ids]
+
+    def count_messages(self, agent_id: int) -> int:
+        return int(self._scalar("SELECT count(*) FROM messages WHERE agent_id = :a", {"a": agent_id}))
+
+    def count_passages(self, agent_id: int) -> int:
+        return int(self._scalar("SELECT count(*) FROM passages WHERE agent_id = :a", {"a": agent_id}))
+
+    def list_passages(self, agent_id: int, limit: int, offset: int = 0) -> list[Passage]:
+        """Passages oldest first (insertion order)."""
+        rows = self._rows(
+            f"SELECT {_PASSAGE_COLUMNS} FROM passages p WHERE p.agent_id = :a ORDER BY p.id "
+            "LIMIT :limit OFFSET :offset",
+            {"a": agent_id, "limit": limit, "offset": offset},
+        )
+        return [_passage(row) for row in rows]
+
+    # --------------------------------------------------------------------------------- search
+
+    def _page(
+        self, from_where: str, order: str, columns: str, params: dict[str, Any], page: int, page_size: int
+    ) -> tuple[int, Sequence[sa.Row[Any]]]:
+        """Count every match, then fetch one page: ``total`` is never just ``len(items)``."""
+        _check_paging(page, page_size)
+        total = int(self._scalar(f"SELECT count(*) {from_where}", params))
+        rows = self._rows(
+            f"SELECT {columns} {from_where} ORDER BY {order} LIMIT :limit OFFSET :offset",
+            {**params, "limit": page_size, "offset": page * page_size},
+        )
+        return total, rows
+
+    @staticmethod
+    def _result(items: list[T], total: int, page: int, page_size: int) -> SearchPage[T]:
+        return SearchPage(items, total, page, max(1, math.ceil(total / page_size)), page_size)
+
+    def _text_search(
+        self,
+        table: str,
+        alias: str,
+        columns: str,
+        extra_where: str,
+        params: dict[str, Any],
+        query: str,
+        page: int,
+        page_size: int,
+    ) -> tuple[int, Sequence[sa.Row[Any]]]:
+        """bm25-ranked FTS5 search of ``query`` taken literally; substring match when it has no
+        indexable term (only punctuation or emoji), newest first. An empty query matches all."""
+        match = fts_query(query)
+        if match is None:
+            where = (
+                f"FROM {table} {alias} WHERE {alias}.agent_id = :agent_id {extra_where} "
+                f"AND instr(lower({alias}.text), lower(:needle)) > 0"
+            )
+            order = f"{alias}.created_at DESC, {alias}.id DESC"
+            return self._page(where, order, columns, {**params, "needle": query.strip()}, page, page_size)
+        fts = f"{table}_fts"
+        where = (
+            f"FROM {fts} JOIN {table} {alias} ON {alias}.id = {fts}.rowid WHERE {fts} MATCH :match "
+            f"AND {alias}.agent_id = :agent_id {extra_where}"
+        )
+        order = f"bm25({fts}), {alias}.created_at DESC, {alias}.id DESC"
+        return self._page(where, order, columns, {**params, "match": match}, page, page_size)
+
+    def search_messages(
+        self, agent_id: int, query: str, *, page: int = 0, page_size: int = 5, roles: Sequence[str] | None = None
+    ) -> SearchPage[StoredMessage]:
+        """Recall-memory search: best bm25 match first; ``roles`` limits which roles count."""
+        role_where, params = self._role_filter(agent_id, roles)
+        total, rows = self._text_search("messages", "m", _MESSAGE_COLUMNS, role_where, params, query, page, page_size)
+        return self._result([_message(row) for row in rows], total, page, page_size)
+
+    def search_messages_by_date(
+        self,
+        agent_id: int,
+        start: date,
+        end: date,
+        *,
+        page: int = 0,
+        page_size: int = 5,
+        roles: Sequence[str] | None = None,
+    ) -> SearchPage[StoredMessage]:
+        """Messages from local-time midnight of ``start`` through the end of ``end`` (both
+        inclusive), oldest first. ``start`` after ``end`` matches nothing."""
+        role_where, params = self._role_filter(agent_id, roles)
+        params |= {"lo": _utc_iso(_local_day_start(start)), "hi": _utc_iso(_local_day_start(end + timedelta(days=1)))}
+        where = (
+            f"FROM messages m WHERE m.agent_id = :agent_id {role_where} AND m.created_at >= :lo AND m.created_at < :hi"
+        )
+        total, rows = self._page(where, "m.created_at, m.id", _MESSAGE_COLUMNS, params, page, page_size)
+        return self._result([_message(row) for row in rows], total, page, page_size)
+
+    def search_passages(self, agent_id: int, query: str, *, page: int = 0, page_size: int = 5) -> SearchPage[Passage]:
+        """Archival-memory search: best bm25 match first."""
+        total, rows = self._text_search(
+            "passages", "p", _PASSAGE_COLUMNS, "", {"agent_id": agent_id}, query, page, page_size
+        )
+        return self._result([_passage(row) for row in rows], total, page, page_size)
+
+    @staticmethod
+    def _role_filter(agent_id: int, roles: Sequence[str] | None) -> tuple[str, dict[str, Any]]:
+        params: dict[str, Any] = {"agent_id": agent_id}
+        if roles is None:
+            return "", params
+        params["roles"] = json.dumps(list(roles))
+        return "AND m.role IN (SELECT value FROM json_each(:roles))", params
+
+
+# ------------------------------------------------------------------------------------ transaction
+
+
+class Transaction:
+    """Write access to a ``Store`` for the duration of one ``with store.transaction()`` block."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._finished = False
+
+    def _run(self, sql: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> sa.CursorResult[Any]:
+        """Execute one statement (a list of params means executemany) with error translation."""
+        if self._finished:
+            raise RuntimeError("this transaction has already been committed or rolled back")
+        store = self._store
+        store._check_open()
+        with store._guard("write to"):
+            return store._conn.execute(sa.text(sql), params)
+
+    def create_agent(self, name: str, state: Mapping[str, Any]) -> AgentRow:
+        """A new agent; StoreError if ``name`` is taken (the write lock makes the check race-free)."""
+        if self._store.find_agent(name) is not None:
+            raise StoreError(
+                _one_line(
+                    f"An agent named {name!r} already exists in {self._store.path}; choose another name "
+                    "or delete the existing agent first"
+                )
+            )
+        now = _utc_iso()
+        result = self._run(
+            "INSERT INTO agents (name, state, created_at, updated_at) VALUES (:name, :state, :now, :now)",
+            {"name": name, "state": json.dumps(dict(state)), "now": now},
+        )
+        return AgentRow(
+            int(result.lastrowid), name, json.loads(json.dumps(dict(state))), _parse_time(now), _parse_time(now)
+        )
+
+    def save_agent_state(self, agent_id: int, state: Mapping[str, Any]) -> None:
+        result = self._run(
+            "UPDATE agents SET state = :state, updated_at = :now WHERE id = :id",
+            {"state": json.dumps(dict(state)), "now": _utc_iso(), "id": agent_id},
+        )
+        if result.rowcount == 0:
+            raise StoreError(
+                _one_line(
+                    f"Can't save agent {agent_id} to {self._store.path}: it no longer exists (deleted by "
+                    "another memagent?); restart memagent"
+                )
+            )
+
+    def add_message(
+        self, agent_id: int, role: str, text: str, payload: Mapping[str, Any], created_at: datetime | None = None
+    ) -> int:
+        """Append to the message log; ``text`` is what search sees, ``payload`` the full message."""
+        result = self._run(
+            "INSERT INTO messages (agent_id, role, text, payload, created_at) "
+            "VALUES (:agent_id, :role, :text, :payload, :created_at)",
+            {
+                "agent_id": agent_id,
+                "role": role,
+                "text": text,
+                "payload": json.dumps(dict(payload)),
+                "created_at": _utc_iso(created_at),
+            },
+        )
+        return int(result.lastrowid)
+
+    def update_message(self, message_id: int, text: str, payload: Mapping[str, Any]) -> None:
+        result = self._run(
+            "UPDATE messages SET text = :text, payload = :payload WHERE id = :id",
+            {"text": text, "payload": json.dumps(dict(payload)), "id": message_id},
+        )
+        if result.rowcount == 0:
+            raise StoreError(
+                _one_line(
+                    f"Can't update message {message_id} in {self._store.path}: it no longer exists "
+                    "(agent deleted by another memagent?); restart memagent"
+                )
+            )
+
+    def delete_messages(self, ids: Sequence[int]) -> int:
+        """Delete messages by id; returns how many existed."""
+        result = self._run(
+            "DELETE FROM messages WHERE id IN (SELECT value FROM json_each(:ids))",
+            {"ids": json.dumps([int(i) for i in ids])},
+        )
+        return int(result.rowcount)
+
+    def add_passage(self, agent_id: int, text: str, created_at: datetime | None = None) -> int:
+        result = self._run(
+            "INSERT INTO passages (agent_id, text, created_at) VALUES (:agent_id, :text, :created_at)",
+            {"agent_id": agent_id, "text": text, "created_at": _utc_iso(created_at)},
+        )
+        return int(result.lastrowid)
+
+    def add_passages(self, agent_id: int, texts: Sequence[str]) -> list[int]:
+        """Bulk insert (one executemany) for loading files; ids in the order of ``texts``.
+
+        We hold the write lock and ids only grow (AUTOINCREMENT), so the new ids are exactly those
+        above the previous maximum."""
+        if not texts:
+            return []
+        before = int(self._run("SELECT coalesce(max(id), 0) FROM passages", {}).scalar_one())
+        now = _utc_iso()
+        self._run(
+            "INSERT INTO passages (agent_id, text, created_at) VALUES (:agent_id, :text, :now)",
+            [{"agent_id": agent_id, "text": text, "now": now} for text in texts],
+        )
+        rows = self._run("SELECT id FROM passages WHERE id > :before ORDER BY id", {"before": before})
+        return [int(row.id) for row in rows]
+
+    def delete_agent(self, name: str) -> bool:
+        """Delete an agent with its messages, passages and their index rows (FK cascade + triggers)."""
+        return self._run("DELETE FROM agents WHERE name = :name", {"name": name}).rowcount > 0
+
+
+# ---------------------------------------------------------------------------------- agent names
+
+_ADJECTIVES = (
+    "amber",
+    "bold",
+    "brisk",
+    "calm",
+    "clever",
+    "cosmic",
+    "dapper",
+    "eager",
+    "fuzzy",
+    "gentle",
+    "happy",
+    "hidden",
+    "jolly",
+    "keen",
+    "lively",
+    "lucky",
+    "mellow",
+    "misty",
+    "nimble",
+    "plucky",
+    "quiet",
+    "rapid",
+    "rusty",
+    "silver",
+    "sleepy",
+    "snowy",
+    "steady",
+    "sunny",
+    "swift",
+    "tidy",
+    "witty",
+    "zesty",
+)
+_ANIMALS = (
+    "badger",
+    "beaver",
+    "bison",
+    "crane",
+    "falcon",
+    "ferret",
+    "gecko",
+    "heron",
+    "ibis",
+    "koala",
+    "lemur",
+    "lynx",
+    "marmot",
+    "mole",
+    "moose",
+    "newt",
+    "ocelot",
+    "otter",
+    "owl",
+    "panda",
+    "puffin",
+    "quail",
+    "raven",
+    "seal",
+    "sparrow",
+    "stoat",
+    "tapir",
+    "toad",
+    "walrus",
+    "wombat",
+    "yak",
+    "zebra",
+)
+
+
+def unique_agent_name(store: Store, rng: random.Random | None = None) -> str:
+    """A readable name such as ``brisk-otter-42`` that no agent in ``store`` has yet.
+
+    Deterministic for a seeded ``rng`` and a given database. After many collisions the number gets
+    wider, so this always terminates."""
+    rng = rng if rng is not None else random.Random()
+    attempt = 0
+    while True:
+        high = 99 if attempt < 200 else 99_999
+        name = f"{rng.choice(_ADJECTIVES)}-{rng.choice(_ANIMALS)}-{rng.randint(10, high)}"
+        if store.find_agent(name) is None:
+            return name
+        attempt += 1

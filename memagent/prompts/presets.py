@@ -1,0 +1,198 @@
+"""Presets and the files they name: system prompts (+ their field YAML), personas, humans, custom
+core-memory files and layout templates. User files in $MEMAGENT_HOME come before the bundled ones."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from memagent.errors import ConfigError
+from memagent.memory.core import DEFAULT_SECTION_LIMIT, CoreMemory, Section
+from memagent.prompts.template import DEFAULT_LAYOUT, DEFAULT_SECTION, SystemPromptTemplate
+
+DEFAULT_PRESET = "memgpt_chat"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+BUNDLED = Path(str(resources.files("memagent") / "data"))
+
+
+def check_name(name: str, kind: str) -> str:
+    """Names are names: no paths, no '..'."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise ConfigError(f"Invalid {kind} name {name!r}: use letters, digits, '-', '_' or '.', not a path.")
+    return name
+
+
+@dataclass(frozen=True)
+class Library:
+    """Where named files are looked up: the user's folder first, then the bundled data."""
+
+    home: Path | None = None
+
+    def folders(self, kind: str) -> list[Path]:
+        folders = [self.home / kind] if self.home else []
+        return folders + [BUNDLED / kind]
+
+    def find(self, kind: str, name: str, suffix: str, *, required: bool = True) -> Path | None:
+        check_name(name, kind.rstrip("s"))
+        tried = [folder / f"{name}{suffix}" for folder in self.folders(kind)]
+        for path in tried:
+            if path.is_file():
+                return path
+        if required:
+            raise ConfigError(
+                f"{kind.rstrip('s').capitalize()} {name!r} not found: looked for {tried[0]}"
+                + (f" and {tried[1]}" if len(tried) > 1 else "")
+                + "."
+            )
+        return None
+
+    def names(self, kind: str, suffix: str) -> dict[str, Path]:
+        found: dict[str, Path] = {}
+        for folder in reversed(self.folders(kind)):
+            for path in sorted(folder.glob(f"*{suffix}")) if folder.is_dir() else []:
+                found[path.name[: -len(suffix)]] = path
+        return dict(sorted(found.items()))
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"Invalid YAML in {where}: {getattr(exc, 'problem', exc)}.") from exc
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    system_prompt: str
+    functions: list[str]
+    persona: str = "sam_pov"
+    human: str = "basic"
+    core_memory_type: str = "default"
+    core_memory_file: str | None = None
+    system_message_layout_template: str | None = None
+    core_memory_section_template: str | None = None
+    source: Path = field(default=Path("."))
+
+
+_PRESET_KEYS = {
+    "system_prompt",
+    "functions",
+    "persona",
+    "human",
+    "core_memory_type",
+    "core_memory_file",
+    "system_message_layout_template",
+    "core_memory_section_template",
+}
+
+
+def load_preset(library: Library, name: str) -> Preset:
+    path = library.find("presets", name, ".yaml")
+    assert path is not None
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"Preset {path} must be a YAML mapping with system_prompt and functions.")
+    unknown = sorted(set(data) - _PRESET_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"Preset {path} has unknown key {unknown[0]!r}. Known keys: {', '.join(sorted(_PRESET_KEYS))}."
+        )
+    for key in ("system_prompt", "functions"):
+        if key not in data:
+            raise ConfigError(f"Preset {path} is missing {key!r}.")
+    if not isinstance(data["functions"], list) or not all(isinstance(f, str) for f in data["functions"]):
+        raise ConfigError(f"Preset {path}: 'functions' must be a list of function names.")
+    core_type = data.get("core_memory_type", "default")
+    if core_type not in ("default", "custom"):
+        raise ConfigError(f"Preset {path}: core_memory_type must be 'default' or 'custom', not {core_type!r}.")
+    if core_type == "custom" and not data.get("core_memory_file"):
+        raise ConfigError(f"Preset {path}: core_memory_type 'custom' needs core_memory_file.")
+    fields = {k: data[k] for k in _PRESET_KEYS & set(data)}
+    preset = Preset(name=name, source=path, **fields)
+    # Fail at load time, naming the path looked for, if a referenced file is missing.
+    for kind, ref, suffix in _references(preset):
+        library.find(kind, ref, suffix)
+    return preset
+
+
+def _references(preset: Preset) -> list[tuple[str, str, str]]:
+    refs = [("system_prompts", preset.system_prompt, ".txt")]
+    if preset.core_memory_type == "custom" and preset.core_memory_file:
+        refs.append(("presets", preset.core_memory_file, ".yaml"))
+    else:
+        refs += [("personas", preset.persona, ".txt"), ("humans", preset.human, ".txt")]
+    for ref in (preset.system_message_layout_template, preset.core_memory_section_template):
+        if ref:
+            refs.append(("presets", ref, ".txt"))
+    return refs
+
+
+def load_template(library: Library, preset: Preset, builtin_fields: dict[str, str]) -> SystemPromptTemplate:
+    """The preset's system prompt as a template: built-in fields, overridden by the prompt's YAML."""
+    path = library.find("system_prompts", preset.system_prompt, ".txt")
+    assert path is not None
+    fields = dict(builtin_fields)
+    yaml_path = path.with_suffix(".yaml")
+    if yaml_path.is_file():
+        extra = _read_yaml(yaml_path) or {}
+        if not isinstance(extra, dict):
+            raise ConfigError(f"Field file {yaml_path} must map field names to text.")
+        fields.update({str(k): "" if v is None else str(v) for k, v in extra.items()})
+    layout = _read_text(library, preset.system_message_layout_template) or DEFAULT_LAYOUT
+    section = _read_text(library, preset.core_memory_section_template) or DEFAULT_SECTION
+    return SystemPromptTemplate(
+        text=path.read_text(encoding="utf-8").rstrip("\n"),
+        fields=fields,
+        layout=layout,
+        section_template=section,
+        source=str(path),
+    )
+
+
+def _read_text(library: Library, name: str | None) -> str | None:
+    if not name:
+        return None
+    path = library.find("presets", name, ".txt")
+    assert path is not None
+    return path.read_text(encoding="utf-8").rstrip("\n")
+
+
+def builtin_fields() -> dict[str, str]:
+    data = _read_yaml(BUNDLED / "builtin_fields.yaml")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def initial_core_memory(library: Library, preset: Preset) -> CoreMemory:
+    if preset.core_memory_type == "custom" and preset.core_memory_file:
+        path = library.find("presets", preset.core_memory_file, ".yaml")
+        assert path is not None
+        data = _read_yaml(path)
+        if not isinstance(data, dict) or not data:
+            raise ConfigError(f"Core memory file {path} must map section names to {{content, max_length}}.")
+        sections = {}
+        for name, value in data.items():
+            if isinstance(value, dict):
+                if "content" not in value:
+                    raise ConfigError(f"Core memory file {path}: section {name!r} needs 'content'.")
+                limit = value.get("max_length", DEFAULT_SECTION_LIMIT)
+                sections[str(name)] = Section(str(value["content"]), int(limit))
+            else:
+                sections[str(name)] = Section(str(value))
+        return CoreMemory(sections)
+    persona = library.find("personas", preset.persona, ".txt")
+    human = library.find("humans", preset.human, ".txt")
+    assert persona is not None and human is not None
+    return CoreMemory(
+        {
+            "persona": Section(persona.read_text(encoding="utf-8").strip()),
+            "human": Section(human.read_text(encoding="utf-8").strip()),
+        }
+    )
