@@ -135,6 +135,61 @@ class Agent:
         self.system_message = self._render_system()
         self._save_state()
 
+    # -- edits from the REPL (each writes through to recall memory) --------------------------------
+    def pop(self, count: int = 3) -> int:
+        """Remove the last `count` messages from context and from recall memory. Keeps at least one."""
+        count = max(0, min(count, len(self.messages) - 1))
+        if count == 0:
+            return 0
+        removed, self.messages = self.messages[-count:], self.messages[:-count]
+        with self.store.transaction() as tx:
+            tx.delete_messages([mid for mid, _ in removed])
+            tx.save_agent_state(self.agent_id, self._state_dict())
+        return count
+
+    def retry(self, emit: Emit) -> bool:
+        """Drop everything from the last user message on and send that message again."""
+        for index in range(len(self.messages) - 1, -1, -1):
+            message = self.messages[index][1]
+            if envelope_type(message) == "user_message":
+                text = searchable_text(message)
+                self.pop(len(self.messages) - index)
+                self.run_turn(text, emit)
+                return True
+        return False
+
+    def rethink(self, thoughts: str) -> bool:
+        """Replace the inner thoughts of the last assistant message."""
+        found = self._last_assistant()
+        if found is None:
+            return False
+        mid, message = found
+        message["content"] = thoughts
+        self._update(mid, message)
+        return True
+
+    def rewrite(self, text: str) -> bool:
+        """Replace the text of the last message the agent sent with send_message."""
+        found = self._last_assistant("send_message")
+        if found is None:
+            return False
+        mid, message = found
+        args = json.loads(message["function_call"]["arguments"])
+        message["function_call"]["arguments"] = json.dumps({**args, "message": text}, ensure_ascii=False)
+        self._update(mid, message)
+        return True
+
+    def _last_assistant(self, function: str | None = None) -> tuple[int, Message] | None:
+        for mid, message in reversed(self.messages):
+            if message.get("role") == "assistant":
+                name = (message.get("function_call") or {}).get("name")
+                return (mid, message) if function is None or name == function else None
+        return None
+
+    def _update(self, message_id: int, message: Message) -> None:
+        with self.store.transaction() as tx:
+            tx.update_message(message_id, searchable_text(message), message)
+
     # -- the loop ---------------------------------------------------------------------------------
     def _run_steps(self, emit: Emit) -> None:
         for _ in range(self.config.max_steps_per_turn):

@@ -12,13 +12,15 @@ function_call = {"name", "arguments" (JSON string or dict)}); function (name, co
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
-from memagent.llm.constraint import function_call_schema
-from memagent.llm.parse import ParsedCall, parse_function_call
+from memagent.errors import LLMOutputError
+from memagent.llm.constraint import ThoughtsPlacement, function_call_schema
+from memagent.llm.parse import ParsedCall, extract_json_value, parse_function_call
 
 Message = dict[str, Any]
 FunctionSchema = dict[str, Any]
@@ -77,6 +79,21 @@ def call_arguments(message: Message) -> dict[str, Any]:
     return args if isinstance(args, dict) else {}
 
 
+def parse_named_call(
+    name: str, args_text: str, functions: Sequence[FunctionSchema] | None, raw: str
+) -> ParsedCall:
+    """A call whose function name sits outside the JSON (Functionary's recipient; also Mistral v11's
+    `NAME[ARGS]{...}` and DeepSeek's `NAME<sep>{...}`): the arguments are read by the shared extractor and the
+    rebuilt call goes through the shared parser, so repairs and validation match those of JSON calls."""
+    try:
+        args, repairs = extract_json_value(args_text) if args_text.strip() else ({}, [])
+        call = json.dumps({"name": name, "arguments": args}, ensure_ascii=False)
+        parsed = parse_function_call(call, list(functions) if functions is not None else None)
+    except LLMOutputError as err:
+        raise LLMOutputError(str(err), raw) from err
+    return dataclasses.replace(parsed, repairs=tuple(dict.fromkeys([*repairs, *parsed.repairs])))
+
+
 def user_text(content: str) -> str:
     """The message text inside MemGPT's user envelope, or the content itself if it isn't one."""
     try:
@@ -88,13 +105,25 @@ def user_text(content: str) -> str:
     return content
 
 
+class Turn(NamedTuple):
+    """One rendered turn before the role markers go around it. `name` is the function of a result turn."""
+
+    role: str  # "system", "user", "assistant" or "function"
+    text: str
+    name: str = ""
+
+
 class JSONCallWrapper(LLMChatCompletionWrapper):
     """Prompted JSON calls (MemGPT's style): every assistant turn is one JSON function call.
 
     Subclasses set the turn markers and, if they differ, the call keys; everything else is shared.
+    Rendering is two steps so formats can differ only where they must: `turn()` turns each message into
+    a Turn (text only), `arrange()` may fold or merge turns (e.g. Gemma has no system role), and
+    `format_turn()` puts the role markers around each one.
     """
 
-    # Turn markers. `{text}` is replaced; none of these may add a BOS token (the backend adds it).
+    # Turn markers. `{text}` (and `{name}`, a result's function) is replaced; none of these may add a BOS
+    # token (the backend adds it).
     system_template: ClassVar[str] = "{text}\n"
     user_template: ClassVar[str] = "USER: {text}\n"
     assistant_template: ClassVar[str] = "ASSISTANT: {text}\n"
@@ -103,10 +132,11 @@ class JSONCallWrapper(LLMChatCompletionWrapper):
     # The call format.
     name_key: ClassVar[str] = "function"
     args_key: ClassVar[str] = "params"
-    thoughts: ClassVar[str | None] = "params"  # "params", "top" or None
+    thoughts: ClassVar[ThoughtsPlacement | None] = "params"  # "params", "top" or None
     call_start: ClassVar[str] = ""  # prefilled before the JSON (e.g. "<tool_call>\n")
-    call_end: ClassVar[str] = ""
-    simplify_user_messages: ClassVar[bool] = False
+    call_end: ClassVar[str] = ""  # after the JSON in past turns; left for the parser in new output
+    call_array: ClassVar[bool] = False  # the JSON is a one-call list, `[{...}]` (SmolLM2, Mistral)
+    simplify_user_messages: ClassVar[bool] = False  # send only the text of MemGPT's user envelope
     instructions: ClassVar[str] = (
         "Please select the most suitable function and parameters from the list of available functions "
         "below, based on the ongoing conversation. Provide your response in JSON format."
@@ -116,24 +146,37 @@ class JSONCallWrapper(LLMChatCompletionWrapper):
     def chat_completion_to_prompt(
         self, messages: Sequence[Message], functions: Sequence[FunctionSchema], first_message: bool = False
     ) -> str:
-        parts: list[str] = []
-        for message in messages:
-            parts.append(self.render_message(message, functions))
-        parts.append(self.generation_prompt + self.call_start + self.forced_prefix(first_message))
-        return "".join(parts)
+        turns = self.arrange([self.turn(message, functions) for message in messages])
+        return "".join(self.format_turn(turn) for turn in turns) + self.generation_text(first_message)
 
-    def render_message(self, message: Message, functions: Sequence[FunctionSchema]) -> str:
+    def turn(self, message: Message, functions: Sequence[FunctionSchema]) -> Turn:
         role, content = message.get("role"), message.get("content") or ""
         if role == "system":
-            return self.system_template.format(text=self.system_text(content, functions))
+            return Turn("system", self.system_text(content, functions))
         if role == "user":
-            text = user_text(content) if self.simplify_user_messages else content
-            return self.user_template.format(text=text)
+            return Turn("user", user_text(content) if self.simplify_user_messages else content)
         if role == "assistant":
-            return self.assistant_template.format(text=self.render_call(message))
+            return Turn("assistant", self.render_call(message))
         if role in ("function", "tool"):
-            return self.function_template.format(text=content)
+            return Turn("function", content, str(message.get("name") or ""))
         raise ValueError(f"unknown message role {role!r}")
+
+    def arrange(self, turns: list[Turn]) -> list[Turn]:
+        """Hook for formats with role rules (no system role, strict alternation). Default: unchanged."""
+        return turns
+
+    def format_turn(self, turn: Turn) -> str:
+        template = {
+            "system": self.system_template,
+            "user": self.user_template,
+            "assistant": self.assistant_template,
+            "function": self.function_template,
+        }[turn.role]
+        return template.format(text=turn.text, name=turn.name)
+
+    def generation_text(self, first_message: bool) -> str:
+        """What ends the prompt: the assistant header, the call's opening marker and the forced prefix."""
+        return self.generation_prompt + self.call_start + self.forced_prefix(first_message)
 
     def system_text(self, system: str, functions: Sequence[FunctionSchema]) -> str:
         return f"{system}\n{self.instructions}\nAvailable functions:\n{self.describe_functions(functions)}"
@@ -149,41 +192,70 @@ class JSONCallWrapper(LLMChatCompletionWrapper):
                 lines.append(f"    {pname}: {prop.get('description', '')}")
         return "\n".join(lines)
 
-    def render_call(self, message: Message) -> str:
-        """A past assistant turn, written exactly as the model is asked to write calls."""
-        call = message.get("function_call")
+    def declared_function(self, schema: FunctionSchema) -> FunctionSchema:
+        """A function schema as native tool formats declare it: with `inner_thoughts` as the first, required
+        parameter when thoughts go in the arguments, so the declaration matches the output schema."""
+        parameters = dict(schema.get("parameters") or {"type": "object", "properties": {}})
+        if self.thoughts == "params":
+            thought = {"type": "string", "description": INNER_THOUGHTS_DESCRIPTION}
+            parameters["properties"] = {"inner_thoughts": thought, **(parameters.get("properties") or {})}
+            parameters["required"] = ["inner_thoughts", *(parameters.get("required") or ())]
+        return {"name": schema["name"], "description": schema.get("description", ""), "parameters": parameters}
+
+    def call_body(self, message: Message) -> dict[str, Any]:
+        """The JSON object of a past call, keyed exactly as the model is asked to write calls."""
         thoughts = message.get("content") or ""
-        if not call:
-            return thoughts
-        args = call_arguments(message)
         body: dict[str, Any] = {}
         if self.thoughts == "top":
             body["inner_thoughts"] = thoughts
-        body[self.name_key] = call["name"]
+        body[self.name_key] = (message.get("function_call") or {}).get("name", "")
+        args = call_arguments(message)
         body[self.args_key] = {"inner_thoughts": thoughts, **args} if self.thoughts == "params" else args
-        return self.call_start + json.dumps(body, ensure_ascii=False) + self.call_end
+        return body
+
+    def render_call(self, message: Message) -> str:
+        """A past assistant turn, written exactly as the model is asked to write calls."""
+        if not message.get("function_call"):
+            return message.get("content") or ""
+        body = self.call_body(message)
+        text = json.dumps([body] if self.call_array else body, ensure_ascii=False)
+        return self.call_start + text + self.call_end
 
     def forced_prefix(self, first_message: bool) -> str:
         """Text that starts the call in the prompt when no constraint enforces the format."""
         if self.constrained:
             return ""
+        opener = "[" if self.call_array else ""
         if self.thoughts == "top":
-            return '{"inner_thoughts": "'
-        return '{"' + self.name_key + '": "'
+            return opener + '{"inner_thoughts": "'
+        return opener + '{"' + self.name_key + '": "'
 
     def plain_prompt(self, system: str, user: str) -> str:
-        return self.system_template.format(text=system) + self.user_template.format(text=user) + self.generation_prompt
+        turns = self.arrange([Turn("system", system), Turn("user", user)])
+        return "".join(self.format_turn(turn) for turn in turns) + self.generation_prompt
 
     # -- output ------------------------------------------------------------------------------------
     def output_schema(self, functions: Sequence[FunctionSchema]) -> dict[str, Any]:
-        return function_call_schema(
+        """The JSON part only: the opening marker is prefilled, the closing one is a stop or parsed."""
+        schema = function_call_schema(
             list(functions), name_key=self.name_key, args_key=self.args_key, thoughts=self.thoughts
         )
+        return {"type": "array", "items": schema, "minItems": 1, "maxItems": 1} if self.call_array else schema
 
     def parse(self, raw_llm_output: str, functions: Sequence[FunctionSchema] | None = None) -> ParsedCall:
-        return parse_function_call(
-            raw_llm_output,
-            list(functions) if functions is not None else None,
-            end_marker=self.call_end or None,
-            prefix=self.forced_prefix(first_message=False),
-        )
+        # The prompt prefills `call_start`; a model that writes it again is fine too (and so is a past
+        # turn's text, which makes render -> parse a round trip).
+        text = raw_llm_output.lstrip()
+        opener = self.call_start.strip()
+        text = text[len(opener) :] if opener and text.startswith(opener) else raw_llm_output
+        try:
+            return parse_function_call(
+                text,
+                list(functions) if functions is not None else None,
+                end_marker=self.call_end.strip() or None,
+                prefix=self.forced_prefix(first_message=False),
+            )
+        except LLMOutputError as err:
+            if err.raw == raw_llm_output:
+                raise
+            raise LLMOutputError(str(err), raw_llm_output) from err

@@ -5,18 +5,65 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import re
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
+from types import ModuleType
 
 from memagent.errors import ConfigError
 from memagent.llm.wrappers.base import LLMChatCompletionWrapper
 
 DEFAULT_WRAPPER = "chatml"
-BUILTIN_MODULES = ("chatml",)
+BUILTIN_MODULES = (
+    "chatml",
+    "airoboros",
+    "dolphin",
+    "zephyr",
+    "llama3",
+    "hermes",
+    "mistral",
+    "functionary",
+    "gemma",
+    "smollm2",
+)
 
-# Model names users know (seed 001) that map to a wrapper.
-MODEL_ALIASES: dict[str, str] = {}
+# Model names users know (seed 001) that map to a wrapper. Keys are lower case: lookups ignore case, a folder
+# or `org/` prefix, `.gguf` and a quantisation suffix (see `model_key`).
+MODEL_ALIASES: dict[str, str] = {
+    "airoboros-l2-70b-2.1": "airoboros-l2-70b-2.1",
+    "dolphin-2.1-mistral-7b": "dolphin-2.1-mistral-7b",
+    "openhermes-2.5-mistral-7b": "chatml",
+    "zephyr-7b-alpha": "zephyr-7B",
+    "zephyr-7b-beta": "zephyr-7B",
+    "meta-llama-3-8b-instruct": "llama3",
+    "meta-llama-3-70b-instruct": "llama3",
+    "llama-3.1-8b-instruct": "llama3",
+    "meta-llama-3.1-8b-instruct": "llama3",
+    "llama-3.2-1b-instruct": "llama3",
+    "llama-3.2-3b-instruct": "llama3",
+    "qwen2.5-0.5b-instruct": "qwen2.5",
+    "qwen2.5-1.5b-instruct": "qwen2.5",
+    "qwen2.5-3b-instruct": "qwen2.5",
+    "qwen2.5-7b-instruct": "qwen2.5",
+    "qwen2.5-14b-instruct": "qwen2.5",
+    "hermes-2-pro-mistral-7b": "hermes",
+    "hermes-2-pro-llama-3-8b": "hermes",
+    "hermes-3-llama-3.1-8b": "hermes",
+    "mistral-7b-instruct-v0.3": "mistral",
+    "mistral-nemo-instruct-2407": "mistral",
+    "functionary-small-v2.2": "functionary",
+    "functionary-small-v2.4": "functionary",
+    "functionary-medium-v2.4": "functionary",
+    "gemma-2-2b-it": "gemma",
+    "gemma-3-270m-it": "gemma",
+    "gemma-3-1b-it": "gemma",
+    "gemma-3-4b-it": "gemma",
+    "smollm2-135m-instruct": "smollm2",
+    "smollm2-360m-instruct": "smollm2",
+    "smollm2-1.7b-instruct": "smollm2",
+}
+_QUANT_SUFFIX = re.compile(r"[.-](?:i?q\d\w*|f16|f32|bf16)$")
 
 
 @dataclass(frozen=True)
@@ -26,9 +73,13 @@ class WrapperEntry:
     origin: str  # "built-in", a file path, or "entry point <dist>"
 
 
-def _wrappers_in_module(module: object) -> list[type[LLMChatCompletionWrapper]]:
+def _wrappers_in_module(module: ModuleType) -> list[type[LLMChatCompletionWrapper]]:
+    """Named, concrete wrapper classes defined in `module` itself: an imported base class (a user file's
+    `from ...chatml import ChatMLWrapper`) must not be registered again under the importer's origin."""
     found = []
     for _, obj in inspect.getmembers(module, inspect.isclass):
+        if obj.__module__ != module.__name__:
+            continue
         if issubclass(obj, LLMChatCompletionWrapper) and obj.name and not inspect.isabstract(obj):
             found.append(obj)
     return found
@@ -78,11 +129,18 @@ def available_wrappers(user_folder: Path | None = None) -> dict[str, WrapperEntr
     return {entry.name: entry for entry in entries}
 
 
+def model_key(name: str) -> str:
+    """`Org/SmolLM2-135M-Instruct.Q4_1.gguf` -> `smollm2-135m-instruct`: how users' model names are matched."""
+    key = name.strip().replace("\\", "/").rsplit("/", 1)[-1].lower().removesuffix(".gguf")
+    return _QUANT_SUFFIX.sub("", key)
+
+
 def resolve_wrapper_name(name: str, known: dict[str, WrapperEntry]) -> str:
     if name in known:
         return name
     lowered = {k.lower(): k for k in known}
-    alias = MODEL_ALIASES.get(name) or MODEL_ALIASES.get(name.lower()) or lowered.get(name.lower())
+    aliases = {model_key(alias): wrapper for alias, wrapper in MODEL_ALIASES.items()}
+    alias = lowered.get(name.lower()) or aliases.get(model_key(name))
     if alias and alias in known:
         return alias
     names = ", ".join(sorted(known))

@@ -1,0 +1,57 @@
+"""Deterministic stand-ins for tests: a backend that replays scripted outputs and records prompts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from memagent.llm.backends.base import Backend, Completion, Constraint, estimate_tokens
+
+
+def call(name: str, thoughts: str = "thinking", **args: Any) -> str:
+    """A chatml-format call as a constrained model would write it."""
+    return json.dumps({"function": name, "params": {"inner_thoughts": thoughts, **args}})
+
+
+def reply(message: str, thoughts: str = "I should answer.") -> str:
+    return call("send_message", thoughts, message=message)
+
+
+class ScriptedBackend(Backend):
+    """Replays `outputs` in order (a str, a Completion, or a callable of the prompt). Records every call."""
+
+    name = "scripted"
+
+    def __init__(self, outputs: Sequence[str | Completion | Callable[[str], str]] = (), *,
+                 context_length: int = 8192, constrain: bool = True) -> None:
+        self.outputs = list(outputs)
+        self._context_length = context_length
+        self.constraint_kinds = frozenset({"gbnf"}) if constrain else frozenset()
+        self.prompts: list[str] = []
+        self.constraints: list[Constraint | None] = []
+        self.max_tokens: list[int] = []
+
+    @property
+    def context_length(self) -> int:
+        return self._context_length
+
+    def count_tokens(self, text: str) -> int:
+        return estimate_tokens(text)
+
+    def complete(self, prompt: str, *, stop: Sequence[str] = (), max_tokens: int = 512,
+                 constraint: Constraint | None = None, on_text: Callable[[str], None] | None = None) -> Completion:
+        self.prompts.append(prompt)
+        self.constraints.append(constraint)
+        self.max_tokens.append(max_tokens)
+        if not self.outputs:
+            raise AssertionError("ScriptedBackend ran out of outputs")
+        item = self.outputs.pop(0)
+        if callable(item):
+            item = item(prompt)
+        completion = item if isinstance(item, Completion) else Completion(text=item)
+        if completion.prompt_tokens is None:
+            completion.prompt_tokens = self.count_tokens(prompt)
+        if on_text:
+            on_text(completion.text)
+        return completion
