@@ -17,6 +17,7 @@ from memagent.functions.registry import HEARTBEAT_PARAM, AgentFunction
 from memagent.llm.backends.base import Backend, Completion, Constraint
 from memagent.llm.constraint import build_constraint
 from memagent.llm.parse import ParsedCall
+from memagent.llm.stream import ArgumentStreamer
 from memagent.llm.wrappers.base import LLMChatCompletionWrapper
 from memagent.memory.core import CoreMemory
 from memagent.memory.store import Store
@@ -106,6 +107,7 @@ class Agent:
         self.system_message = self._render_system()
         self._constraint: Constraint | None = None
         self.last_completion: Completion | None = None
+        self.stream = False  # the REPL turns this on to show send_message text as it is generated
 
     # -- public -----------------------------------------------------------------------------------
     @property
@@ -198,6 +200,10 @@ class Agent:
             except (LLMOutputError, BackendError) as exc:
                 emit(Event("error", str(exc), {"raw": getattr(exc, "raw", None)}))
                 return
+            except ContextOverflowError as exc:
+                emit(Event("error", f"{exc}, even after summarizing. Use a larger --context-length, or /pop "
+                           "long messages.", {"prompt_tokens": exc.prompt_tokens}))
+                return
             if outcome.next_input is None:
                 return
             kind = envelope_type(outcome.next_input)
@@ -266,7 +272,7 @@ class Agent:
             attempts = max(attempts, self.config.first_message_attempts)
         last_error: LLMOutputError | None = None
         for attempt in range(attempts):
-            completion = self._complete(corrections)
+            completion = self._complete(corrections, emit)
             try:
                 call = self.wrapper.parse(completion.text, self.schemas)
             except LLMOutputError as exc:
@@ -296,13 +302,21 @@ class Agent:
             return "inner thoughts contain call syntax"
         return None
 
-    def _complete(self, extra: list[Message]) -> Completion:
+    def _complete(self, extra: list[Message], emit: Emit) -> Completion:
         prompt = self._fit_prompt(extra)
         constraint = self._output_constraint()
         max_tokens = self.config.max_tokens
         while True:
+            streamer = ArgumentStreamer()
+
+            def on_text(piece: str, streamer: ArgumentStreamer = streamer) -> None:
+                delta = streamer.feed(piece)
+                if delta:
+                    emit(Event("assistant_message_delta", delta))
+
             completion = self.backend.complete(
-                prompt, stop=self.wrapper.stop, max_tokens=max_tokens, constraint=constraint
+                prompt, stop=self.wrapper.stop, max_tokens=max_tokens, constraint=constraint,
+                on_text=on_text if self.stream else None,
             )
             self.last_completion = completion
             if completion.finish_reason != "length":
@@ -329,14 +343,14 @@ class Agent:
         )
 
     def _fit_prompt(self, extra: list[Message]) -> str:
-        for _ in range(3):
+        """The prompt, summarizing old messages until it fits with room for the reply."""
+        while True:
             prompt = self.prompt(extra)
-            tokens = self.backend.count_tokens(prompt)
-            if tokens + self.config.max_tokens <= self.backend.context_length:
+            tokens = self.backend.count_tokens(prompt) + self.config.max_tokens
+            if tokens <= self.backend.context_length:
                 return prompt
             if not self.summarize():
-                break
-        raise ContextOverflowError(tokens + self.config.max_tokens, self.backend.context_length)
+                raise ContextOverflowError(tokens, self.backend.context_length)
 
     # -- memory -----------------------------------------------------------------------------------
     def summarize(self, emit: Emit | None = None) -> bool:

@@ -9,9 +9,9 @@ from typing import Any
 from memagent.llm.backends.base import Backend, Completion, Constraint, estimate_tokens
 
 
-def call(name: str, thoughts: str = "thinking", **args: Any) -> str:
+def call(function: str, thoughts: str = "thinking", **args: Any) -> str:
     """A chatml-format call as a constrained model would write it."""
-    return json.dumps({"function": name, "params": {"inner_thoughts": thoughts, **args}})
+    return json.dumps({"function": function, "params": {"inner_thoughts": thoughts, **args}})
 
 
 def reply(message: str, thoughts: str = "I should answer.") -> str:

@@ -79,9 +79,7 @@ def call_arguments(message: Message) -> dict[str, Any]:
     return args if isinstance(args, dict) else {}
 
 
-def parse_named_call(
-    name: str, args_text: str, functions: Sequence[FunctionSchema] | None, raw: str
-) -> ParsedCall:
+def parse_named_call(name: str, args_text: str, functions: Sequence[FunctionSchema] | None, raw: str) -> ParsedCall:
     """A call whose function name sits outside the JSON (Functionary's recipient; also Mistral v11's
     `NAME[ARGS]{...}` and DeepSeek's `NAME<sep>{...}`): the arguments are read by the shared extractor and the
     rebuilt call goes through the shared parser, so repairs and validation match those of JSON calls."""

@@ -139,8 +139,8 @@ def resolve_wrapper_name(name: str, known: dict[str, WrapperEntry]) -> str:
     if name in known:
         return name
     lowered = {k.lower(): k for k in known}
-    aliases = {model_key(alias): wrapper for alias, wrapper in MODEL_ALIASES.items()}
-    alias = lowered.get(name.lower()) or aliases.get(model_key(name))
+    by_key = {model_key(alias): wrapper for alias, wrapper in MODEL_ALIASES.items()}
+    alias = lowered.get(name.lower()) or by_key.get(model_key(name))
     if alias and alias in known:
         return alias
     names = ", ".join(sorted(known))

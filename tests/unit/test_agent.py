@@ -1,0 +1,167 @@
+"""The agent loop on a scripted backend: replies, heartbeats, retries, verification, persistence."""
+
+from __future__ import annotations
+
+import json
+
+from fakes import ScriptedBackend, call, reply
+from memagent.llm.backends.base import Completion
+
+
+def stored_roles(store, agent):
+    return [m.role for m in store.get_messages(agent.agent_id, agent.state.in_context)]
+
+
+def test_a_reply_reaches_the_user_and_every_message_is_stored(make_agent, events, store):
+    agent, backend = make_agent([reply("Hello Brad!")])
+    agent.run_turn("My name is Brad", events)
+    assert [e.text for e in events.of("assistant_message")] == ["Hello Brad!"]
+    assert stored_roles(store, agent)[-3:] == ["user", "assistant", "function"]
+    hits = store.search_messages(agent.agent_id, "Brad")
+    assert {m.role for m in hits.items} == {"user", "assistant"}
+    assert backend.constraints[0] is not None and "send-message" in backend.constraints[0].gbnf
+
+
+def test_heartbeat_chains_a_memory_edit_into_a_reply(make_agent, events):
+    agent, backend = make_agent([
+        call("core_memory_replace", name="human", old_content="First name: Chad", new_content="First name: Brad",
+             request_heartbeat=True),
+        reply("Nice to meet you, Brad."),
+    ])
+    agent.run_turn("My name is Brad, not Chad", events)
+    assert agent.core_memory.sections["human"].content == "First name: Brad"
+    assert [e.type for e in events if e.type in ("function_call", "heartbeat")] == [
+        "function_call", "heartbeat", "function_call"]
+    assert "First name: Brad" in backend.prompts[1] and "First name: Brad" not in backend.prompts[0]
+
+
+def test_a_forgotten_heartbeat_after_a_user_message_is_corrected(make_agent, events):
+    agent, _ = make_agent([
+        call("archival_memory_insert", content="Brad likes sailing", request_heartbeat=False),
+        reply("Noted!"),
+    ])
+    agent.run_turn("I like sailing", events)
+    assert [e.text for e in events.of("assistant_message")] == ["Noted!"]
+
+
+def test_unparseable_output_is_retried_with_a_correction(make_agent, events, store):
+    agent, backend = make_agent(["I think I will say hi", reply("Hi!")])
+    agent.run_turn("hello", events)
+    assert len(events.of("retry")) == 1 and events.of("retry")[0].data["raw"] == "I think I will say hi"
+    assert "could not be used" in backend.prompts[1]
+    assert [e.text for e in events.of("assistant_message")] == ["Hi!"]
+
+
+def test_output_that_never_parses_ends_the_turn_cleanly_and_keeps_the_message(make_agent, events, store):
+    agent, _ = make_agent(["nope", "still nope", "never"])
+    agent.run_turn("remember this line", events)
+    assert len(events.of("error")) == 1 and "could not be parsed after 3 tries" in events.of("error")[0].text
+    assert store.search_messages(agent.agent_id, "remember").total == 1
+    reopened, _ = make_agent([reply("back")])
+    assert reopened.messages[-1][1]["role"] == "user"
+
+
+def test_a_generation_cut_at_the_token_limit_is_retried_with_more_room(make_agent, events):
+    cut = Completion(text='{"function": "send_message", "params": {"inner_thoughts": "lo', finish_reason="length")
+    agent, backend = make_agent([cut, reply("complete")])
+    agent.run_turn("hi", events)
+    assert backend.max_tokens == [400, 800]
+    assert [e.text for e in events.of("assistant_message")] == ["complete"]
+
+
+def test_first_message_verification_retries_until_a_clean_send_message(make_agent, events):
+    agent, backend = make_agent([call("archival_memory_insert", content="x", request_heartbeat=False),
+                                 reply("Hello!")], no_verify=False)
+    agent.run_turn("hi", events)
+    assert "First reply check" in events.of("retry")[0].text
+    assert [e.text for e in events.of("function_call")] == ["send_message"]
+
+
+def test_no_verify_accepts_the_first_reply_as_it_is(make_agent, events):
+    agent, _ = make_agent([call("archival_memory_insert", content="x", request_heartbeat=False), reply("ok")],
+                          no_verify=True)
+    agent.run_turn("hi", events)
+    assert not events.of("retry")
+    assert [e.text for e in events.of("function_call")] == ["archival_memory_insert", "send_message"]
+
+
+def test_the_prompt_prefix_is_stable_between_turns_without_memory_edits(make_agent, events):
+    agent, backend = make_agent([reply("one"), reply("two")])
+    agent.run_turn("first", events)
+    agent.run_turn("second", events)
+    first, second = backend.prompts
+    generation_prompt = "<|im_start|>assistant\n"
+    assert second.startswith(first[: -len(generation_prompt)])
+
+
+def test_a_failed_function_reports_failed_and_gets_a_heartbeat(make_agent, events):
+    agent, _ = make_agent([
+        call("core_memory_replace", name="human", old_content="not there", new_content="x", request_heartbeat=False),
+        reply("Sorry."),
+    ])
+    agent.run_turn("fix my name", events)
+    returns = events.of("function_return")
+    assert returns[0].data["status"] == "Failed" and "not found" in returns[0].data["message"]
+    assert "Function call failed" in events.of("heartbeat")[0].text
+
+
+def test_chained_steps_are_bounded(make_agent, events):
+    outputs = [call("conversation_search", query="x", request_heartbeat=True)] * 8
+    agent, _ = make_agent(outputs)
+    agent.run_turn("loop forever", events)
+    assert len(events.of("function_call")) == 8
+    assert "Stopped after 8 steps" in events.of("warning")[0].text
+
+
+def test_an_agent_resumes_with_its_memory_and_history(make_agent, events, store):
+    agent, _ = make_agent([call("core_memory_append", name="human", content="Likes tea", request_heartbeat=True),
+                           reply("Got it.")])
+    agent.run_turn("I like tea", events)
+    again, backend = make_agent([reply("You like tea.")])
+    assert "Likes tea" in again.core_memory.sections["human"].content
+    assert again.system_message == agent.system_message
+    assert [m for _, m in again.messages] == [m for _, m in agent.messages]
+    again.run_turn("what do I like?", events)
+    assert "I like tea" in backend.prompts[0]
+
+
+def test_without_a_constraint_the_prompt_forces_the_call_prefix(make_agent, events):
+    agent, backend = make_agent(['send_message", "params": {"inner_thoughts": "hi", "message": "Hello"}}'],
+                                constrain=False)
+    agent.run_turn("hi", events)
+    assert backend.constraints == [None]
+    assert backend.prompts[0].endswith('<|im_start|>assistant\n{"function": "')
+    assert [e.text for e in events.of("assistant_message")] == ["Hello"]
+
+
+def test_memory_pressure_warns_once_as_a_hidden_alert(make_agent, events):
+    big = Completion(text=reply("a"), prompt_tokens=7000)
+    agent, backend = make_agent([big, reply("saved"), Completion(text=reply("b"), prompt_tokens=7000)])
+    agent.run_turn("hi", events)
+    agent.run_turn("again", events)
+    alerts = events.of("system_alert")
+    assert len(alerts) == 1 and "hidden from the user" in alerts[0].text
+    assert "maximum length" in backend.prompts[1]
+
+
+def test_overflow_summarizes_old_messages_and_keeps_them_in_recall(make_agent, events, store):
+    def long_reply(i):
+        return reply(f"reply number {i} " + "words " * 40)
+
+    script = (long_reply(i) for i in range(1000))
+    agent, backend = make_agent(context_length=3600)
+
+    def respond(prompt: str) -> str:
+        if prompt.endswith("SUMMARY: "):
+            return "We talked about numbers."
+        return next(script)
+
+    backend.outputs = [respond] * 40
+    for i in range(12):
+        agent.run_turn(f"message number {i} " + "filler " * 30, events)
+    summaries = [m for _, m in agent.messages if "summary of the previous" in m.get("content", "")]
+    assert summaries, "expected a summary in context"
+    assert json.loads(summaries[0]["content"])["type"] == "system_alert"
+    assert store.search_messages(agent.agent_id, "number").total >= 24
+    assert not events.of("error")
+    assert all(backend.count_tokens(p) <= 3600 for p in backend.prompts)
