@@ -10,6 +10,7 @@ from memagent.errors import ConfigError
 from memagent.functions.memory import builtin_functions
 from memagent.llm.backends.base import Backend
 from memagent.llm.wrappers.base import LLMChatCompletionWrapper
+from memagent.llm.wrappers.detect import wrapper_for_chat_template
 from memagent.llm.wrappers.registry import create_wrapper
 from memagent.memory.store import Store, unique_agent_name
 from memagent.messages import boot_messages, now_text, searchable_text
@@ -59,8 +60,13 @@ def create_backend(settings: Settings) -> Backend:
 
 
 def choose_wrapper(settings: Settings, backend: Backend) -> LLMChatCompletionWrapper:
+    """--model if given; else the wrapper matching the GGUF's chat template; else the default."""
     constrained = settings.constrain and backend.can_constrain
-    return create_wrapper(settings.model, constrained=constrained, user_folder=settings.home / "wrappers")
+    name = settings.model
+    if name is None:
+        metadata = getattr(backend, "metadata", None)
+        name = wrapper_for_chat_template(metadata().get("tokenizer.chat_template")) if metadata else None
+    return create_wrapper(name, constrained=constrained, user_folder=settings.home / "wrappers")
 
 
 def build_template(library: Library, preset: Preset, overrides: dict[str, str]) -> SystemPromptTemplate:
