@@ -1,0 +1,185 @@
+"""The templated system message, presets and their files (seed 004 / MemGPT PR #895)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fakes import reply
+from memagent.errors import ConfigError
+from memagent.memory.core import DEFAULT_SECTION_LIMIT, CoreMemory, Section
+from memagent.prompts.presets import Library, builtin_fields, initial_core_memory, load_preset, load_template
+from memagent.prompts.template import MemoryStats, SystemPromptTemplate
+
+STATS = MemoryStats("2024-01-01 10:00:00 AM UTC+0000", 12, 3)
+PIRATE_PROMPT = """{memgpt_introduction}
+
+{memgpt_realism_authenticity}
+
+{memgpt_control_flow}
+
+{memgpt_basic_functions}
+
+{memgpt_memory_editing}
+
+{memgpt_recall_memory}
+
+{memgpt_core_memory}
+
+{memgpt_archival_memory}
+
+{memgpt_introduction_end}
+
+{pirate_instruction}
+"""
+PIRATE_PRESET = """system_prompt: "memgpt_chat_pirate_templated"
+functions:
+  - "send_message"
+  - "pause_heartbeats"
+  - "core_memory_append"
+  - "core_memory_replace"
+  - "conversation_search"
+  - "conversation_search_date"
+  - "archival_memory_insert"
+  - "archival_memory_search"
+"""
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def pirate_home(home: Path) -> Path:
+    """Seed 004's three files, exactly as written there, in the user's folders."""
+    write(home / "system_prompts" / "memgpt_chat_pirate_templated.txt", PIRATE_PROMPT)
+    write(home / "system_prompts" / "memgpt_chat_pirate_templated.yaml",
+          "pirate_instruction: 'Always reponsond like an old pirate!!!'\n")
+    write(home / "presets" / "memgpt_pirate_preset.yaml", PIRATE_PRESET)
+    return home
+
+
+def test_the_default_prompt_is_a_template_of_memgpt_fields():
+    library = Library(None)
+    template = load_template(library, load_preset(library, "memgpt_chat"), builtin_fields())
+    assert template.field_names() == [
+        "memgpt_introduction", "memgpt_realism_authenticity", "memgpt_control_flow", "memgpt_basic_functions",
+        "memgpt_memory_editing", "memgpt_recall_memory", "memgpt_core_memory", "memgpt_archival_memory",
+        "memgpt_introduction_end"]
+    text = template.render_prompt()
+    assert "send_message" in text and "Base instructions finished." in text and "{" not in text
+
+
+def test_seed_004_pirate_preset_end_to_end(pirate_home, make_agent, events):
+    agent, backend = make_agent([reply("Arr, hello matey!")], preset="memgpt_pirate_preset")
+    assert agent.template.source == str(pirate_home / "system_prompts" / "memgpt_chat_pirate_templated.txt")
+    assert "Always reponsond like an old pirate!!!" in agent.system_message
+    agent.run_turn("hi", events)
+    assert "Always reponsond like an old pirate!!!" in backend.prompts[0]
+    assert [e.text for e in events.of("assistant_message")] == ["Arr, hello matey!"]
+
+
+def test_user_files_come_before_bundled_ones(home):
+    write(home / "presets" / "memgpt_chat.yaml", "system_prompt: mine\nfunctions: [send_message]\n")
+    write(home / "system_prompts" / "mine.txt", "Just me.")
+    preset = load_preset(Library(home), "memgpt_chat")
+    assert preset.system_prompt == "mine" and preset.source == home / "presets" / "memgpt_chat.yaml"
+
+
+def test_a_missing_referenced_file_names_the_path_looked_for(home):
+    write(home / "presets" / "p.yaml", "system_prompt: ghost\nfunctions: [send_message]\n")
+    with pytest.raises(ConfigError, match=r"ghost\.txt"):
+        load_preset(Library(home), "p")
+
+
+@pytest.mark.parametrize("name", ["../evil", "/etc/passwd", "a/b", "a\\b", "..", ""])
+def test_names_that_are_paths_are_refused(home, name):
+    with pytest.raises(ConfigError, match="not a path"):
+        load_preset(Library(home), name)
+
+
+def test_custom_core_memory_sections_with_an_optional_limit(home, make_agent):
+    write(home / "presets" / "dm.yaml", "system_prompt: memgpt_chat\ncore_memory_type: custom\n"
+          "core_memory_file: dm_memory\nfunctions: [send_message, core_memory_append]\n")
+    write(home / "presets" / "dm_memory.yaml",
+          "quest:\n  content: 'Find the dragon'\n  max_length: 150\nparty:\n  content: 'Ana, Bo'\n")
+    core = initial_core_memory(Library(home), load_preset(Library(home), "dm"))
+    assert core.to_dict() == {"quest": {"content": "Find the dragon", "max_length": 150},
+                              "party": {"content": "Ana, Bo", "max_length": DEFAULT_SECTION_LIMIT}}
+    agent, _ = make_agent(preset="dm")
+    assert "<quest characters=15/150>\nFind the dragon\n</quest>" in agent.system_message
+    assert "<persona characters" not in agent.system_message
+
+
+def test_layout_and_section_templates_per_preset(home, make_agent):
+    write(home / "presets" / "lay.yaml", "system_prompt: memgpt_chat\nfunctions: [send_message]\n"
+          "system_message_layout_template: my_layout\ncore_memory_section_template: my_section\n")
+    write(home / "presets" / "my_layout.txt", "MEMORY FIRST\n{core_memory_content}\n---\n{system}")
+    write(home / "presets" / "my_section.txt", "[{memory_key}] {memory_value}")
+    agent, _ = make_agent(preset="lay")
+    assert agent.system_message.startswith("MEMORY FIRST\n[persona] ")
+    assert "[human] First name: Chad\n---\n" in agent.system_message
+
+
+def test_the_default_layout_matches_seed_004():
+    core = CoreMemory({"persona": Section("I am Sam.", 2000), "human": Section("First name: Chad", 2000)})
+    text = SystemPromptTemplate("Hello.", {}).render(core, STATS)
+    assert text == (
+        "Hello.\n\n### Memory [last modified: 2024-01-01 10:00:00 AM UTC+0000]\n"
+        "12 previous messages between you and the user are stored in recall memory (use functions to access them)\n"
+        "3 total memories you created are stored in archival memory (use functions to access them)\n\n"
+        "Core memory shown below (limited in size, additional information stored in archival / recall memory):\n"
+        "<persona characters=9/2000>\nI am Sam.\n</persona>\n<human characters=16/2000>\nFirst name: Chad\n</human>")
+
+
+def test_braces_in_values_and_memory_appear_literally():
+    core = CoreMemory({"human": Section("likes {curly} and {0} and {x.__class__}")})
+    template = SystemPromptTemplate("A {field} B {{literal}}", {"field": "{not_a_field} {}"})
+    text = template.render(core, STATS)
+    assert "A {not_a_field} {} B {literal}" in text
+    assert "likes {curly} and {0} and {x.__class__}" in text
+
+
+@pytest.mark.parametrize("bad", ["{x.__class__}", "{x[0]}", "{x!r}", "{x:>10}", "{0}", "{}"])
+def test_attribute_index_and_format_placeholders_are_refused(bad):
+    with pytest.raises(ConfigError, match="only plain names"):
+        SystemPromptTemplate(f"hi {bad}", {"x": "v"})
+
+
+def test_an_unknown_placeholder_is_an_error_at_load_time_naming_it(home):
+    write(home / "presets" / "u.yaml", "system_prompt: unknown_field\nfunctions: [send_message]\n")
+    write(home / "system_prompts" / "unknown_field.txt", "{memgpt_introduction}\n{nowhere_defined}")
+    library = Library(home)
+    with pytest.raises(ConfigError, match=r"\{nowhere_defined\}"):
+        load_template(library, load_preset(library, "u"), builtin_fields())
+
+
+def test_editing_a_field_rebuilds_the_system_message_and_persists(pirate_home, make_agent, events):
+    agent, _ = make_agent(preset="memgpt_pirate_preset")
+    agent.set_template_field("pirate_instruction", "Talk like a robot.")
+    assert "Talk like a robot." in agent.system_message and "old pirate" not in agent.system_message
+    again, _ = make_agent()
+    assert again.template.fields["pirate_instruction"] == "Talk like a robot."
+    assert "Talk like a robot." in again.system_message
+    with pytest.raises(ConfigError, match="Unknown template field"):
+        agent.set_template_field("nope", "x")
+
+
+def test_the_system_message_is_byte_identical_until_memory_changes(make_agent, events, store):
+    from fakes import call
+
+    agent, backend = make_agent([reply("a"), reply("b"),
+                                 call("core_memory_append", name="human", content="Likes tea",
+                                      request_heartbeat=True), reply("c")])
+    agent.run_turn("one", events)
+    before = agent.system_message
+    agent.run_turn("two", events)
+    assert agent.system_message == before
+    assert backend.prompts[1].startswith(backend.prompts[0][: backend.prompts[0].index("<|im_start|>user")])
+    agent.run_turn("I like tea", events)
+    assert agent.system_message != before and "Likes tea" in agent.system_message
+    # The statistics refreshed with the edit: 3 boot + 3 + 3 + the user message + the edit's call and result.
+    assert "12 previous messages" in agent.system_message
