@@ -39,6 +39,7 @@ from memagent.prompts.template import MemoryStats, SystemPromptTemplate
 
 Emit = Callable[[Event], None]
 RESULT_CHAR_LIMIT = 3000
+CORRECTION = "Your last reply could not be used: {error} Reply with exactly one function call in the JSON format shown."
 FIRST_REPLY_FUNCTIONS = ("send_message", "archival_memory_search")
 _LEAK_CHARS = set('(){}[]"')
 
@@ -278,11 +279,7 @@ class Agent:
             except LLMOutputError as exc:
                 last_error = exc
                 emit(Event("retry", str(exc), {"attempt": attempt + 1, "raw": completion.text}))
-                corrections = [
-                    system_alert(
-                        f"Your last reply could not be used: {exc} Reply with exactly one function call in the JSON format shown."
-                    )
-                ]
+                corrections = [system_alert(CORRECTION.format(error=exc))]
                 continue
             problem = self._first_reply_problem(call) if verify else None
             if problem and attempt < attempts - 1:

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from fakes import ScriptedBackend
+
 from memagent.agent import Agent
 from memagent.app import open_agent
 from memagent.events import Event

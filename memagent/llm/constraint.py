@@ -274,10 +274,8 @@ class _GrammarBuilder:
                 return '"[" "]"'
             raise ValueError(f"{hint}: maxItems below minItems")
         more_low = max(low - 1, 0)
-        if high is None:
-            repeat = "*" if more_low == 0 else f"{{{more_low},}}"
-        else:
-            repeat = f"{{{more_low},{int(high) - 1}}}"
+        unbounded = "*" if more_low == 0 else f"{{{more_low},}}"
+        repeat = unbounded if high is None else f"{{{more_low},{int(high) - 1}}}"
         items = item if repeat == "{0,0}" else f'{item} ("," {self._space()} {item}){repeat}'
         return f'"[" {items} "]"' if low >= 1 else f'"[" ({items})? "]"'
 

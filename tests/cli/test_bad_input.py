@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from clihelp import json_events, run_cli
+from clihelp import run_cli
 
 
 def one_line_error(result) -> str:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from clihelp import json_events, run_cli
+
 from memagent.memory.store import Store
 
 pytestmark = pytest.mark.real_model

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from fakes import ScriptedBackend, call, reply
+from fakes import call, reply
+
 from memagent.llm.backends.base import Completion
 
 

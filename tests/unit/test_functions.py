@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from fakes import call, reply
+
 from memagent.functions.memory import builtin_functions
 from memagent.functions.registry import AgentFunction, schema_from_function
 
@@ -100,7 +100,7 @@ def test_search_text_is_searched_literally(make_agent, events, store):
 
 def test_archival_hits_carry_their_real_insertion_time(make_agent, events, store):
     agent, _ = make_agent()
-    when = datetime(2021, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+    when = datetime(2021, 3, 4, 5, 6, 7, tzinfo=UTC)
     with store.transaction() as tx:
         tx.add_passage(agent.agent_id, "the treasure is buried under the old oak", created_at=when)
     run_agent = agent

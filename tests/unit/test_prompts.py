@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from fakes import reply
+
 from memagent.errors import ConfigError
 from memagent.memory.core import DEFAULT_SECTION_LIMIT, CoreMemory, Section
 from memagent.prompts.presets import Library, builtin_fields, initial_core_memory, load_preset, load_template

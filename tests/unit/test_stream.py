@@ -1,6 +1,7 @@
 """Following send_message's text while the call streams."""
 
 from fakes import ScriptedBackend, call, reply
+
 from memagent.llm.stream import ArgumentStreamer
 
 

@@ -80,7 +80,7 @@ class Backend(ABC):
                 return option
         return options[0]
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing to release
         """Release the model or connection. Safe to call twice."""
 
 
