@@ -277,10 +277,17 @@ class Agent:
             try:
                 call = self.wrapper.parse(completion.text, self.schemas)
             except LLMOutputError as exc:
+                if completion.finish_reason == "length":
+                    exc = GenerationTruncatedError(
+                        f"The reply was cut at the token limit ({self.config.max_tokens_ceiling} tokens) "
+                        "before the call was complete.", completion.text)
                 last_error = exc
                 emit(Event("retry", str(exc), {"attempt": attempt + 1, "raw": completion.text}))
                 corrections = [system_alert(CORRECTION.format(error=exc))]
                 continue
+            if completion.finish_reason == "length":
+                emit(Event("warning", "The reply was cut at the token limit; its call was completed from what "
+                           "was generated.", {"raw": completion.text}))
             problem = self._first_reply_problem(call) if verify else None
             if problem and attempt < attempts - 1:
                 emit(Event("retry", f"First reply check: {problem}", {"attempt": attempt + 1, "raw": completion.text}))
@@ -316,13 +323,8 @@ class Agent:
                 on_text=on_text if self.stream else None,
             )
             self.last_completion = completion
-            if completion.finish_reason != "length":
+            if completion.finish_reason != "length" or max_tokens >= self.config.max_tokens_ceiling:
                 return completion
-            if max_tokens >= self.config.max_tokens_ceiling:
-                raise GenerationTruncatedError(
-                    f"The model's reply was cut at the token limit ({max_tokens} tokens) before the call was complete.",
-                    completion.text,
-                )
             max_tokens = min(max_tokens * 2, self.config.max_tokens_ceiling)
 
     def _output_constraint(self) -> Constraint | None:

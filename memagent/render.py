@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.markup import escape
+from rich.status import Status
 
 from memagent.events import Event
 
@@ -65,3 +68,73 @@ class EventPrinter:
         icon, style = _STYLES.get(event.type, ("", ""))
         text = escape(event.text)
         self.console.print(f"[{style}]{icon} {text}[/]" if style else f"{icon} {text}")
+
+
+class LivePrinter(EventPrinter):
+    """The terminal's view of a turn: a spinner while the model works, then send_message's text printed as
+    it is generated. The final assistant_message only ends that line, so a reply never shows twice; if the
+    final text differs from what streamed (a repaired call), the final text is printed as well."""
+
+    def __init__(self, console: Console, *, spinner_text: str = "thinking…", **options: bool) -> None:
+        super().__init__(console, **options)
+        self.spinner_text = spinner_text
+        self._status: Status | None = None
+        self._spinning = False
+        self._line_open = False  # a streamed reply is being printed on the current line
+        self._streamed = ""  # what streamed since the last assistant_message
+
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        """Show the spinner for the duration of the block (it pauses while a reply streams)."""
+        self._status = self.console.status(f"[dim]{escape(self.spinner_text)}[/]", spinner="dots")
+        self._resume()
+        try:
+            yield
+        finally:
+            self._pause()
+            self._status = None
+            self._end_line()
+            self._streamed = ""
+
+    def __call__(self, event: Event) -> None:
+        if event.type == "assistant_message_delta":
+            self._stream(event.text)
+            return
+        if event.type == "retry":
+            self._streamed = ""  # that attempt's text was abandoned
+        self._end_line()
+        if event.type == "assistant_message" and self._streamed:
+            already_shown = self._streamed.strip() == event.text.strip()
+            self._streamed = ""
+            if already_shown:
+                self._resume()
+                return
+        super().__call__(event)
+        if not self._streamed:
+            self._resume()
+
+    def _stream(self, text: str) -> None:
+        if not text:
+            return
+        self._pause()
+        if not self._line_open:
+            icon, style = _STYLES["assistant_message"]
+            self.console.print(f"{icon} ", end="", style=style, markup=False, highlight=False)
+            self._line_open = True
+        self.console.print(text, end="", style=_STYLES["assistant_message"][1], markup=False, highlight=False)
+        self._streamed += text
+
+    def _end_line(self) -> None:
+        if self._line_open:
+            self.console.print()
+            self._line_open = False
+
+    def _pause(self) -> None:
+        if self._status is not None and self._spinning:
+            self._status.stop()
+            self._spinning = False
+
+    def _resume(self) -> None:
+        if self._status is not None and not self._spinning:
+            self._status.start()
+            self._spinning = True

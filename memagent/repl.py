@@ -1,34 +1,68 @@
-"""The chat loops: interactive (prompt_toolkit input, rich output, spinner) and scripted (one message per
-line of stdin). Both send lines through the same slash-command table and the same agent."""
+"""The chat loops: interactive (prompt_toolkit input, rich output, spinner, streamed replies) and scripted
+(one message per line of stdin). Both send lines through the same slash-command table and the same agent.
+
+Ctrl-C while the model works raises KeyboardInterrupt out of the generation. The user's message was
+committed before generation began, and a step commits its messages only after the model has answered, so
+the interrupted step leaves nothing behind and every earlier one is kept.
+"""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 
 from memagent.agent import Agent
-from memagent.commands import COMMANDS, ExitChat, run_command
+from memagent.commands import Ask, Emit, ExitChat, completions, is_command, run_command, uses_model, wrapper_names
 from memagent.events import Event
-from memagent.render import EventPrinter
+from memagent.render import EventPrinter, LivePrinter
+
+if TYPE_CHECKING:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.completion import CompleteEvent, Completion
+    from prompt_toolkit.document import Document
+    from prompt_toolkit.key_binding import KeyBindings
+
+MULTILINE_SWITCH = "//"
+CANCELLED = "Cancelled. Your message is saved and the agent is intact; type another message or /retry."
 
 
-def handle_line(line: str, agent: Agent, emit: EventPrinter, ask) -> None:
-    if line.startswith("/") and not line.startswith("//"):
-        run_command(line, agent, emit, ask)
+def handle_line(line: str, agent: Agent, emit: Emit, ask: Ask, home: Path | None = None) -> None:
+    if is_command(line):
+        run_command(line, agent, emit, ask, home)
     else:
         agent.run_turn(line, emit)
 
 
-def run_scripted(agent: Agent, lines: Iterable[str], emit: EventPrinter) -> None:
-    """Piped use: each line is a user message (or a slash command); ends at end of input."""
+# -- scripted ----------------------------------------------------------------------------------------
+
+
+def scripted_messages(lines: Iterable[str]) -> Iterator[str]:
+    """Lines of stdin as inputs; a line with only // starts or ends a block sent as one message."""
+    block: list[str] | None = None
     for raw in lines:
-        line = raw.rstrip("\n")
+        line = raw.rstrip("\r\n")
+        if line.strip() == MULTILINE_SWITCH:
+            if block is not None:
+                yield "\n".join(block)
+            block = [] if block is None else None
+        elif block is not None:
+            block.append(line)
+        else:
+            yield line
+    if block:
+        yield "\n".join(block)
+
+
+def run_scripted(agent: Agent, lines: Iterable[str], emit: EventPrinter, home: Path | None = None) -> None:
+    """Piped use: each line is a user message (or a slash command); ends at end of input."""
+    for line in scripted_messages(lines):
         try:
-            handle_line(line, agent, emit, ask=lambda _prompt: None)
+            handle_line(line, agent, emit, ask=lambda _prompt: None, home=home)
         except ExitChat:
             return
         except KeyboardInterrupt:
@@ -36,47 +70,115 @@ def run_scripted(agent: Agent, lines: Iterable[str], emit: EventPrinter) -> None
             return
 
 
-def run_interactive(agent: Agent, console: Console, emit: EventPrinter, history_file: Path) -> None:
+# -- interactive -------------------------------------------------------------------------------------
+
+
+@dataclass
+class InputMode:
+    multiline: bool = False
+
+
+def run_interactive_line(line: str, agent: Agent, printer: LivePrinter, ask: Ask, home: Path | None) -> None:
+    """One line typed in the terminal. Lines that run the model get the spinner and the streamed reply;
+    Ctrl-C stops the model and returns to the prompt. Raises ExitChat on /exit."""
+    try:
+        if uses_model(line):
+            with printer.working():
+                handle_line(line, agent, printer, ask, home)
+        else:
+            handle_line(line, agent, printer, ask, home)
+    except KeyboardInterrupt:
+        printer.console.print(f"[yellow]⏹ {CANCELLED}[/]")
+
+
+def _key_bindings(mode: InputMode) -> KeyBindings:
+    from prompt_toolkit.key_binding import KeyBindings
+
+    bindings = KeyBindings()
+
+    @bindings.add("escape", "enter")  # what terminals send for Alt-Enter
+    def _newline_or_send(event) -> None:  # noqa: ANN001 - prompt_toolkit's event type
+        if mode.multiline:
+            event.current_buffer.validate_and_handle()
+        else:
+            event.current_buffer.insert_text("\n")
+
+    return bindings
+
+
+def _completer(agent: Agent, home: Path | None):  # noqa: ANN202 - a prompt_toolkit Completer
+    from prompt_toolkit.completion import Completer, Completion
+
+    names = wrapper_names(home)
+
+    class SlashCompleter(Completer):
+        """Completes slash commands, then template field names or wrapper names (commands.completions)."""
+
+        def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterator[Completion]:
+            text = document.text_before_cursor
+            word = text.rsplit(" ", 1)[-1]
+            for candidate in completions(text, agent, names):
+                yield Completion(candidate, start_position=-len(word))
+
+    return SlashCompleter()
+
+
+def _session(agent: Agent, mode: InputMode, history_file: Path, home: Path | None) -> PromptSession[str]:
     from prompt_toolkit import PromptSession
-    from prompt_toolkit.completion import WordCompleter
+    from prompt_toolkit.filters import Condition
     from prompt_toolkit.history import FileHistory
 
     history_file.parent.mkdir(parents=True, exist_ok=True)
-    words = [f"/{name}" for name in COMMANDS] + agent.template.field_names()
-    session: PromptSession[str] = PromptSession(
+    return PromptSession(
         history=FileHistory(str(history_file)),
-        completer=WordCompleter(words, sentence=True),
+        completer=_completer(agent, home),
+        key_bindings=_key_bindings(mode),
+        multiline=Condition(lambda: mode.multiline),
+        prompt_continuation=lambda width, line_number, wrap_count: "… ".rjust(width),
     )
-    console.print(f"[dim]Chatting with [bold]{agent.name}[/bold]. /help for commands, Ctrl-D or /exit to leave.[/]")
+
+
+def run_interactive(agent: Agent, console: Console, printer: LivePrinter, home: Path) -> None:
+    mode = InputMode()
+    session = _session(agent, mode, home / "history", home)
+    console.print(
+        f"[dim]Chatting with [bold]{agent.name}[/bold]. /help for commands, // for multiline input, "
+        "Ctrl-D or /exit to leave.[/]"
+    )
 
     def ask(prompt: str) -> str | None:
+        switch = session.multiline  # prompt() keeps the options it is given: restore the mode switch
         try:
-            return session.prompt(prompt)
+            return session.prompt(prompt, multiline=False)
         except (KeyboardInterrupt, EOFError):
             return None
+        finally:
+            session.multiline = switch
 
     while True:
         try:
-            line = session.prompt("> ")
+            line = session.prompt(lambda: "… " if mode.multiline else "> ")
         except KeyboardInterrupt:
             continue  # Ctrl-C at the prompt clears the line
         except EOFError:
             return
+        if line.strip() == MULTILINE_SWITCH:
+            mode.multiline = not mode.multiline
+            state = "on: Enter starts a new line, Alt-Enter or Esc Enter sends" if mode.multiline else "off"
+            console.print(f"[dim]Multiline mode {state}.[/]")
+            continue
         try:
-            with console.status("[dim]thinking…[/]", spinner="dots"):
-                handle_line(line, agent, emit, ask)
+            run_interactive_line(line, agent, printer, ask, home)
         except ExitChat:
             return
-        except KeyboardInterrupt:
-            console.print("[yellow]Cancelled. The agent and every stored message are intact.[/]")
 
 
 def chat(agent: Agent, *, json_output: bool, color: bool, home: Path, stdin: TextIO | None = None) -> None:
     stdin = stdin or sys.stdin
     console = Console(no_color=not color, highlight=False, soft_wrap=True)
     interactive = stdin.isatty() and sys.stdout.isatty() and not json_output
-    printer = EventPrinter(console, json_output=json_output, echo_user=not interactive)
     if interactive:
-        run_interactive(agent, console, printer, home / "history")
+        agent.stream = True  # show send_message's text as the model writes it
+        run_interactive(agent, console, LivePrinter(console), home)
     else:
-        run_scripted(agent, stdin, printer)
+        run_scripted(agent, stdin, EventPrinter(console, json_output=json_output, echo_user=True), home)

@@ -21,9 +21,15 @@ ThoughtsPlacement = Literal["top", "params"]
 
 INNER_THOUGHTS = "inner_thoughts"
 HEARTBEAT = "request_heartbeat"
+# Bounds on generated strings. Small models fall into repetition loops inside a string ("I love sailing.
+# I love sailing. ..."); a bound makes the grammar close the string, so the call completes instead of
+# running into the token limit. MemGPT asks for inner thoughts under 50 words.
+THOUGHTS_MAX_CHARS = 400
+ARGUMENT_MAX_CHARS = 2000
 _THOUGHTS_SCHEMA: dict[str, Any] = {
     "type": "string",
     "description": "Deep inner monologue private to you only.",
+    "maxLength": THOUGHTS_MAX_CHARS,
 }
 _HEARTBEAT_SCHEMA: dict[str, Any] = {
     "type": "boolean",
@@ -96,6 +102,8 @@ def _args_schema(function: Mapping[str, Any], with_thoughts: bool, add_heartbeat
     properties: dict[str, Any] = {INNER_THOUGHTS: dict(_THOUGHTS_SCHEMA)} if with_thoughts else {}
     for key in required + optional:
         properties[key] = _close_nested(copy.deepcopy(declared[key]))
+        if properties[key].get("type") == "string" and "enum" not in properties[key]:
+            properties[key].setdefault("maxLength", ARGUMENT_MAX_CHARS)
     head = [INNER_THOUGHTS] if with_thoughts else []
     return _closed_object(properties, head + required, title=f"{name} args")
 

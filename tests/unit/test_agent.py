@@ -166,3 +166,21 @@ def test_overflow_summarizes_old_messages_and_keeps_them_in_recall(make_agent, e
     assert store.search_messages(agent.agent_id, "number").total >= 24
     assert not events.of("error")
     assert all(backend.count_tokens(p) <= 3600 for p in backend.prompts)
+
+
+def test_a_reply_still_cut_at_the_ceiling_is_completed_when_it_can_be(make_agent, events):
+    cut = '{"function": "send_message", "params": {"inner_thoughts": "hi", "message": "I love sailing. I love'
+    outputs = [Completion(text=cut, finish_reason="length") for _ in range(3)]
+    agent, backend = make_agent(outputs)
+    agent.run_turn("hi", events)
+    assert backend.max_tokens == [400, 800, 1200]
+    assert [e.text for e in events.of("assistant_message")] == ["I love sailing. I love"]
+    assert "cut at the token limit" in events.of("warning")[0].text
+
+
+def test_a_cut_reply_that_cannot_be_completed_is_reported_as_cut_not_as_bad_json(make_agent, events):
+    cut = '{"function": "core_memory_replace", "params": {"inner_thoughts": "hmm", "name": "hu'
+    agent, _ = make_agent([Completion(text=cut, finish_reason="length")] * 9)
+    agent.run_turn("hi", events)
+    assert all("cut at the token limit (1200 tokens)" in e.text for e in events.of("retry"))
+    assert "cut at the token limit" in events.of("error")[0].text

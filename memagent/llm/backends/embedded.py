@@ -54,11 +54,13 @@ class EmbeddedBackend(Backend):
         *,
         context_length: int | None = None,
         temperature: float = 0.3,
+        repeat_penalty: float = 1.1,
         seed: int = 42,
         threads: int | None = None,
     ) -> None:
         self.model_path = check_model_file(Path(model_path) if model_path else default_model_path())
         self.temperature = temperature
+        self.repeat_penalty = repeat_penalty  # small models loop on a phrase without it
         self._grammars: dict[str, Any] = {}
         self._llm = self._load(context_length or DEFAULT_CONTEXT, seed, threads)
 
@@ -103,6 +105,7 @@ class EmbeddedBackend(Backend):
             "max_tokens": max_tokens,
             "stop": list(stop),
             "temperature": self.temperature,
+            "repeat_penalty": self.repeat_penalty,
             "grammar": self._grammar(constraint.gbnf) if constraint else None,
         }
         try:
