@@ -277,13 +277,13 @@ class Agent:
             try:
                 call = self.wrapper.parse(completion.text, self.schemas)
             except LLMOutputError as exc:
+                last_error = exc
                 if completion.finish_reason == "length":
-                    exc = GenerationTruncatedError(
+                    last_error = GenerationTruncatedError(
                         f"The reply was cut at the token limit ({self.config.max_tokens_ceiling} tokens) "
                         "before the call was complete.", completion.text)
-                last_error = exc
-                emit(Event("retry", str(exc), {"attempt": attempt + 1, "raw": completion.text}))
-                corrections = [system_alert(CORRECTION.format(error=exc))]
+                emit(Event("retry", str(last_error), {"attempt": attempt + 1, "raw": completion.text}))
+                corrections = [system_alert(CORRECTION.format(error=last_error))]
                 continue
             if completion.finish_reason == "length":
                 emit(Event("warning", "The reply was cut at the token limit; its call was completed from what "
