@@ -145,26 +145,23 @@ def test_memory_pressure_warns_once_as_a_hidden_alert(make_agent, events):
     assert "maximum length" in backend.prompts[1]
 
 
-def test_overflow_summarizes_old_messages_and_keeps_them_in_recall(make_agent, events, store):
-    def long_reply(i):
-        return reply(f"reply number {i} " + "words " * 40)
-
-    script = (long_reply(i) for i in range(1000))
+def test_thirty_turns_in_a_small_window_summarize_and_lose_nothing(make_agent, events, store):
+    script = (reply(f"reply number {i} " + "words " * 40) for i in range(1000))
     agent, backend = make_agent(context_length=3600)
 
     def respond(prompt: str) -> str:
-        if prompt.endswith("SUMMARY: "):
-            return "We talked about numbers."
-        return next(script)
+        return "We talked about numbers." if prompt.endswith("SUMMARY: ") else next(script)
 
-    backend.outputs = [respond] * 40
-    for i in range(12):
-        agent.run_turn(f"message number {i} " + "filler " * 30, events)
-    summaries = [m for _, m in agent.messages if "summary of the previous" in m.get("content", "")]
-    assert summaries, "expected a summary in context"
-    assert json.loads(summaries[0]["content"])["type"] == "system_alert"
-    assert store.search_messages(agent.agent_id, "number").total >= 24
+    backend.outputs = [respond] * 200
+    for i in range(30):
+        agent.run_turn(f"message marker{i} " + "filler " * 30, events)
     assert not events.of("error")
+    assert len(events.of("assistant_message")) >= 30
+    summaries = [m for _, m in agent.messages if "summary of the previous" in m.get("content", "")]
+    assert len(summaries) == 1 and json.loads(summaries[0]["content"])["type"] == "system_alert"
+    assert sum("summary of the previous" in p for p in backend.prompts) > 1  # it summarized more than once
+    for i in range(30):  # every user message is still in recall memory, in context or not
+        assert store.search_messages(agent.agent_id, f"marker{i}", roles=("user",)).total == 1
     assert all(backend.count_tokens(p) <= 3600 for p in backend.prompts)
 
 

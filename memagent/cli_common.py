@@ -1,0 +1,79 @@
+"""What the `memagent` sub-commands share: the --no-color option, settings, consoles and the database.
+
+Imports only typer at module level: `memagent --help` must start fast, so rich, SQLAlchemy and the rest
+are imported inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from memagent.errors import UserError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from memagent.memory.store import AgentRow, Store
+    from memagent.settings import Settings
+
+
+def set_no_color(value: bool) -> bool:
+    """--no-color works like NO_COLOR (which rich and Settings already honour), so set that."""
+    if value:
+        os.environ["NO_COLOR"] = "1"
+    return value
+
+
+NoColor = Annotated[
+    bool, typer.Option("--no-color", help="Plain output without colour (also NO_COLOR).", callback=set_no_color)
+]
+
+
+def current_settings() -> Settings:
+    from memagent.settings import build_settings
+
+    return build_settings({})
+
+
+def console(*, stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+@contextmanager
+def open_store(settings: Settings, *, create: bool = True) -> Iterator[Store | None]:
+    """The database, or None (with create=False) when there is none yet: listing must not create one."""
+    from memagent.memory.store import Store
+
+    if not create and not settings.db_path.exists():
+        yield None
+        return
+    store = Store(settings.db_path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def require_agent(store: Store | None, name: str) -> AgentRow:
+    """The agent's row, or a one-line error naming the agents that do exist."""
+    row = store.find_agent(name) if store is not None else None
+    if row is None:
+        names = [a.name for a in store.list_agents()] if store is not None else []
+        more = ", …" if len(names) > 10 else ""
+        known = f" Agents: {', '.join(names[:10])}{more}." if names else " There are no agents yet: `memagent chat` makes one."
+        raise UserError(f"No agent named {name!r}.{known}")
+    return row
+
+
+def local_time(moment: object) -> str:
+    """A stored UTC timestamp as local time, to the minute."""
+    from datetime import datetime
+
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M") if isinstance(moment, datetime) else str(moment)
