@@ -202,8 +202,13 @@ class Agent:
                 emit(Event("error", str(exc), {"raw": getattr(exc, "raw", None)}))
                 return
             except ContextOverflowError as exc:
-                emit(Event("error", f"{exc}, even after summarizing. Use a larger --context-length, or /pop "
-                           "long messages.", {"prompt_tokens": exc.prompt_tokens}))
+                emit(
+                    Event(
+                        "error",
+                        f"{exc}, even after summarizing. Use a larger --context-length, or /pop long messages.",
+                        {"prompt_tokens": exc.prompt_tokens},
+                    )
+                )
                 return
             if outcome.next_input is None:
                 return
@@ -281,13 +286,20 @@ class Agent:
                 if completion.finish_reason == "length":
                     last_error = GenerationTruncatedError(
                         f"The reply was cut at the token limit ({self.config.max_tokens_ceiling} tokens) "
-                        "before the call was complete.", completion.text)
+                        "before the call was complete.",
+                        completion.text,
+                    )
                 emit(Event("retry", str(last_error), {"attempt": attempt + 1, "raw": completion.text}))
                 corrections = [system_alert(CORRECTION.format(error=last_error))]
                 continue
             if completion.finish_reason == "length":
-                emit(Event("warning", "The reply was cut at the token limit; its call was completed from what "
-                           "was generated.", {"raw": completion.text}))
+                emit(
+                    Event(
+                        "warning",
+                        "The reply was cut at the token limit; its call was completed from what was generated.",
+                        {"raw": completion.text},
+                    )
+                )
             problem = self._first_reply_problem(call) if verify else None
             if problem and attempt < attempts - 1:
                 emit(Event("retry", f"First reply check: {problem}", {"attempt": attempt + 1, "raw": completion.text}))
@@ -307,6 +319,8 @@ class Agent:
         return None
 
     def _complete(self, extra: list[Message], emit: Emit) -> Completion:
+        if callable(getattr(self.backend, "chat_completion", None)):
+            return self._complete_native(extra)
         prompt = self._fit_prompt(extra)
         constraint = self._output_constraint()
         max_tokens = self.config.max_tokens
@@ -319,7 +333,10 @@ class Agent:
                     emit(Event("assistant_message_delta", delta))
 
             completion = self.backend.complete(
-                prompt, stop=self.wrapper.stop, max_tokens=max_tokens, constraint=constraint,
+                prompt,
+                stop=self.wrapper.stop,
+                max_tokens=max_tokens,
+                constraint=constraint,
                 on_text=on_text if self.stream else None,
             )
             self.last_completion = completion
@@ -335,8 +352,30 @@ class Agent:
             self._constraint = build_constraint(schema) if schema else None
         return self._constraint
 
+    def _complete_native(self, extra: list[Message]) -> Completion:
+        """Backends with native function calling (OpenAI's chat API) take messages, not a prompt. Their
+        call is written as JSON text so it goes through the same parser and validation as any other."""
+        self._fit_prompt(extra)  # summarizes if the conversation no longer fits
+        reply, completion = self.backend.chat_completion(self.context_messages(extra), self.schemas)  # type: ignore[attr-defined]
+        call = reply.get("function_call")
+        if call:
+            completion.text = json.dumps(
+                {
+                    "inner_thoughts": reply.get("content") or "",
+                    "name": call.get("name"),
+                    "arguments": call.get("arguments"),
+                },
+                ensure_ascii=False,
+            )
+        self.last_completion = completion
+        return completion
+
+    def context_messages(self, extra: list[Message] | None = None) -> list[Message]:
+        """The system message, the messages in context, and any not-stored extras (corrections)."""
+        return [{"role": "system", "content": self.system_message}] + [m for _, m in self.messages] + (extra or [])
+
     def prompt(self, extra: list[Message] | None = None) -> str:
-        messages = [{"role": "system", "content": self.system_message}] + [m for _, m in self.messages] + (extra or [])
+        messages = self.context_messages(extra)
         return self.wrapper.chat_completion_to_prompt(
             messages, self.schemas, first_message=not self.state.first_reply_done
         )

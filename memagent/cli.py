@@ -1,4 +1,9 @@
-"""The `memagent` command: typer app. Builds Settings, runs the job, maps errors to one line + exit code."""
+"""The `memagent` command: typer app. Builds Settings, runs the job, maps errors to one line + exit code.
+
+Start-up must stay fast (`memagent --help`, `memagent agents list`): this module and the sub-command
+modules import only typer at the top; everything heavy (the model, httpx, SQLAlchemy, rich tables) is
+imported inside the command that needs it.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ from typing import Annotated
 import typer
 
 from memagent import __version__
+from memagent.cli_agents import agents_app, load, presets_app
+from memagent.cli_common import NoColor
+from memagent.cli_wrappers import wrappers_app
 from memagent.errors import UserError
 
 app = typer.Typer(
@@ -17,8 +25,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=True,
 )
+app.add_typer(agents_app, name="agents")
+app.add_typer(presets_app, name="presets")
+app.add_typer(wrappers_app, name="wrappers")
+app.command("load")(load)
 
 _DEBUG = False
+
+
+@app.callback()
+def _options(no_color: NoColor = False) -> None:
+    """memagent: a MemGPT-style memory agent for the terminal, on local LLMs."""
 
 
 @app.command()
@@ -96,27 +113,57 @@ def version() -> None:
     print(f"memagent {__version__}")
 
 
-def main() -> None:
-    import click
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """Typer's usage errors: its own classes since typer 0.22 vendored click, click's before that."""
+    classes: list[type[Exception]] = [getattr(typer, "TyperException", typer.BadParameter)]
+    try:
+        import click
 
+        classes.append(click.exceptions.ClickException)
+    except ImportError:
+        pass
+    return tuple(classes)
+
+
+def _aborts() -> tuple[type[BaseException], ...]:
+    classes: list[type[BaseException]] = [KeyboardInterrupt, typer.Abort]
+    try:
+        import click
+
+        classes.append(click.exceptions.Abort)
+    except ImportError:
+        pass
+    return tuple(classes)
+
+
+def main() -> None:
     try:
         result = app(standalone_mode=False)
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        print("Interrupted.", file=sys.stderr)
-        sys.exit(130)
     except UserError as exc:
         print(f"memagent: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except Exception as exc:
-        if _DEBUG:
-            raise
-        print(f"memagent: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
-        sys.exit(2)
+        _exit_for(exc)
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        sys.exit(130)
     sys.exit(result if isinstance(result, int) else 0)
 
 
+def _exit_for(exc: Exception) -> None:
+    """Usage errors print typer's message (exit 2); an abort exits 130; anything else is a bug."""
+    if isinstance(exc, _usage_errors()):
+        exc.show()  # type: ignore[attr-defined]
+        sys.exit(getattr(exc, "exit_code", 2))
+    if isinstance(exc, _aborts()):
+        print("Interrupted.", file=sys.stderr)
+        sys.exit(130)
+    if _DEBUG:
+        raise exc
+    print(f"memagent: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+    sys.exit(2)
+
+        print(f"memagent: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
 if __name__ == "__main__":
     main()

@@ -85,6 +85,8 @@ def _print_fields(out: Console, state: dict) -> None:
 @agents_app.command("show")
 def show_agent(name: Annotated[str, typer.Argument(help="The agent's name.")], no_color: NoColor = False) -> None:
     """Show an agent's core memory (used/limit per section), counts and template fields."""
+    from rich.markup import escape
+
     out = console()
     with open_store(current_settings(), create=False) as store:
         row = require_agent(store, name)
@@ -92,7 +94,7 @@ def show_agent(name: Annotated[str, typer.Argument(help="The agent's name.")], n
         messages, passages = store.count_messages(row.id), store.count_passages(row.id)
     state = row.state
     in_context = len(state.get("in_context") or [])
-    out.print(f"[bold]Agent {row.name}[/] (preset {state.get('preset', '?')})", markup=True)
+    out.print(f"[bold]Agent {escape(row.name)}[/] (preset {escape(str(state.get('preset', '?')))})")
     out.print(f"Created {local_time(row.created_at)}, last used {local_time(row.updated_at)}")
     out.print(f"Recall memory: {messages} messages ({in_context} in context). Archival memory: {passages} passages.")
     _print_core_memory(out, state)
