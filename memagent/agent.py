@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from dataclasses import dataclass
 from typing import Any
 
 from memagent import context as ctxwin
+from memagent.agent_state import AgentConfig, AgentState
 from memagent.errors import BackendError, ContextOverflowError, GenerationTruncatedError, LLMOutputError
 from memagent.events import Event
 from memagent.functions.memory import SEARCH_FUNCTIONS, FunctionFailed
@@ -19,6 +19,7 @@ from memagent.llm.constraint import build_constraint
 from memagent.llm.parse import ParsedCall
 from memagent.llm.stream import ArgumentStreamer
 from memagent.llm.wrappers.base import LLMChatCompletionWrapper
+from memagent.memory.agent_memory import AgentMemory
 from memagent.memory.core import CoreMemory
 from memagent.memory.store import Store
 from memagent.messages import (
@@ -42,38 +43,6 @@ RESULT_CHAR_LIMIT = 3000
 CORRECTION = "Your last reply could not be used: {error} Reply with exactly one function call in the JSON format shown."
 FIRST_REPLY_FUNCTIONS = ("send_message", "archival_memory_search")
 _LEAK_CHARS = set('(){}[]"')
-
-
-@dataclass(frozen=True)
-class AgentConfig:
-    max_steps_per_turn: int = 8
-    max_parse_retries: int = 2
-    max_tokens: int = 400
-    max_tokens_ceiling: int = 1200
-    verify_first_message: bool = True
-    first_message_attempts: int = 5
-
-
-@dataclass
-class AgentState:
-    """What is persisted for an agent besides its messages and passages."""
-
-    preset: str
-    core_memory: dict[str, Any]
-    template_fields: dict[str, str] = field(default_factory=dict)
-    in_context: list[int] = field(default_factory=list)
-    memory_stats: dict[str, Any] = field(default_factory=dict)
-    memory_pressure_alerted: bool = False
-    first_reply_done: bool = False
-    heartbeats_paused_until: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AgentState:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
 
 
 @dataclass(frozen=True)
@@ -227,7 +196,14 @@ class Agent:
         heartbeat = bool(args.pop(HEARTBEAT_PARAM, False)) or self._heartbeat_correction(call.name)
         emit(Event("function_call", call.name, {"arguments": args}))
         with self.store.transaction() as tx:
-            tools = _Toolbox(self, tx, emit)
+            tools = AgentMemory(
+                self.store,
+                self.agent_id,
+                self.core_memory,
+                tx,
+                on_send=lambda text: emit(Event("assistant_message", text)),
+                on_pause=self._pause_heartbeats,
+            )
             ok, result = self._execute(call.name, args, tools)
             stored_args = {**args, HEARTBEAT_PARAM: heartbeat} if self.functions[call.name].takes_heartbeat else args
             self._add(tx, assistant_call(call.inner_thoughts, call.name, stored_args))
@@ -257,7 +233,7 @@ class Agent:
             return False
         return envelope_type(self.messages[-1][1]) == "user_message"
 
-    def _execute(self, name: str, args: dict[str, Any], tools: _Toolbox) -> tuple[bool, str | None]:
+    def _execute(self, name: str, args: dict[str, Any], tools: AgentMemory) -> tuple[bool, str | None]:
         try:
             result = self.functions[name].fn(tools, **args)
         except FunctionFailed as exc:
@@ -320,8 +296,8 @@ class Agent:
 
     def _complete(self, extra: list[Message], emit: Emit) -> Completion:
         if callable(getattr(self.backend, "chat_completion", None)):
-            return self._complete_native(extra)
-        prompt = self._fit_prompt(extra)
+            return self._complete_native(extra, emit)
+        prompt = self._fit_prompt(extra, emit)
         constraint = self._output_constraint()
         max_tokens = self.config.max_tokens
         while True:
@@ -352,10 +328,10 @@ class Agent:
             self._constraint = build_constraint(schema) if schema else None
         return self._constraint
 
-    def _complete_native(self, extra: list[Message]) -> Completion:
+    def _complete_native(self, extra: list[Message], emit: Emit) -> Completion:
         """Backends with native function calling (OpenAI's chat API) take messages, not a prompt. Their
         call is written as JSON text so it goes through the same parser and validation as any other."""
-        self._fit_prompt(extra)  # summarizes if the conversation no longer fits
+        self._fit_prompt(extra, emit)  # summarizes if the conversation no longer fits
         reply, completion = self.backend.chat_completion(self.context_messages(extra), self.schemas)  # type: ignore[attr-defined]
         call = reply.get("function_call")
         if call:
@@ -380,14 +356,14 @@ class Agent:
             messages, self.schemas, first_message=not self.state.first_reply_done
         )
 
-    def _fit_prompt(self, extra: list[Message]) -> str:
+    def _fit_prompt(self, extra: list[Message], emit: Emit) -> str:
         """The prompt, summarizing old messages until it fits with room for the reply."""
         while True:
             prompt = self.prompt(extra)
             tokens = self.backend.count_tokens(prompt) + self.config.max_tokens
             if tokens <= self.backend.context_length:
                 return prompt
-            if not self.summarize():
+            if not self.summarize(emit):
                 raise ContextOverflowError(tokens, self.backend.context_length)
 
     # -- memory -----------------------------------------------------------------------------------
@@ -397,10 +373,8 @@ class Agent:
         cutoff = ctxwin.choose_cutoff(counts, [m["role"] for _, m in self.messages])
         if cutoff < 2:
             return False
-        old = [m for _, m in self.messages[:cutoff]]
-        summary = self._summary_text(old)
-        total = self.store.count_messages(self.agent_id)
-        alert = system_alert(ctxwin.summary_alert_text(summary, cutoff, total))
+        summary = ctxwin.write_summary([m for _, m in self.messages[:cutoff]], self.backend, self.wrapper)
+        alert = system_alert(ctxwin.summary_alert_text(summary, cutoff, self.store.count_messages(self.agent_id)))
         with self.store.transaction() as tx:
             kept = self.messages[cutoff:]
             self.messages = []
@@ -409,24 +383,12 @@ class Agent:
             self.state.memory_pressure_alerted = False
             tx.save_agent_state(self.agent_id, self._state_dict())
         if emit:
-            emit(
-                Event(
-                    "system_alert",
-                    f"Summarized {cutoff} older messages to fit the context window.",
-                    {"summary": summary},
-                )
-            )
+            text = f"Summarized {cutoff} older messages to fit the context window; they stay searchable."
+            emit(Event("system_alert", text, {"summary": summary}))
         return True
 
-    def _summary_text(self, old: list[Message]) -> str:
-        budget = int(self.backend.context_length * ctxwin.SUMMARY_FRACTION) - ctxwin.SUMMARY_MAX_TOKENS
-        lines = ctxwin.fit_transcript([ctxwin.transcript_line(m) for m in old], budget, self.backend.count_tokens)
-        prompt = self.wrapper.plain_prompt(ctxwin.SUMMARIZER_SYSTEM, "\n".join(lines)) + "SUMMARY: "
-        try:
-            text = self.backend.complete(prompt, stop=self.wrapper.stop, max_tokens=ctxwin.SUMMARY_MAX_TOKENS).text
-        except BackendError:
-            text = ""
-        return text.strip() or "(The summary could not be generated; search recall memory for details.)"
+    def _pause_heartbeats(self, until: float) -> None:
+        self.state.heartbeats_paused_until = until
 
     def _render_system(self) -> str:
         stats = self.state.memory_stats or {}
@@ -467,34 +429,3 @@ class Agent:
     def _save_state(self) -> None:
         with self.store.transaction() as tx:
             tx.save_agent_state(self.agent_id, self._state_dict())
-
-
-class _Toolbox:
-    """The FunctionContext functions see: this agent's memory, inside the step's transaction."""
-
-    def __init__(self, agent: Agent, tx: Any, emit: Emit) -> None:
-        self._agent, self._tx, self._emit = agent, tx, emit
-        self.core_memory = agent.core_memory
-        self.memory_edited = False
-
-    def send_message(self, message: str) -> None:
-        self._emit(Event("assistant_message", message))
-
-    def core_memory_changed(self) -> None:
-        self.memory_edited = True
-
-    def search_recall(self, query: str, page: int) -> Any:
-        return self._agent.store.search_messages(self._agent.agent_id, query, page=page, roles=("user", "assistant"))
-
-    def search_recall_by_date(self, start: date, end: date, page: int) -> Any:
-        return self._agent.store.search_messages_by_date(self._agent.agent_id, start, end, page=page)
-
-    def insert_archival(self, content: str) -> None:
-        self._tx.add_passage(self._agent.agent_id, content)
-        self.memory_edited = True  # the passage count in the system message changed
-
-    def search_archival(self, query: str, page: int) -> Any:
-        return self._agent.store.search_passages(self._agent.agent_id, query, page=page)
-
-    def pause_heartbeats(self, minutes: int) -> None:
-        self._agent.state.heartbeats_paused_until = datetime.now().timestamp() + 60 * minutes

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from memagent.agent import Agent, AgentConfig, AgentState
+from memagent.agent import Agent
+from memagent.agent_state import AgentConfig, AgentState
 from memagent.errors import ConfigError
 from memagent.functions.memory import builtin_functions
 from memagent.llm.backends.base import Backend

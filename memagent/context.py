@@ -11,6 +11,9 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from memagent.errors import BackendError, ConfigError
+from memagent.llm.backends.base import Backend
+from memagent.llm.wrappers.base import LLMChatCompletionWrapper
 from memagent.messages import HIDDEN_PREFIX, Message, searchable_text
 
 WARNING_FRACTION = 0.75
@@ -75,6 +78,18 @@ def fit_transcript(lines: list[str], budget: int, count_tokens: Callable[[str], 
         kept.append(line)
         used += cost
     return list(reversed(kept))
+
+
+def write_summary(old: list[Message], backend: Backend, wrapper: LLMChatCompletionWrapper) -> str:
+    """Ask the model for a short plain-text summary of `old`, in a request that fits the window."""
+    budget = int(backend.context_length * SUMMARY_FRACTION) - SUMMARY_MAX_TOKENS
+    lines = fit_transcript([transcript_line(m) for m in old], budget, backend.count_tokens)
+    prompt = wrapper.plain_prompt(SUMMARIZER_SYSTEM, "\n".join(lines)) + "SUMMARY: "
+    try:
+        text = backend.complete(prompt, stop=wrapper.stop, max_tokens=SUMMARY_MAX_TOKENS).text
+    except (BackendError, ConfigError):  # e.g. a chat-only backend: keep going without a summary
+        text = ""
+    return text.strip() or "(The summary could not be generated; search recall memory for details.)"
 
 
 def summary_alert_text(summary: str, hidden: int, total: int) -> str:
