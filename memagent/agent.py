@@ -3,8 +3,10 @@ while the model asks for a heartbeat. Everything the user sees goes out as Event
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,7 +116,7 @@ class Agent:
         if count == 0:
             return 0
         removed, self.messages = self.messages[-count:], self.messages[:-count]
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             tx.delete_messages([mid for mid, _ in removed])
             tx.save_agent_state(self.agent_id, self._state_dict())
         return count
@@ -159,7 +161,7 @@ class Agent:
         return None
 
     def _update(self, message_id: int, message: Message) -> None:
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             tx.update_message(message_id, searchable_text(message), message)
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -195,7 +197,7 @@ class Agent:
         args = dict(call.arguments)
         heartbeat = bool(args.pop(HEARTBEAT_PARAM, False)) or self._heartbeat_correction(call.name)
         emit(Event("function_call", call.name, {"arguments": args}))
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             tools = AgentMemory(
                 self.store,
                 self.agent_id,
@@ -375,7 +377,7 @@ class Agent:
             return False
         summary = ctxwin.write_summary([m for _, m in self.messages[:cutoff]], self.backend, self.wrapper)
         alert = system_alert(ctxwin.summary_alert_text(summary, cutoff, self.store.count_messages(self.agent_id)))
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             kept = self.messages[cutoff:]
             self.messages = []
             self._add(tx, alert)
@@ -410,13 +412,29 @@ class Agent:
         self.system_message = self._render_system()
 
     # -- persistence ------------------------------------------------------------------------------
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        """A store transaction that also rolls back the agent's in-memory state if it fails, so memory
+        and database never disagree (an interrupted step leaves no half-applied edit behind)."""
+        saved = (list(self.messages), self.core_memory.to_dict(), copy.deepcopy(self.state.to_dict()),
+                 self.system_message)
+        try:
+            with self.store.transaction() as tx:
+                yield tx
+        except BaseException:
+            self.messages = saved[0]
+            self.core_memory.sections = CoreMemory.from_dict(saved[1]).sections
+            self.state = AgentState.from_dict(saved[2])
+            self.system_message = saved[3]
+            raise
+
     def _add(self, tx: Any, message: Message) -> int:
         message_id = tx.add_message(self.agent_id, message["role"], searchable_text(message), message)
         self.messages.append((message_id, message))
         return message_id
 
     def _append_input(self, message: Message, emit: Emit, event: Event) -> None:
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             self._add(tx, message)
             tx.save_agent_state(self.agent_id, self._state_dict())
         emit(event)
@@ -427,5 +445,5 @@ class Agent:
         return self.state.to_dict()
 
     def _save_state(self) -> None:
-        with self.store.transaction() as tx:
+        with self._transaction() as tx:
             tx.save_agent_state(self.agent_id, self._state_dict())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from fakes import call, reply
 
 from memagent.llm.backends.base import Completion
@@ -181,3 +182,30 @@ def test_a_cut_reply_that_cannot_be_completed_is_reported_as_cut_not_as_bad_json
     agent.run_turn("hi", events)
     assert all("cut at the token limit (1200 tokens)" in e.text for e in events.of("retry"))
     assert "cut at the token limit" in events.of("error")[0].text
+
+
+def test_an_interrupted_step_leaves_memory_and_database_in_agreement(make_agent, events, store):
+    from memagent.functions.registry import AgentFunction, schema_from_function
+
+    def edit_then_interrupt(ctx, content: str) -> None:
+        """Edit memory, then the user presses Ctrl-C.
+
+        Args:
+            content: text
+        """
+        ctx.core_memory.append("human", content)
+        ctx.core_memory_changed()
+        raise KeyboardInterrupt
+
+    agent, _ = make_agent([call("edit_then_interrupt", content="Half-done edit", request_heartbeat=False)])
+    agent.functions["edit_then_interrupt"] = AgentFunction(
+        "edit_then_interrupt", edit_then_interrupt, schema_from_function(edit_then_interrupt, heartbeat=True))
+    before_messages, before_system = list(agent.messages), agent.system_message
+    with pytest.raises(KeyboardInterrupt):
+        agent.run_turn("hello", events)
+    assert "Half-done edit" not in agent.core_memory.sections["human"].content
+    assert agent.system_message == before_system
+    assert [m for _, m in agent.messages][:-1] == [m for _, m in before_messages]  # only the user message added
+    reopened, _ = make_agent()
+    assert [mid for mid, _ in reopened.messages] == [mid for mid, _ in agent.messages]
+    assert "Half-done edit" not in reopened.core_memory.sections["human"].content
