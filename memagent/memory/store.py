@@ -11,21 +11,21 @@ Full-text search uses FTS5 external-content tables (see ``migrations.py``). User
 never passed to FTS5 as syntax: ``fts_query`` quotes every term, so no input can raise a syntax error.
 
 Every failure the user can do something about (bad path, not a database, locked, read-only, newer
-schema) becomes a one-line ``StoreError`` naming the database path.
+schema) becomes a one-line ``StoreError`` naming the database path; that translation lives here only,
+and the writes of ``transaction.py`` go through it too. The dataclasses the store returns are in
+``rows.py``; they and ``Transaction`` are re-exported here.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import random
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -33,81 +33,37 @@ from sqlalchemy.pool import StaticPool
 
 from memagent.errors import StoreError
 from memagent.memory.migrations import MIGRATIONS, Migration, apply_pending, fts_query, schema_version
+from memagent.memory.rows import (
+    AgentRow,
+    Passage,
+    SearchPage,
+    StoredMessage,
+    agent_from_row,
+    local_day_start,
+    message_from_row,
+    one_line,
+    passage_from_row,
+    search_page,
+    utc_iso,
+)
+from memagent.memory.transaction import Transaction
 
-T = TypeVar("T")
+__all__ = [
+    "DEFAULT_BUSY_TIMEOUT",
+    "MEMORY_PATH",
+    "AgentRow",
+    "Passage",
+    "SearchPage",
+    "Store",
+    "StoredMessage",
+    "Transaction",
+    "unique_agent_name",
+]
 
 DEFAULT_BUSY_TIMEOUT = 2.0
 """Seconds a statement waits for another process's lock before giving up with "locked"."""
 
 MEMORY_PATH = ":memory:"
-
-
-# ---------------------------------------------------------------------------------------------- rows
-
-
-@dataclass(frozen=True, slots=True)
-class AgentRow:
-    id: int
-    name: str
-    state: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
-    id: int
-    agent_id: int
-    role: str
-    text: str
-    payload: dict[str, Any]
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Passage:
-    id: int
-    agent_id: int
-    text: str
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class SearchPage(Generic[T]):
-    """One page of a search. ``page`` is 0-based; ``total`` counts every match, not just this page.
-
-    ``num_pages`` is ``ceil(total / page_size)`` but never less than 1: page 0 always exists (it is
-    simply empty when nothing matched), so "page 1/1" can be shown for an empty result. A page past
-    the end has no items but still reports the real ``total`` and ``num_pages``.
-    """
-
-    items: list[T]
-    total: int
-    page: int
-    num_pages: int
-    page_size: int
-
-
-# ------------------------------------------------------------------------------------ time helpers
-
-
-def _utc_iso(moment: datetime | None = None) -> str:
-    """UTC ISO-8601 with a fixed width and offset, so string order equals time order in SQL.
-
-    A naive datetime is taken to be local time (that is what ``datetime.now()`` gives callers)."""
-    moment = datetime.now(UTC) if moment is None else moment
-    if moment.tzinfo is None:
-        moment = moment.astimezone()
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value)
-
-
-def _local_day_start(day: date) -> datetime:
-    """Midnight at the start of ``day`` in the local timezone (DST rules of that date)."""
-    return datetime.combine(day, time.min).astimezone()
 
 
 # ---------------------------------------------------------------------------------- error messages
@@ -132,7 +88,7 @@ _REASONS: tuple[tuple[tuple[str, ...], str], ...] = (
 def _reason(error: BaseException) -> str:
     """Turn a driver error into "what happened; how to fix it" without a traceback."""
     original = getattr(error, "orig", None) or error
-    detail = " ".join(str(original).split()) or type(original).__name__
+    detail = one_line(str(original)) or type(original).__name__
     lowered = detail.lower()
     for needles, reason in _REASONS:
         if any(needle in lowered for needle in needles):
@@ -140,26 +96,10 @@ def _reason(error: BaseException) -> str:
     return f"{detail}; check the file or choose another database path"
 
 
-def _one_line(message: str) -> str:
-    return " ".join(message.split())
-
-
 # ------------------------------------------------------------------------------------------ store
 
 _MESSAGE_COLUMNS = "m.id, m.agent_id, m.role, m.text, m.payload, m.created_at"
 _PASSAGE_COLUMNS = "p.id, p.agent_id, p.text, p.created_at"
-
-
-def _message(row: sa.Row[Any]) -> StoredMessage:
-    return StoredMessage(row.id, row.agent_id, row.role, row.text, json.loads(row.payload), _parse_time(row.created_at))
-
-
-def _passage(row: sa.Row[Any]) -> Passage:
-    return Passage(row.id, row.agent_id, row.text, _parse_time(row.created_at))
-
-
-def _agent(row: sa.Row[Any]) -> AgentRow:
-    return AgentRow(row.id, row.name, json.loads(row.state), _parse_time(row.created_at), _parse_time(row.updated_at))
 
 
 def _check_paging(page: int, page_size: int) -> None:
@@ -205,7 +145,7 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise StoreError(
-                _one_line(
+                one_line(
                     f"Can't create the directory for database {path}: {error.strerror or error}; "
                     "choose a writable location for the database"
                 )
@@ -281,7 +221,7 @@ class Store:
             if "FOREIGN KEY" not in str(error.orig):
                 raise
             raise StoreError(
-                _one_line(
+                one_line(
                     f"Can't write to database {self.path}: the agent no longer exists (deleted by another "
                     "memagent?); restart memagent"
                 )
@@ -294,7 +234,7 @@ class Store:
         ) as error:
             if isinstance(error, sa_exc.ProgrammingError | sqlite3.ProgrammingError):
                 raise
-            raise StoreError(_one_line(f"Can't {action} database {self.path}: {_reason(error)}")) from None
+            raise StoreError(one_line(f"Can't {action} database {self.path}: {_reason(error)}")) from None
 
     # --------------------------------------------------------------------------- transactions
 
@@ -352,6 +292,15 @@ class Store:
             with suppress(sa_exc.DBAPIError):
                 self._conn.exec_driver_sql("ROLLBACK")
 
+    def _execute(
+        self, sql: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]], action: str
+    ) -> sa.CursorResult[Any]:
+        """One statement (a list of params means executemany) with error translation: how a
+        ``Transaction`` writes."""
+        self._check_open()
+        with self._guard(action):
+            return self._conn.execute(sa.text(sql), params)
+
     # ---------------------------------------------------------------------------------- reads
 
     def _rows(self, sql: str, params: Mapping[str, Any]) -> Sequence[sa.Row[Any]]:
@@ -366,11 +315,11 @@ class Store:
 
     def find_agent(self, name: str) -> AgentRow | None:
         rows = self._rows("SELECT * FROM agents WHERE name = :name", {"name": name})
-        return _agent(rows[0]) if rows else None
+        return agent_from_row(rows[0]) if rows else None
 
     def list_agents(self) -> list[AgentRow]:
         """All agents, by name (what a listing shows)."""
-        return [_agent(row) for row in self._rows("SELECT * FROM agents ORDER BY name, id", {})]
+        return [agent_from_row(row) for row in self._rows("SELECT * FROM agents ORDER BY name, id", {})]
 
     def get_messages(self, agent_id: int, ids: Sequence[int]) -> list[StoredMessage]:
         """The messages with ``ids``, in the order of ``ids`` (an agent's in-context window).
@@ -382,11 +331,11 @@ class Store:
             "AND m.id IN (SELECT value FROM json_each(:ids))",
             {"agent_id": agent_id, "ids": json.dumps([int(i) for i in ids])},
         )
-        by_id = {row.id: _message(row) for row in rows}
+        by_id = {row.id: message_from_row(row) for row in rows}
         missing = [i for i in ids if i not in by_id]
         if missing:
             raise StoreError(
-                _one_line(
+                one_line(
                     f"Database {self.path} is missing messages {missing[:10]} of agent {agent_id}; the "
                     "file was edited or damaged, restore a backup or delete the agent"
                 )
@@ -406,7 +355,7 @@ class Store:
             "LIMIT :limit OFFSET :offset",
             {"a": agent_id, "limit": limit, "offset": offset},
         )
-        return [_passage(row) for row in rows]
+        return [passage_from_row(row) for row in rows]
 
     # --------------------------------------------------------------------------------- search
 
@@ -421,10 +370,6 @@ class Store:
             {**params, "limit": page_size, "offset": page * page_size},
         )
         return total, rows
-
-    @staticmethod
-    def _result(items: list[T], total: int, page: int, page_size: int) -> SearchPage[T]:
-        return SearchPage(items, total, page, max(1, math.ceil(total / page_size)), page_size)
 
     def _text_search(
         self,
@@ -461,7 +406,7 @@ class Store:
         """Recall-memory search: best bm25 match first; ``roles`` limits which roles count."""
         role_where, params = self._role_filter(agent_id, roles)
         total, rows = self._text_search("messages", "m", _MESSAGE_COLUMNS, role_where, params, query, page, page_size)
-        return self._result([_message(row) for row in rows], total, page, page_size)
+        return search_page([message_from_row(row) for row in rows], total, page, page_size)
 
     def search_messages_by_date(
         self,
@@ -476,19 +421,19 @@ class Store:
         """Messages from local-time midnight of ``start`` through the end of ``end`` (both
         inclusive), oldest first. ``start`` after ``end`` matches nothing."""
         role_where, params = self._role_filter(agent_id, roles)
-        params |= {"lo": _utc_iso(_local_day_start(start)), "hi": _utc_iso(_local_day_start(end + timedelta(days=1)))}
+        params |= {"lo": utc_iso(local_day_start(start)), "hi": utc_iso(local_day_start(end + timedelta(days=1)))}
         where = (
             f"FROM messages m WHERE m.agent_id = :agent_id {role_where} AND m.created_at >= :lo AND m.created_at < :hi"
         )
         total, rows = self._page(where, "m.created_at, m.id", _MESSAGE_COLUMNS, params, page, page_size)
-        return self._result([_message(row) for row in rows], total, page, page_size)
+        return search_page([message_from_row(row) for row in rows], total, page, page_size)
 
     def search_passages(self, agent_id: int, query: str, *, page: int = 0, page_size: int = 5) -> SearchPage[Passage]:
         """Archival-memory search: best bm25 match first."""
         total, rows = self._text_search(
             "passages", "p", _PASSAGE_COLUMNS, "", {"agent_id": agent_id}, query, page, page_size
         )
-        return self._result([_passage(row) for row in rows], total, page, page_size)
+        return search_page([passage_from_row(row) for row in rows], total, page, page_size)
 
     @staticmethod
     def _role_filter(agent_id: int, roles: Sequence[str] | None) -> tuple[str, dict[str, Any]]:
@@ -499,192 +444,20 @@ class Store:
         return "AND m.role IN (SELECT value FROM json_each(:roles))", params
 
 
-# ------------------------------------------------------------------------------------ transaction
-
-
-class Transaction:
-    """Write access to a ``Store`` for the duration of one ``with store.transaction()`` block."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._finished = False
-
-    def _run(self, sql: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> sa.CursorResult[Any]:
-        """Execute one statement (a list of params means executemany) with error translation."""
-        if self._finished:
-            raise RuntimeError("this transaction has already been committed or rolled back")
-        store = self._store
-        store._check_open()
-        with store._guard("write to"):
-            return store._conn.execute(sa.text(sql), params)
-
-    def create_agent(self, name: str, state: Mapping[str, Any]) -> AgentRow:
-        """A new agent; StoreError if ``name`` is taken (the write lock makes the check race-free)."""
-        if self._store.find_agent(name) is not None:
-            raise StoreError(
-                _one_line(
-                    f"An agent named {name!r} already exists in {self._store.path}; choose another name "
-                    "or delete the existing agent first"
-                )
-            )
-        now = _utc_iso()
-        result = self._run(
-            "INSERT INTO agents (name, state, created_at, updated_at) VALUES (:name, :state, :now, :now)",
-            {"name": name, "state": json.dumps(dict(state)), "now": now},
-        )
-        return AgentRow(
-            int(result.lastrowid), name, json.loads(json.dumps(dict(state))), _parse_time(now), _parse_time(now)
-        )
-
-    def save_agent_state(self, agent_id: int, state: Mapping[str, Any]) -> None:
-        result = self._run(
-            "UPDATE agents SET state = :state, updated_at = :now WHERE id = :id",
-            {"state": json.dumps(dict(state)), "now": _utc_iso(), "id": agent_id},
-        )
-        if result.rowcount == 0:
-            raise StoreError(
-                _one_line(
-                    f"Can't save agent {agent_id} to {self._store.path}: it no longer exists (deleted by "
-                    "another memagent?); restart memagent"
-                )
-            )
-
-    def add_message(
-        self, agent_id: int, role: str, text: str, payload: Mapping[str, Any], created_at: datetime | None = None
-    ) -> int:
-        """Append to the message log; ``text`` is what search sees, ``payload`` the full message."""
-        result = self._run(
-            "INSERT INTO messages (agent_id, role, text, payload, created_at) "
-            "VALUES (:agent_id, :role, :text, :payload, :created_at)",
-            {
-                "agent_id": agent_id,
-                "role": role,
-                "text": text,
-                "payload": json.dumps(dict(payload)),
-                "created_at": _utc_iso(created_at),
-            },
-        )
-        return int(result.lastrowid)
-
-    def update_message(self, message_id: int, text: str, payload: Mapping[str, Any]) -> None:
-        result = self._run(
-            "UPDATE messages SET text = :text, payload = :payload WHERE id = :id",
-            {"text": text, "payload": json.dumps(dict(payload)), "id": message_id},
-        )
-        if result.rowcount == 0:
-            raise StoreError(
-                _one_line(
-                    f"Can't update message {message_id} in {self._store.path}: it no longer exists "
-                    "(agent deleted by another memagent?); restart memagent"
-                )
-            )
-
-    def delete_messages(self, ids: Sequence[int]) -> int:
-        """Delete messages by id; returns how many existed."""
-        result = self._run(
-            "DELETE FROM messages WHERE id IN (SELECT value FROM json_each(:ids))",
-            {"ids": json.dumps([int(i) for i in ids])},
-        )
-        return int(result.rowcount)
-
-    def add_passage(self, agent_id: int, text: str, created_at: datetime | None = None) -> int:
-        result = self._run(
-            "INSERT INTO passages (agent_id, text, created_at) VALUES (:agent_id, :text, :created_at)",
-            {"agent_id": agent_id, "text": text, "created_at": _utc_iso(created_at)},
-        )
-        return int(result.lastrowid)
-
-    def add_passages(self, agent_id: int, texts: Sequence[str]) -> list[int]:
-        """Bulk insert (one executemany) for loading files; ids in the order of ``texts``.
-
-        We hold the write lock and ids only grow (AUTOINCREMENT), so the new ids are exactly those
-        above the previous maximum."""
-        if not texts:
-            return []
-        before = int(self._run("SELECT coalesce(max(id), 0) FROM passages", {}).scalar_one())
-        now = _utc_iso()
-        self._run(
-            "INSERT INTO passages (agent_id, text, created_at) VALUES (:agent_id, :text, :now)",
-            [{"agent_id": agent_id, "text": text, "now": now} for text in texts],
-        )
-        rows = self._run("SELECT id FROM passages WHERE id > :before ORDER BY id", {"before": before})
-        return [int(row.id) for row in rows]
-
-    def delete_agent(self, name: str) -> bool:
-        """Delete an agent with its messages, passages and their index rows (FK cascade + triggers)."""
-        return self._run("DELETE FROM agents WHERE name = :name", {"name": name}).rowcount > 0
-
-
 # ---------------------------------------------------------------------------------- agent names
 
+# fmt: off
 _ADJECTIVES = (
-    "amber",
-    "bold",
-    "brisk",
-    "calm",
-    "clever",
-    "cosmic",
-    "dapper",
-    "eager",
-    "fuzzy",
-    "gentle",
-    "happy",
-    "hidden",
-    "jolly",
-    "keen",
-    "lively",
-    "lucky",
-    "mellow",
-    "misty",
-    "nimble",
-    "plucky",
-    "quiet",
-    "rapid",
-    "rusty",
-    "silver",
-    "sleepy",
-    "snowy",
-    "steady",
-    "sunny",
-    "swift",
-    "tidy",
-    "witty",
-    "zesty",
+    "amber", "bold", "brisk", "calm", "clever", "cosmic", "dapper", "eager", "fuzzy", "gentle", "happy",
+    "hidden", "jolly", "keen", "lively", "lucky", "mellow", "misty", "nimble", "plucky", "quiet", "rapid",
+    "rusty", "silver", "sleepy", "snowy", "steady", "sunny", "swift", "tidy", "witty", "zesty",
 )
 _ANIMALS = (
-    "badger",
-    "beaver",
-    "bison",
-    "crane",
-    "falcon",
-    "ferret",
-    "gecko",
-    "heron",
-    "ibis",
-    "koala",
-    "lemur",
-    "lynx",
-    "marmot",
-    "mole",
-    "moose",
-    "newt",
-    "ocelot",
-    "otter",
-    "owl",
-    "panda",
-    "puffin",
-    "quail",
-    "raven",
-    "seal",
-    "sparrow",
-    "stoat",
-    "tapir",
-    "toad",
-    "walrus",
-    "wombat",
-    "yak",
-    "zebra",
+    "badger", "beaver", "bison", "crane", "falcon", "ferret", "gecko", "heron", "ibis", "koala", "lemur",
+    "lynx", "marmot", "mole", "moose", "newt", "ocelot", "otter", "owl", "panda", "puffin", "quail",
+    "raven", "seal", "sparrow", "stoat", "tapir", "toad", "walrus", "wombat", "yak", "zebra",
 )
+# fmt: on
 
 
 def unique_agent_name(store: Store, rng: random.Random | None = None) -> str:

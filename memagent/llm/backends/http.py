@@ -4,6 +4,8 @@ Each server backend is a small subclass saying where to POST, what body to send 
 the answer. Everything that can go wrong on the wire is handled here once: bounded retries with
 exponential backoff for faults that go away by themselves, and every failure reaches the user as ONE
 line naming the URL and what to check. httpx is imported lazily so listing backends costs nothing.
+The pure helpers (endpoint checks, JSON digging, stream lines, failure wording) are in ``http_util.py``
+and re-exported here.
 """
 
 from __future__ import annotations
@@ -16,10 +18,42 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from memagent.errors import BackendError, ConfigError, ContextOverflowError
-from memagent.llm.backends.base import Backend, Completion, Constraint, FinishReason, estimate_tokens
+from memagent.llm.backends.base import Backend, Completion, Constraint, estimate_tokens
+from memagent.llm.backends.http_util import (
+    as_int,
+    check_numbers,
+    dig,
+    finish_reason,
+    generic_advice,
+    ndjson_payload,
+    normalize_endpoint,
+    one_line,
+    overflow_numbers,
+    retry_after,
+    says_context_overflow,
+    sse_payload,
+    stream_payloads,
+)
 
 if TYPE_CHECKING:
     import httpx
+
+__all__ = [
+    "BACKOFF_BASE",
+    "BACKOFF_MAX",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_RETRIES",
+    "DEFAULT_TIMEOUT",
+    "BackendHTTPError",
+    "HTTPBackend",
+    "as_int",
+    "dig",
+    "finish_reason",
+    "ndjson_payload",
+    "normalize_endpoint",
+    "one_line",
+    "sse_payload",
+]
 
 # A whole non-streamed generation must arrive within the read timeout: CPU inference of a long prompt
 # plus a few hundred tokens takes minutes, so it is generous. Connecting to a live server is instant.
@@ -28,21 +62,6 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_RETRIES = 3
 BACKOFF_BASE = 0.5
 BACKOFF_MAX = 8.0
-_MESSAGE_LIMIT = 300
-_CONTEXT_WORDS = re.compile(r"context[ _-]?(length|window|size)|n_ctx|exceeds? the .{0,20}context", re.I)
-_PROMPT_NUMBERS = (
-    r"n_prompt_tokens\D{0,5}(\d+)",
-    r"requested (\d+) tokens",
-    r"requested tokens \((\d+)\)",
-    r"(\d+) input tokens",
-    r"prompt (?:is|has|of) (\d+)",
-)
-_CONTEXT_NUMBERS = (
-    r"n_ctx\D{0,5}(\d+)",
-    r"maximum context length is (\d+)",
-    r"context window of (\d+)",
-    r"context (?:length|size|window)(?: is| of)? (\d+)",
-)
 
 
 class BackendHTTPError(BackendError):
@@ -71,53 +90,6 @@ class _Fault:
         if self.status is None:
             return BackendError(message, transient=self.transient)
         return BackendHTTPError(message, status=self.status, transient=self.transient)
-
-
-def normalize_endpoint(endpoint: str, label: str) -> str:
-    """Check a base URL and drop what our paths add again: a trailing `/` or `/v1`."""
-    value = endpoint.strip().rstrip("/")
-    if not re.match(r"^https?://[^/\s]+(/\S*)?$", value, re.IGNORECASE):
-        hint = f" (did you mean http://{value}?)" if value and "://" not in value else ""
-        raise ConfigError(
-            f"Invalid endpoint {endpoint!r} for the {label}: it must start with http:// or https://{hint}."
-        )
-    return value[:-3] if value.lower().endswith("/v1") else value
-
-
-def dig(data: Any, *path: str | int) -> Any:
-    """`data[a][b][0]...`, or None when any step is missing or of the wrong type."""
-    for key in path:
-        in_list = isinstance(key, int) and isinstance(data, list) and -len(data) <= key < len(data)
-        if not (in_list or (isinstance(key, str) and isinstance(data, dict) and key in data)):
-            return None
-        data = data[key]
-    return data
-
-
-def as_int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def finish_reason(value: Any) -> FinishReason:
-    """Servers say "length" when the token budget ran out; everything else (eos, stop word) is a stop."""
-    return "length" if value == "length" else "stop"
-
-
-def one_line(text: str, limit: int = _MESSAGE_LIMIT) -> str:
-    """Squash a server's message (maybe an HTML error page) into one short line."""
-    flat = " ".join(re.sub(r"<[^>]+>", " ", text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def sse_payload(line: str) -> str | None:
-    """The data of one Server-Sent-Events line; None for blank lines, comments and `event:` lines."""
-    if not line.startswith("data:"):
-        return None
-    return line[5:].strip() or None
-
-
-def ndjson_payload(line: str) -> str | None:
-    return line.strip() or None
 
 
 class HTTPBackend(Backend):
@@ -153,7 +125,7 @@ class HTTPBackend(Backend):
         if self.model_hint and not model:
             hint = self.model_hint
             raise ConfigError(f"The {self.name} backend needs a model name: pass --model ({hint}).")
-        _check_numbers(context_length, timeout, connect_timeout, retries)
+        check_numbers(context_length, timeout, connect_timeout, retries)
         self.model = model
         self.settings = settings
         self.retries = retries
@@ -303,15 +275,10 @@ class HTTPBackend(Backend):
         already shown can't be taken back) and becomes one transient BackendError."""
         import httpx
 
-        payload_of = ndjson_payload if self.stream_format == "ndjson" else sse_payload
         response = self._send("POST", path, body, stream=True)
         try:
-            for line in response.iter_lines():
-                payload = payload_of(line)
-                if payload == "[DONE]":
-                    break
-                if payload is not None:
-                    yield self._event(payload, path)
+            for payload in stream_payloads(response.iter_lines(), self.stream_format):
+                yield self._event(payload, path)
         except httpx.TransportError as exc:
             raise self._transport_fault(path, exc).error(1) from exc
         finally:
@@ -382,10 +349,10 @@ class HTTPBackend(Backend):
     def _status_fault(self, path: str, response: httpx.Response, body: Any) -> _Fault:
         status = response.status_code
         message, payload = self._server_message(response)
-        if _CONTEXT_WORDS.search(message):
+        if says_context_overflow(message):
             raise self._overflow(message, payload, body)
         where = f"The {self.label} at {self.url(path)} answered HTTP {status}"
-        advice = self.status_advice(status, message) or _advice(status, self.name)
+        advice = self.status_advice(status, message) or generic_advice(status, self.name)
         retry = status == 429 or status >= 500
         return _Fault(
             where,
@@ -394,7 +361,7 @@ class HTTPBackend(Backend):
             retry,
             retry,
             status=status,
-            retry_after=_retry_after(response),
+            retry_after=retry_after(response),
         )
 
     def _server_message(self, response: httpx.Response) -> tuple[str, Any]:
@@ -416,8 +383,7 @@ class HTTPBackend(Backend):
     def _overflow(self, message: str, payload: Any, body: Any) -> ContextOverflowError:
         """Turn "prompt too long" into the error the agent answers by summarizing, with the best numbers."""
         text = message + " " + (json.dumps(payload) if isinstance(payload, dict) else "")
-        prompt_tokens = _first_number(_PROMPT_NUMBERS, text)
-        context = _first_number(_CONTEXT_NUMBERS, text)
+        prompt_tokens, context = overflow_numbers(text)
         if prompt_tokens is None:
             sent = (body.get("prompt") or body.get("messages") or "") if isinstance(body, dict) else ""
             prompt_tokens = estimate_tokens(sent if isinstance(sent, str) else json.dumps(sent))
@@ -451,7 +417,7 @@ class HTTPBackend(Backend):
         error = event.get("error")
         if error:
             message = self._redact(one_line(str(dig(error, "message") or error)))
-            if _CONTEXT_WORDS.search(message):
+            if says_context_overflow(message):
                 raise self._overflow(message, error, None)
             raise BackendError(f"The {self.label} at {self.url(path)} failed mid-answer: {message}", transient=True)
         return event
@@ -459,42 +425,3 @@ class HTTPBackend(Backend):
     def _redact(self, text: str) -> str:
         """Servers sometimes echo a rejected key back: never let it reach a message."""
         return text.replace(self._secret, "***") if self._secret else text
-
-
-def _advice(status: int, name: str) -> str:
-    if status in (401, 403):
-        return "Check the API key."
-    if status in (404, 405):
-        return f"Check --endpoint and --backend: this server may not be what the {name} backend expects."
-    if status == 429:
-        return "The server is busy or rate-limiting: wait and try again."
-    if status == 503:
-        return "The server may still be loading the model: wait and try again."
-    if status >= 500:
-        return "Check the server's log."
-    return "The server rejected the request: check --model and the backend settings."
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return float(response.headers.get("retry-after", ""))
-    except ValueError:
-        return None
-
-
-def _first_number(patterns: Sequence[str], text: str) -> int | None:
-    for pattern in patterns:
-        match = re.search(pattern, text, re.IGNORECASE)
-        if match:
-            return int(match.group(1))
-    return None
-
-
-def _check_numbers(context_length: int | None, timeout: float, connect_timeout: float, retries: int) -> None:
-    if context_length is not None and context_length <= 0:
-        raise ConfigError(f"Invalid context length {context_length}: it must be a positive number of tokens.")
-    if timeout <= 0 or connect_timeout <= 0:
-        bad = min(timeout, connect_timeout)
-        raise ConfigError(f"Invalid timeout {bad}: it must be a positive number of seconds.")
-    if retries < 0:
-        raise ConfigError(f"Invalid retries {retries}: it must be 0 or more.")

@@ -1,0 +1,107 @@
+"""What the store hands out (agents, messages, passages, pages of search results) and the conversions
+at the SQLite boundary: database rows to these dataclasses, datetimes to sortable UTC text and back,
+and error text flattened to the one line a StoreError shows.
+
+Shared by ``store.py`` (the reads) and ``transaction.py`` (the writes); imports nothing from either.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from typing import Any, Generic, TypeVar
+
+import sqlalchemy as sa
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRow:
+    id: int
+    name: str
+    state: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    id: int
+    agent_id: int
+    role: str
+    text: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Passage:
+    id: int
+    agent_id: int
+    text: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage(Generic[T]):
+    """One page of a search. ``page`` is 0-based; ``total`` counts every match, not just this page.
+
+    ``num_pages`` is ``ceil(total / page_size)`` but never less than 1: page 0 always exists (it is
+    simply empty when nothing matched), so "page 1/1" can be shown for an empty result. A page past
+    the end has no items but still reports the real ``total`` and ``num_pages``.
+    """
+
+    items: list[T]
+    total: int
+    page: int
+    num_pages: int
+    page_size: int
+
+
+def search_page(items: list[T], total: int, page: int, page_size: int) -> SearchPage[T]:
+    return SearchPage(items, total, page, max(1, math.ceil(total / page_size)), page_size)
+
+
+# ------------------------------------------------------------------------------------ time helpers
+
+
+def utc_iso(moment: datetime | None = None) -> str:
+    """UTC ISO-8601 with a fixed width and offset, so string order equals time order in SQL.
+
+    A naive datetime is taken to be local time (that is what ``datetime.now()`` gives callers)."""
+    moment = datetime.now(UTC) if moment is None else moment
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def local_day_start(day: date) -> datetime:
+    """Midnight at the start of ``day`` in the local timezone (DST rules of that date)."""
+    return datetime.combine(day, time.min).astimezone()
+
+
+# ------------------------------------------------------------------------------------ row converters
+
+
+def message_from_row(row: sa.Row[Any]) -> StoredMessage:
+    return StoredMessage(row.id, row.agent_id, row.role, row.text, json.loads(row.payload), parse_time(row.created_at))
+
+
+def passage_from_row(row: sa.Row[Any]) -> Passage:
+    return Passage(row.id, row.agent_id, row.text, parse_time(row.created_at))
+
+
+def agent_from_row(row: sa.Row[Any]) -> AgentRow:
+    return AgentRow(row.id, row.name, json.loads(row.state), parse_time(row.created_at), parse_time(row.updated_at))
+
+
+def one_line(message: str) -> str:
+    """A StoreError message on one line, whatever newlines a path or name brought into it."""
+    return " ".join(message.split())
