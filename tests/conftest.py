@@ -6,23 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fakes import ScriptedBackend
+from fakes import Recorder, ScriptedBackend
 
 from memagent.agent import Agent
 from memagent.app import open_agent
-from memagent.events import Event
 from memagent.memory.store import Store
 from memagent.settings import Settings
-
-
-class Recorder(list):
-    """Collects events; `of(type)` picks them by type."""
-
-    def __call__(self, event: Event) -> None:
-        self.append(event)
-
-    def of(self, kind: str) -> list[Event]:
-        return [e for e in self if e.type == kind]
 
 
 @pytest.fixture

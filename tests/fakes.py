@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from memagent.events import Event
 from memagent.llm.backends.base import Backend, Completion, Constraint, estimate_tokens
 
 
@@ -55,3 +56,13 @@ class ScriptedBackend(Backend):
         if on_text:
             on_text(completion.text)
         return completion
+
+
+class Recorder(list):
+    """Collects events; `of(type)` picks them by type."""
+
+    def __call__(self, event: Event) -> None:
+        self.append(event)
+
+    def of(self, kind: str) -> list[Event]:
+        return [e for e in self if e.type == kind]

