@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -152,6 +152,15 @@ class Agent:
         message["function_call"]["arguments"] = json.dumps({**args, "message": text}, ensure_ascii=False)
         self._update(mid, message)
         return True
+
+    def add_passages(self, texts: Sequence[str]) -> list[int]:
+        """Insert passages (/attach, `memagent load`) and refresh the counts the system message shows, so
+        the agent knows they are there."""
+        with self._transaction() as tx:
+            ids = tx.add_passages(self.agent_id, list(texts))
+            self._refresh_system_message(tx)
+            tx.save_agent_state(self.agent_id, self._state_dict())
+        return ids
 
     def _last_assistant(self, function: str | None = None) -> tuple[int, Message] | None:
         for mid, message in reversed(self.messages):

@@ -25,11 +25,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=True,
 )
-app.add_typer(agents_app, name="agents")
-app.add_typer(presets_app, name="presets")
-app.add_typer(wrappers_app, name="wrappers")
-app.command("load")(load)
-
 _DEBUG = False
 
 
@@ -107,33 +102,25 @@ def chat(
         session.close()
 
 
+app.command("load")(load)
+app.add_typer(agents_app, name="agents")
+app.add_typer(presets_app, name="presets")
+app.add_typer(wrappers_app, name="wrappers")
+
+
 @app.command()
 def version() -> None:
     """Print memagent's version."""
     print(f"memagent {__version__}")
 
 
-def _usage_errors() -> tuple[type[Exception], ...]:
-    """Typer's usage errors: its own classes since typer 0.22 vendored click, click's before that."""
-    classes: list[type[Exception]] = [getattr(typer, "TyperException", typer.BadParameter)]
+def _click_classes(name: str) -> tuple[type[BaseException], ...]:
+    """Click's exception `name` if click is installed: typer vendors click since 0.22, older typer used it."""
     try:
         import click
-
-        classes.append(click.exceptions.ClickException)
     except ImportError:
-        pass
-    return tuple(classes)
-
-
-def _aborts() -> tuple[type[BaseException], ...]:
-    classes: list[type[BaseException]] = [KeyboardInterrupt, typer.Abort]
-    try:
-        import click
-
-        classes.append(click.exceptions.Abort)
-    except ImportError:
-        pass
-    return tuple(classes)
+        return ()
+    return (getattr(click.exceptions, name),)
 
 
 def main() -> None:
@@ -142,20 +129,21 @@ def main() -> None:
     except UserError as exc:
         print(f"memagent: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except Exception as exc:
-        _exit_for(exc)
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:
+        _exit_for(exc)
     sys.exit(result if isinstance(result, int) else 0)
 
 
 def _exit_for(exc: Exception) -> None:
     """Usage errors print typer's message (exit 2); an abort exits 130; anything else is a bug."""
-    if isinstance(exc, _usage_errors()):
-        exc.show()  # type: ignore[attr-defined]
+    if isinstance(exc, (typer.TyperException, *_click_classes("ClickException"))):
+        show = getattr(exc, "show", None)
+        show() if show else print(f"Error: {exc}", file=sys.stderr)
         sys.exit(getattr(exc, "exit_code", 2))
-    if isinstance(exc, _aborts()):
+    if isinstance(exc, (typer.Abort, *_click_classes("Abort"))):
         print("Interrupted.", file=sys.stderr)
         sys.exit(130)
     if _DEBUG:
@@ -163,7 +151,6 @@ def _exit_for(exc: Exception) -> None:
     print(f"memagent: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
     sys.exit(2)
 
-        print(f"memagent: error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+
 if __name__ == "__main__":
     main()

@@ -138,7 +138,8 @@ def list_presets(no_color: NoColor = False) -> None:
     from memagent.prompts.presets import Library, load_preset
 
     library = Library(current_settings().home)
-    table = Table("name", "system prompt", "origin", title="Presets")
+    table = Table("name", "system prompt", title="Presets")
+    table.add_column("origin", overflow="fold")  # a path is never cut short
     for name, path in library.names("presets", ".yaml").items():
         if not _looks_like_preset(path):
             continue  # a custom core-memory file lives beside the presets
@@ -163,14 +164,14 @@ def _looks_like_preset(path: Path) -> bool:
 def _load_files(store: Store, row: AgentRow, path: Path) -> str:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from memagent.loader import LoadReport, find_files, iter_load
+    from memagent.loader import LoadReport, find_files, iter_load, store_inserter
 
     files = find_files(path.expanduser())
     report = LoadReport()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("files"))
     with Progress(*columns, console=console(stderr=True), transient=True) as progress:
         task = progress.add_task(f"Loading into {row.name}", total=len(files))
-        for file, count, reason in iter_load(store, row.id, files):
+        for file, count, reason in iter_load(store_inserter(store, row.id), files):
             if reason is None:
                 report.loaded.append((file, count))
             else:

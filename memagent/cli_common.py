@@ -40,10 +40,18 @@ def current_settings() -> Settings:
     return build_settings({})
 
 
+PIPE_WIDTH = 160
+
+
 def console(*, stderr: bool = False) -> Console:
+    """A rich console; when piped (and COLUMNS is unset) 160 columns wide, so tables don't wrap at 80."""
+    import sys
+
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else PIPE_WIDTH
+    return Console(stderr=stderr, highlight=False, width=width)
 
 
 @contextmanager
@@ -67,7 +75,7 @@ def require_agent(store: Store | None, name: str) -> AgentRow:
     if row is None:
         names = [a.name for a in store.list_agents()] if store is not None else []
         more = ", …" if len(names) > 10 else ""
-        known = f" Agents: {', '.join(names[:10])}{more}." if names else " There are no agents yet: `memagent chat` makes one."
+        known = f" Agents: {', '.join(names[:10])}{more}." if names else " No agents yet: `memagent chat` makes one."
         raise UserError(f"No agent named {name!r}.{known}")
     return row
 

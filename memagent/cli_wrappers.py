@@ -66,7 +66,8 @@ def sample_conversation(moment: datetime | None = None) -> list[dict[str, Any]]:
                          {"name": "human", "content": "Name: Brad. Loves sailing.", "request_heartbeat": True}),
         m.function_result("core_memory_append", True, None, when),
         m.heartbeat_message(m.HEARTBEAT_REQUESTED, when),
-        m.assistant_call("Now I greet Brad.", "send_message", {"message": "Nice to meet you, Brad! Where do you sail?"}),
+        m.assistant_call("Now I greet Brad.", "send_message",
+                         {"message": "Nice to meet you, Brad! Where do you sail?"}),
         m.function_result("send_message", True, None, when),
         m.user_message("Mostly around Lisbon.", when),
     ]
@@ -80,7 +81,8 @@ def list_wrappers(no_color: NoColor = False) -> None:
 
     from memagent.llm.wrappers.registry import DEFAULT_WRAPPER, available_wrappers
 
-    table = Table("name", "description", "origin", title="Wrappers")
+    table = Table("name", "description", title="Wrappers")
+    table.add_column("origin", overflow="fold")  # a path is never cut short
     for name, entry in sorted(available_wrappers(current_settings().home / "wrappers").items()):
         label = f"{name} (default)" if name == DEFAULT_WRAPPER else name
         table.add_row(escape(label), escape(entry.cls.description), escape(entry.origin))

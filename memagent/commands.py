@@ -24,7 +24,7 @@ Ask = Callable[[str], str | None]  # asks the user for a missing value; None whe
 DEFAULT_POP = 3
 INPUT_HELP = (
     "Input: Enter sends. Alt-Enter (or Esc then Enter) starts a new line. A line with only // switches "
-    "multiline mode, where Enter starts a new line and Alt-Enter / Esc Enter sends.\n"
+    "multiline mode on or off; in it Enter starts a new line and Alt-Enter / Esc Enter sends.\n"
     "Tab completes commands, template field names and wrapper names. Ctrl-C stops the agent while it "
     "works (your message stays saved); Ctrl-D or /exit leaves."
 )
@@ -214,7 +214,7 @@ def _attach(ctx: CommandContext, args: str) -> None:
         ctx.error("Usage: /attach PATH (a text file or a folder of text files).")
         return
     agent = ctx.agent
-    report = load_path(agent.store, agent.agent_id, Path(target))
+    report = load_path(agent.add_passages, Path(target))
     ctx.info(report.summary(agent.name))
 
 
@@ -293,8 +293,8 @@ def run_command(line: str, agent: Agent, emit: Emit, ask: Ask, home: Path | None
     name, _, args = line[1:].partition(" ")
     command = COMMANDS.get(name or "help")
     if command is None:
-        near = difflib.get_close_matches(name, list(COMMANDS), n=1)
-        hint = f" Did you mean /{near[0]}?" if near else " Type /help for the list."
+        near = [c for c in COMMANDS if c.startswith(name)] or difflib.get_close_matches(name, list(COMMANDS), n=1)
+        hint = f" Did you mean /{' or /'.join(near)}?" if near else " Type /help for the list."
         emit(Event("error", f"Unknown command /{name}.{hint}"))
         return
     try:

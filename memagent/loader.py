@@ -127,21 +127,30 @@ def _file_chunks(path: Path, limit: int) -> tuple[list[str], str | None]:
     return chunks, None if chunks else "empty"
 
 
-def iter_load(
-    store: Store, agent_id: int, files: list[Path], limit: int = CHUNK_CHARS
-) -> Iterator[tuple[Path, int, str | None]]:
-    """Insert each file's chunks in its own transaction; yields (file, passages added, skip reason)."""
+Insert = Callable[[list[str]], object]
+
+
+def store_inserter(store: Store, agent_id: int) -> Insert:
+    """Insert passages straight into the store (for `memagent load`, with no agent running)."""
+
+    def insert(chunks: list[str]) -> None:
+        with store.transaction() as tx:
+            tx.add_passages(agent_id, chunks)
+
+    return insert
+
+
+def iter_load(insert: Insert, files: list[Path], limit: int = CHUNK_CHARS) -> Iterator[tuple[Path, int, str | None]]:
+    """Insert each file's chunks in one transaction; yields (file, passages added, skip reason)."""
     for path in files:
         chunks, reason = _file_chunks(path, limit)
         if chunks:
-            with store.transaction() as tx:
-                tx.add_passages(agent_id, chunks)
+            insert(chunks)
         yield path, len(chunks), reason
 
 
 def load_path(
-    store: Store,
-    agent_id: int,
+    insert: Insert,
     path: Path,
     *,
     limit: int = CHUNK_CHARS,
@@ -149,7 +158,7 @@ def load_path(
 ) -> LoadReport:
     """Load a text file or a folder of text files into an agent's archival memory."""
     report = LoadReport()
-    for file, count, reason in iter_load(store, agent_id, find_files(path.expanduser()), limit):
+    for file, count, reason in iter_load(insert, find_files(path.expanduser()), limit):
         if reason is None:
             report.loaded.append((file, count))
         else:

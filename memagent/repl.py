@@ -23,12 +23,13 @@ from memagent.render import EventPrinter, LivePrinter
 
 if TYPE_CHECKING:
     from prompt_toolkit import PromptSession
-    from prompt_toolkit.completion import CompleteEvent, Completion
+    from prompt_toolkit.completion import CompleteEvent, Completer, Completion
     from prompt_toolkit.document import Document
-    from prompt_toolkit.key_binding import KeyBindings
+    from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 
 MULTILINE_SWITCH = "//"
 CANCELLED = "Cancelled. Your message is saved and the agent is intact; type another message or /retry."
+CANCELLED_COMMAND = "Cancelled. What was done before Ctrl-C is saved and the agent is intact."
 
 
 def handle_line(line: str, agent: Agent, emit: Emit, ask: Ask, home: Path | None = None) -> None:
@@ -58,7 +59,7 @@ def scripted_messages(lines: Iterable[str]) -> Iterator[str]:
         yield "\n".join(block)
 
 
-def run_scripted(agent: Agent, lines: Iterable[str], emit: EventPrinter, home: Path | None = None) -> None:
+def run_scripted(agent: Agent, lines: Iterable[str], emit: Emit, home: Path | None = None) -> None:
     """Piped use: each line is a user message (or a slash command); ends at end of input."""
     for line in scripted_messages(lines):
         try:
@@ -88,25 +89,35 @@ def run_interactive_line(line: str, agent: Agent, printer: LivePrinter, ask: Ask
         else:
             handle_line(line, agent, printer, ask, home)
     except KeyboardInterrupt:
-        printer.console.print(f"[yellow]⏹ {CANCELLED}[/]")
+        printer.console.print(f"[yellow]⏹ {CANCELLED_COMMAND if is_command(line) else CANCELLED}[/]")
 
 
 def _key_bindings(mode: InputMode) -> KeyBindings:
+    from prompt_toolkit.filters import Condition
     from prompt_toolkit.key_binding import KeyBindings
 
     bindings = KeyBindings()
 
     @bindings.add("escape", "enter")  # what terminals send for Alt-Enter
-    def _newline_or_send(event) -> None:  # noqa: ANN001 - prompt_toolkit's event type
+    def _newline_or_send(event: KeyPressEvent) -> None:
         if mode.multiline:
             event.current_buffer.validate_and_handle()
         else:
             event.current_buffer.insert_text("\n")
 
+    @bindings.add("enter", filter=Condition(lambda: mode.multiline))
+    def _newline_or_switch(event: KeyPressEvent) -> None:
+        """In multiline mode Enter starts a new line, except on a lone // (the switch back)."""
+        buffer = event.current_buffer
+        if buffer.text.strip() == MULTILINE_SWITCH:
+            buffer.validate_and_handle()
+        else:
+            buffer.insert_text("\n")
+
     return bindings
 
 
-def _completer(agent: Agent, home: Path | None):  # noqa: ANN202 - a prompt_toolkit Completer
+def _completer(agent: Agent, home: Path | None) -> Completer:
     from prompt_toolkit.completion import Completer, Completion
 
     names = wrapper_names(home)
@@ -147,13 +158,14 @@ def run_interactive(agent: Agent, console: Console, printer: LivePrinter, home: 
     )
 
     def ask(prompt: str) -> str | None:
-        switch = session.multiline  # prompt() keeps the options it is given: restore the mode switch
+        """A one-line answer (Enter sends), whatever the input mode."""
+        multiline, mode.multiline = mode.multiline, False
         try:
-            return session.prompt(prompt, multiline=False)
+            return session.prompt(prompt)
         except (KeyboardInterrupt, EOFError):
             return None
         finally:
-            session.multiline = switch
+            mode.multiline = multiline
 
     while True:
         try:
@@ -164,7 +176,8 @@ def run_interactive(agent: Agent, console: Console, printer: LivePrinter, home: 
             return
         if line.strip() == MULTILINE_SWITCH:
             mode.multiline = not mode.multiline
-            state = "on: Enter starts a new line, Alt-Enter or Esc Enter sends" if mode.multiline else "off"
+            state = "on: Enter starts a new line, Alt-Enter or Esc Enter sends, // switches back"
+            state = state if mode.multiline else "off"
             console.print(f"[dim]Multiline mode {state}.[/]")
             continue
         try:
