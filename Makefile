@@ -20,7 +20,7 @@ install: $(BIN)/python
 	$(PIP_INSTALL) -e ".[local]" 2>&1 | $(BIN)/python scripts/pip_progress.py
 
 install-test: $(BIN)/python
-	$(PIP_INSTALL) -e ".[local,server,test]" ruff 2>&1 | $(BIN)/python scripts/pip_progress.py
+	$(PIP_INSTALL) -e ".[local,server,test,huggingface]" ruff 2>&1 | $(BIN)/python scripts/pip_progress.py
 
 chat: install
 	$(BIN)/memagent chat $(ARGS)

@@ -4,6 +4,7 @@ Nothing below this module reads the environment, files of the user's home or glo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from memagent.agent import Agent
 from memagent.agent_state import AgentConfig, AgentState
@@ -34,10 +35,25 @@ class Session:
     created: bool
     store: Store
     backend: Backend
+    cache_path: Path | None = None
+
+    def restore_cache(self) -> int:
+        """Backends that can (embedded) reload the agent's KV cache, so its first turn skips re-reading."""
+        load = getattr(self.backend, "load_cache", None)
+        if self.cache_path is None or load is None or not self.cache_path.is_file():
+            return 0
+        return load(self.cache_path)
 
     def close(self) -> None:
-        self.backend.close()
-        self.store.close()
+        save = getattr(self.backend, "save_cache", None)
+        try:
+            if self.cache_path is not None and save is not None:
+                save(self.cache_path)
+        except OSError:
+            pass  # only a cache: the next start re-reads the prompt
+        finally:
+            self.backend.close()
+            self.store.close()
 
 
 def open_store(settings: Settings) -> Store:
@@ -45,19 +61,30 @@ def open_store(settings: Settings) -> Store:
 
 
 def create_backend(settings: Settings) -> Backend:
-    if settings.backend == "embedded":
-        from memagent.llm.backends.embedded import EmbeddedBackend
+    """Every backend, in process or a server, through the registry's one factory. Options left None mean
+    the backend's default; the API key was kept by Settings for the openai backend only."""
+    from memagent.llm.backends.registry import create_backend as create_registered_backend
 
-        return EmbeddedBackend(settings.model_path, context_length=settings.context_length)
-    from memagent.llm.backends.registry import create_backend as create_server_backend
-
-    return create_server_backend(
+    return create_registered_backend(
         settings.backend,
         endpoint=settings.endpoint,
         model=settings.backend_model,
+        model_path=settings.model_path,
         context_length=settings.context_length,
         api_key=settings.api_key,
+        **settings.backend_settings,
     )
+
+
+def constraint_notice(settings: Settings, backend: Backend) -> str | None:
+    """The line the CLI prints once at start when this backend can't constrain output, so a user who sees
+    a repaired or retried call knows why; None when output is constrained or nobody asked for it."""
+    if not settings.constrain or backend.can_constrain:
+        return None
+    # A human types the output, and native function calling (openai) returns calls as structured data.
+    if backend.name == "human" or callable(getattr(backend, "chat_completion", None)):
+        return None
+    return f"{backend.name} can't constrain output here: malformed calls are repaired or retried instead."
 
 
 def choose_wrapper(settings: Settings, backend: Backend) -> LLMChatCompletionWrapper:
@@ -164,4 +191,7 @@ def open_session(settings: Settings) -> Session:
         backend.close()
         store.close()
         raise
-    return Session(agent, created, store, backend)
+    session = Session(agent, created, store, backend, settings.home / "cache" / f"{agent.name}.kv")
+    if not created:
+        session.restore_cache()
+    return session

@@ -39,11 +39,18 @@ def chat(
     preset: Annotated[str | None, typer.Option(help="Preset for a new agent (see `memagent presets list`).")] = None,
     model: Annotated[str | None, typer.Option(help="Wrapper (prompt format) or a known model name.")] = None,
     model_path: Annotated[
-        Path | None, typer.Option("--model-path", help="Run this GGUF instead of the default SmolLM2.")
+        Path | None,
+        typer.Option("--model-path", help="Run this GGUF (or a model directory for huggingface) instead of SmolLM2."),
+    ] = None,
+    llm_config: Annotated[
+        str | None,
+        typer.Option("--llm-config", help="LLM config by name: bundled or $MEMAGENT_HOME/llm_configs/NAME.yaml. "
+                     "[env MEMAGENT_LLM_CONFIG]"),
     ] = None,
     backend: Annotated[
         str | None,
-        typer.Option(help="embedded (default), llamacpp, openai-completions, ollama, ... [env BACKEND_TYPE]"),
+        typer.Option(help="embedded (default), llamacpp, openai-completions, ollama, webui, lmstudio, koboldcpp, "
+                     "vllm, openai, human, huggingface [env BACKEND_TYPE]"),
     ] = None,
     endpoint: Annotated[str | None, typer.Option(help="Server URL for server backends. [env OPENAI_API_BASE]")] = None,
     backend_model: Annotated[
@@ -63,7 +70,7 @@ def chat(
     """Chat with an agent that remembers. Piped stdin: one message per line."""
     global _DEBUG
     _DEBUG = debug
-    from memagent.app import open_session
+    from memagent.app import constraint_notice, open_session
     from memagent.events import Event
     from memagent.repl import chat as run_chat
     from memagent.settings import build_settings
@@ -77,6 +84,7 @@ def chat(
             backend=backend,
             endpoint=endpoint,
             backend_model=backend_model,
+            llm_config=llm_config,
             context_length=context_length,
             no_verify=no_verify,
             no_constraint=no_constraint,
@@ -97,6 +105,9 @@ def chat(
             )
         else:
             print(message, file=sys.stderr, flush=True)
+        notice = constraint_notice(settings, session.backend)
+        if notice:  # on stderr in both modes, so the --json stream stays events only
+            print(notice, file=sys.stderr, flush=True)
         run_chat(session.agent, json_output=settings.json_output, color=settings.color, home=settings.home)
     finally:
         session.close()

@@ -1,21 +1,43 @@
-"""The only reader of the environment, `.env` files and flags: everything becomes one frozen Settings.
+"""The only reader of the environment, `.env` files, LLM configs and flags: everything becomes one frozen Settings.
 
-Precedence: command-line flag, then environment variable, then `.env` (current directory, then
-$MEMAGENT_HOME/.env), then the default. Seed 001's variables keep working: BACKEND_TYPE picks the
-backend, OPENAI_API_BASE its endpoint.
+Precedence, highest first:
+
+1. a command-line flag (--backend, --endpoint, --model, --model-path, --backend-model, --context-length);
+2. the LLM config chosen with --llm-config NAME (or MEMAGENT_LLM_CONFIG): its backend, model_id, endpoint,
+   wrapper, context_length and settings;
+3. an environment variable (BACKEND_TYPE, OPENAI_API_BASE, MEMAGENT_MODEL, MEMAGENT_MODEL_PATH,
+   MEMAGENT_CONTEXT_LENGTH...);
+4. a `.env` file (the current directory's over $MEMAGENT_HOME/.env);
+5. the default (the embedded backend on SmolLM2).
+
+Why the config sits above the environment: it is chosen on the command line for this run, while the
+environment is standing state, often exported long ago. With the environment on top, a forgotten
+`export BACKEND_TYPE=webui` would run `--llm-config ollama` as webui with Ollama's model and port; this
+way the config runs as written and only what is typed on the same command line changes it. The
+environment and `.env` keep seed 001's meaning: BACKEND_TYPE picks the backend, OPENAI_API_BASE its URL.
+
+Values that only some backends take (an endpoint, a model path) are used from the environment, `.env` or a
+config only when the chosen backend takes them: OPENAI_API_BASE exported for other tools must not break
+the embedded default. Typed flags always reach the backend, which refuses what it can't use in one line.
+OPENAI_API_KEY is read for the openai backend only (never sent to a local server) and never printed.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 from memagent.errors import ConfigError
+from memagent.llm.backends.registry import IN_PROCESS, backend_class, setting_names, takes_option
+from memagent.llm.configs import LLMConfig, load_llm_config
 
 ENV_VARS = (
     "MEMAGENT_HOME",
+    "MEMAGENT_LLM_CONFIG",
     "BACKEND_TYPE",
     "OPENAI_API_BASE",
     "OPENAI_API_KEY",
@@ -24,6 +46,7 @@ ENV_VARS = (
     "MEMAGENT_CONTEXT_LENGTH",
     "NO_COLOR",
 )
+DEFAULT_BACKEND = "embedded"
 
 
 @dataclass(frozen=True)
@@ -32,17 +55,20 @@ class Settings:
     agent: str | None = None
     preset: str | None = None
     model: str | None = None  # the wrapper name, or a model name mapped to one
-    model_path: Path | None = None
-    backend: str = "embedded"
+    model_path: Path | None = None  # a model file or directory for the in-process backends
+    backend: str = DEFAULT_BACKEND
     endpoint: str | None = None
-    backend_model: str | None = None  # the model name a server needs (Ollama, vLLM)
-    api_key: str | None = None
+    backend_model: str | None = None  # the model name a server needs (Ollama, vLLM, OpenAI)
+    api_key: str | None = field(default=None, repr=False)  # a secret: never in a repr, a log or an error
     context_length: int | None = None
     no_verify: bool = False
     constrain: bool = True
     json_output: bool = False
     color: bool = True
     debug: bool = False
+    llm_config: str | None = None  # the name of the LLM config these values came from, if any
+    # Per-backend settings (sampling, timeouts) from the LLM config; read-only like the rest.
+    backend_settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def db_path(self) -> Path:
@@ -79,38 +105,113 @@ def read_environment(environ: Mapping[str, str] | None = None, cwd: Path | None 
     return merged
 
 
+@dataclass(frozen=True)
+class _Choice:
+    """A value and where it came from: "flag", "config" or "env" (the environment or .env)."""
+
+    value: Any
+    source: str | None = None
+
+    @property
+    def typed(self) -> bool:
+        return self.source == "flag"
+
+
+def _first(flag: Any, config: Any, env: Any) -> _Choice:
+    for value, source in ((flag, "flag"), (config, "config"), (env, "env")):
+        if value not in (None, ""):
+            return _Choice(value, source)
+    return _Choice(None)
+
+
 def build_settings(
     flags: Mapping[str, object], environ: Mapping[str, str] | None = None, cwd: Path | None = None
 ) -> Settings:
-    """Combine flags (None = not given) with the environment."""
+    """Combine flags (None = not given), the chosen LLM config and the environment, in the order above."""
     env = read_environment(environ, cwd)
+    home = Path(str(env.get("MEMAGENT_HOME") or Path.home() / ".memagent")).expanduser()
+    config_name = flags.get("llm_config") or env.get("MEMAGENT_LLM_CONFIG")
+    config = load_llm_config(str(config_name), home) if config_name else None
+    backend = str(_first(flags.get("backend"), config and config.backend, env.get("BACKEND_TYPE")).value or "")
+    backend = backend.strip().lower() or DEFAULT_BACKEND
+    local = backend in IN_PROCESS
 
-    def pick(flag: str, var: str | None = None) -> object:
-        value = flags.get(flag)
-        return value if value is not None else (env.get(var) if var else None)
-
-    context = pick("context_length", "MEMAGENT_CONTEXT_LENGTH")
-    try:
-        context_length = int(context) if context not in (None, "") else None
-    except ValueError as exc:
-        raise ConfigError(
-            f"Context length {context!r} is not a number (MEMAGENT_CONTEXT_LENGTH or --context-length)."
-        ) from exc
-    model_path = pick("model_path", "MEMAGENT_MODEL_PATH")
+    endpoint = _first(flags.get("endpoint"), config and config.endpoint, env.get("OPENAI_API_BASE"))
+    model_path = _first(
+        flags.get("model_path"), config.model_path() if config and local else None, env.get("MEMAGENT_MODEL_PATH")
+    )
+    backend_model = _first(flags.get("backend_model"), config.model_id if config and not local else None, None)
+    wrapper = _first(flags.get("model"), config and config.wrapper, env.get("MEMAGENT_MODEL"))
+    context = _first(flags.get("context_length"), config and config.context_length, env.get("MEMAGENT_CONTEXT_LENGTH"))
+    _check_model_name(backend, backend_model.value, config)
     return Settings(
-        home=Path(str(env.get("MEMAGENT_HOME") or Path.home() / ".memagent")).expanduser(),
+        home=home,
         agent=flags.get("agent"),  # type: ignore[arg-type]
         preset=flags.get("preset"),  # type: ignore[arg-type]
-        model=pick("model", "MEMAGENT_MODEL"),  # type: ignore[arg-type]
-        model_path=Path(str(model_path)).expanduser() if model_path else None,
-        backend=str(pick("backend", "BACKEND_TYPE") or "embedded"),
-        endpoint=pick("endpoint", "OPENAI_API_BASE"),  # type: ignore[arg-type]
-        backend_model=flags.get("backend_model"),  # type: ignore[arg-type]
-        api_key=env.get("OPENAI_API_KEY"),
-        context_length=context_length,
+        model=wrapper.value,
+        model_path=_path(_applicable(model_path, backend, "model_path")),
+        backend=backend,
+        endpoint=_applicable(endpoint, backend, "endpoint"),
+        backend_model=backend_model.value,
+        api_key=env.get("OPENAI_API_KEY") or None if backend == "openai" else None,
+        context_length=_context_length(context, config),
         no_verify=bool(flags.get("no_verify")),
         constrain=not bool(flags.get("no_constraint")),
         json_output=bool(flags.get("json_output")),
         color=not flags.get("no_color") and "NO_COLOR" not in env,
         debug=bool(flags.get("debug")),
+        llm_config=config.name if config else None,
+        backend_settings=MappingProxyType(_backend_settings(config, backend)),
     )
+
+
+def _applicable(choice: _Choice, backend: str, option: str) -> Any:
+    """A typed flag always; a value from a config or the environment only if the backend takes it."""
+    return choice.value if choice.typed or takes_option(backend, option) else None
+
+
+def _path(value: Any) -> Path | None:
+    return Path(str(value)).expanduser() if value else None
+
+
+def _context_length(choice: _Choice, config: LLMConfig | None) -> int | None:
+    if choice.value is None:
+        return None
+    where = {"flag": "--context-length", "config": config.label if config else "", "env": "MEMAGENT_CONTEXT_LENGTH"}
+    try:
+        value = int(str(choice.value).strip())
+    except ValueError:
+        value = None
+    if value is None or value <= 0:
+        source = where[choice.source or "flag"]
+        raise ConfigError(f"Context length {choice.value!r} (from {source}) is not a positive number of tokens.")
+    return value
+
+
+def _backend_settings(config: LLMConfig | None, backend: str) -> dict[str, Any]:
+    """The config's settings; when a flag switched to another backend, only those that backend takes."""
+    if config is None:
+        return {}
+    if backend == config.backend:
+        return dict(config.settings)
+    try:
+        accepted = setting_names(backend)
+    except ConfigError:  # an unknown backend: creating it reports that
+        return {}
+    return {key: value for key, value in config.settings.items() if accepted is None or key in accepted}
+
+
+def _check_model_name(backend: str, model: Any, config: LLMConfig | None) -> None:
+    """Servers that serve several models need a name; say which flag or config key gives it."""
+    try:
+        hint = getattr(backend_class(backend), "model_hint", None)
+    except ConfigError:
+        return
+    if not hint or model:
+        return
+    if config is not None:
+        raise ConfigError(
+            f"{config.label} has no `model_id`, which the {backend} backend needs ({hint}): add it to a config "
+            f"of your own with `defaults: [{config.name}]`, or pass --backend-model."
+        )
+    raise ConfigError(f"The {backend} backend needs a model name ({hint}): pass --backend-model NAME.")

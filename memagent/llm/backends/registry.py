@@ -1,10 +1,15 @@
-"""Backend names -> classes, their default endpoints, and the one factory the CLI calls.
+"""Backend names -> classes, their default endpoints, and the one factory every backend is built by.
 
-Importing this is cheap: the backend modules import httpx only when a backend is created.
+Importing this is cheap: the server backends import httpx only when one is created, and the in-process
+backends ("embedded", "huggingface") are registered as "module:Class" strings, imported on first use, so
+listing backends never loads llama.cpp, torch or transformers.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from memagent.errors import ConfigError
@@ -21,10 +26,42 @@ from memagent.llm.backends.vllm import VLLMBackend
 from memagent.llm.backends.webui import WebUIBackend
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import httpx
 
-BACKENDS: dict[str, type[Backend]] = {
-    # Servers reached over HTTP.
+# Constructor arguments that are options of their own (flags, top-level config keys, injected test
+# doubles), never "settings": a config's `settings:` may not set them.
+RESERVED_OPTIONS = frozenset(
+    {"endpoint", "model", "model_path", "context_length", "api_key", "transport", "sleep", "input_fn", "output_fn"}
+)
+
+
+class BackendTable(Mapping[str, type[Backend]]):
+    """Names -> backend classes. An entry may be a "module:Class" string, imported when first looked up,
+    so a backend whose module is costly (or whose extra isn't installed) costs nothing until it is used."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, type[Backend] | str] = {}
+
+    def register(self, name: str, target: type[Backend] | str) -> None:
+        self._entries[name] = target
+
+    def __getitem__(self, name: str) -> type[Backend]:
+        entry = self._entries[name]
+        if isinstance(entry, str):
+            module, _, attribute = entry.partition(":")
+            entry = self._entries[name] = getattr(importlib.import_module(module), attribute)
+        return entry
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_SERVERS: dict[str, type[HTTPBackend]] = {
     "llamacpp": LlamaCppBackend,
     "openai-completions": OpenAICompletionsBackend,
     "ollama": OllamaBackend,
@@ -33,14 +70,59 @@ BACKENDS: dict[str, type[Backend]] = {
     "koboldcpp": KoboldCppBackend,
     "vllm": VLLMBackend,
     "openai": OpenAIBackend,
-    # No model at all: you type the output.
-    "human": HumanBackend,
-    # In-process models ("embedded", "huggingface") are registered here by their own modules' owner.
 }
 
-DEFAULT_ENDPOINTS: dict[str, str] = {
-    name: cls.default_endpoint for name, cls in BACKENDS.items() if issubclass(cls, HTTPBackend)
-}
+BACKENDS = BackendTable()
+# In process: a model loaded into this Python process.
+BACKENDS.register("embedded", "memagent.llm.backends.embedded:EmbeddedBackend")
+BACKENDS.register("huggingface", "memagent.llm.backends.huggingface:HuggingFaceBackend")
+# Servers reached over HTTP.
+for _name, _cls in _SERVERS.items():
+    BACKENDS.register(_name, _cls)
+# No model at all: you type the output.
+BACKENDS.register("human", HumanBackend)
+
+IN_PROCESS = frozenset({"embedded", "huggingface"})
+DEFAULT_ENDPOINTS: dict[str, str] = {name: cls.default_endpoint for name, cls in _SERVERS.items()}
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The class registered as `name`; an unknown name is a ConfigError listing the known ones."""
+    key = name.strip().lower()
+    if key not in BACKENDS:
+        raise ConfigError(f"Unknown backend {name!r}. Known backends: {', '.join(BACKENDS)}.")
+    return BACKENDS[key]
+
+
+def takes_option(name: str, option: str) -> bool:
+    """Whether backend `name` takes `option` (endpoint, model, model_path, api_key...). True for an unknown
+    name, so the caller keeps the value and creating the backend reports the unknown name instead."""
+    try:
+        cls = backend_class(name)
+    except ConfigError:
+        return True
+    return option in inspect.signature(cls).parameters
+
+
+def setting_names(name: str) -> frozenset[str] | None:
+    """The settings backend `name` takes (sampling, timeouts...); None when it takes any (the server
+    backends send unknown settings to the server as they are)."""
+    parameters = inspect.signature(backend_class(name)).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return frozenset(parameters) - RESERVED_OPTIONS
+
+
+def check_settings(name: str, settings: Mapping[str, Any]) -> None:
+    """A setting the backend has no use for is a ConfigError naming it and the ones it takes."""
+    reserved = sorted(key for key in settings if key in RESERVED_OPTIONS)
+    if reserved:
+        raise ConfigError(f"`{reserved[0]}` is not a backend setting: give it as an option of its own.")
+    accepted = setting_names(name)
+    unknown = sorted(key for key in settings if accepted is not None and key not in accepted)
+    if unknown:
+        takes = ", ".join(sorted(accepted)) or "none"
+        raise ConfigError(f"The {name} backend has no setting {unknown[0]!r} (it takes: {takes}).")
 
 
 def create_backend(
@@ -48,6 +130,7 @@ def create_backend(
     *,
     endpoint: str | None = None,
     model: str | None = None,
+    model_path: Path | str | None = None,
     context_length: int | None = None,
     api_key: str | None = None,
     timeout: float | None = None,
@@ -59,14 +142,11 @@ def create_backend(
 
     An option the backend has no use for (an endpoint for `human`, say) is a ConfigError rather than
     silently ignored, so a typo'd flag combination doesn't run something other than what was asked."""
-    import inspect
-
-    cls = BACKENDS.get(name.strip().lower())
-    if cls is None:
-        raise ConfigError(f"Unknown backend {name!r}. Known backends: {', '.join(BACKENDS)}.")
+    cls = backend_class(name)
     options = {
         "endpoint": endpoint,
         "model": model,
+        "model_path": model_path,
         "api_key": api_key,
         "timeout": timeout,
         "retries": retries,
@@ -77,4 +157,5 @@ def create_backend(
     unused = [key for key in options if key not in accepted]
     if unused:
         raise ConfigError(f"The {cls.name} backend doesn't use {', '.join(unused)}: leave it out.")
+    check_settings(cls.name, {key: value for key, value in settings.items() if key not in accepted})
     return cls(context_length=context_length, **options, **settings)
