@@ -124,7 +124,7 @@ class HTTPBackend(Backend):
         self.endpoint = normalize_endpoint(endpoint or self.default_endpoint, self.label)
         if self.model_hint and not model:
             hint = self.model_hint
-            raise ConfigError(f"The {self.name} backend needs a model name: pass --model ({hint}).")
+            raise ConfigError(f"The {self.name} backend needs a model name: pass --backend-model ({hint}).")
         check_numbers(context_length, timeout, connect_timeout, retries)
         self.model = model
         self.settings = settings
