@@ -291,7 +291,7 @@ def test_ollama_streams_ndjson() -> None:
 
 
 def test_ollama_needs_a_model() -> None:
-    with pytest.raises(ConfigError, match="--model"):
+    with pytest.raises(ConfigError, match="--backend-model"):
         make("ollama", refuse_everything)
 
 
@@ -405,7 +405,7 @@ def test_vllm_sends_structured_outputs_not_guided_json() -> None:
 
 
 def test_vllm_needs_a_model_and_learns_its_context_and_token_counts() -> None:
-    with pytest.raises(ConfigError, match="--model"):
+    with pytest.raises(ConfigError, match="--backend-model"):
         make("vllm", refuse_everything)
     models = {"data": [{"id": "other", "max_model_len": 1}, {"id": "m", "max_model_len": 32768}]}
     backend, server, _ = make("vllm", ok(models), ok({"count": 6, "tokens": [1] * 6}), model="m")
