@@ -308,7 +308,7 @@ class Agent:
     def _complete(self, extra: list[Message], emit: Emit) -> Completion:
         if callable(getattr(self.backend, "chat_completion", None)):
             return self._complete_native(extra, emit)
-        prompt = self._fit_prompt(extra, emit)
+        prompt, prompt_tokens = self._fit_prompt(extra, emit)
         constraint = self._output_constraint()
         max_tokens = self.config.max_tokens
         while True:
@@ -326,6 +326,8 @@ class Agent:
                 constraint=constraint,
                 on_text=on_text if self.stream else None,
             )
+            if completion.prompt_tokens is None:  # servers that stream without usage (llama-cpp-python)
+                completion.prompt_tokens = prompt_tokens
             self.last_completion = completion
             if completion.finish_reason != "length" or max_tokens >= self.config.max_tokens_ceiling:
                 return completion
@@ -367,15 +369,15 @@ class Agent:
             messages, self.schemas, first_message=not self.state.first_reply_done
         )
 
-    def _fit_prompt(self, extra: list[Message], emit: Emit) -> str:
-        """The prompt, summarizing old messages until it fits with room for the reply."""
+    def _fit_prompt(self, extra: list[Message], emit: Emit) -> tuple[str, int]:
+        """The prompt and its size in tokens, summarizing old messages until it fits with room for the reply."""
         while True:
             prompt = self.prompt(extra)
-            tokens = self.backend.count_tokens(prompt) + self.config.max_tokens
-            if tokens <= self.backend.context_length:
-                return prompt
+            prompt_tokens = self.backend.count_tokens(prompt)
+            if prompt_tokens + self.config.max_tokens <= self.backend.context_length:
+                return prompt, prompt_tokens
             if not self.summarize(emit):
-                raise ContextOverflowError(tokens, self.backend.context_length)
+                raise ContextOverflowError(prompt_tokens + self.config.max_tokens, self.backend.context_length)
 
     # -- memory -----------------------------------------------------------------------------------
     def summarize(self, emit: Emit | None = None) -> bool:

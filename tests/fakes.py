@@ -20,13 +20,15 @@ def reply(message: str, thoughts: str = "I should answer.") -> str:
 
 
 class ScriptedBackend(Backend):
-    """Replays `outputs` in order (a str, a Completion, or a callable of the prompt). Records every call."""
+    """Replays `outputs` in order (a str, a Completion, or a callable of the prompt). Records every call.
+    With `reports_usage=False` it leaves prompt_tokens unset, as servers that stream without usage do."""
 
     name = "scripted"
 
     def __init__(self, outputs: Sequence[str | Completion | Callable[[str], str]] = (), *,
-                 context_length: int = 8192, constrain: bool = True) -> None:
+                 context_length: int = 8192, constrain: bool = True, reports_usage: bool = True) -> None:
         self.outputs = list(outputs)
+        self.reports_usage = reports_usage
         self._context_length = context_length
         self.constraint_kinds = frozenset({"gbnf"}) if constrain else frozenset()
         self.prompts: list[str] = []
@@ -51,7 +53,7 @@ class ScriptedBackend(Backend):
         if callable(item):
             item = item(prompt)
         completion = item if isinstance(item, Completion) else Completion(text=item)
-        if completion.prompt_tokens is None:
+        if completion.prompt_tokens is None and self.reports_usage:
             completion.prompt_tokens = self.count_tokens(prompt)
         if on_text:
             on_text(completion.text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fakes import call, reply
+from fakes import ScriptedBackend, call, reply
 
 from memagent.llm.backends.base import Completion
 
@@ -144,6 +144,18 @@ def test_memory_pressure_warns_once_as_a_hidden_alert(make_agent, events):
     alerts = events.of("system_alert")
     assert len(alerts) == 1 and "hidden from the user" in alerts[0].text
     assert "maximum length" in backend.prompts[1]
+
+
+def test_memory_pressure_is_noticed_when_the_backend_reports_no_usage(make_agent, events):
+    """Streaming servers may send no token counts; the agent's own count of the prompt stands in."""
+    backend = ScriptedBackend([reply("a"), reply("saved")], reports_usage=False)
+    agent, _ = make_agent(backend=backend)
+    # Room for an 800-token message and the replies, but then the context is over 75% full.
+    backend._context_length = backend.count_tokens(agent.prompt()) + 1600
+    agent.run_turn("word " * 640, events)
+    assert agent.last_completion is not None
+    assert agent.last_completion.prompt_tokens > 0.75 * backend.context_length
+    assert len(events.of("system_alert")) == 1 and "maximum length" in backend.prompts[1]
 
 
 def test_thirty_turns_in_a_small_window_summarize_and_lose_nothing(make_agent, events, store):

@@ -546,6 +546,21 @@ def test_connection_refused_is_retried_then_one_line() -> None:
     )
 
 
+def test_the_start_check_asks_once_and_names_the_server_it_could_not_reach() -> None:
+    backend, server, sleeps = make("llamacpp", httpx.ConnectError("[Errno 111] Connection refused"), retries=2)
+    with pytest.raises(BackendError) as caught:
+        backend.check_reachable()
+    assert len(server.requests) == 1 and sleeps == []
+    assert_one_line(caught.value, "Can't reach the llama.cpp server at http://127.0.0.1:8080", "connection refused")
+
+
+@pytest.mark.parametrize("status", [200, 404, 500])
+def test_any_http_answer_passes_the_start_check(status: int) -> None:
+    backend, server, _ = make("koboldcpp", httpx.Response(status, text="whatever"))
+    backend.check_reachable()
+    assert [r.url.path for r in server.requests] == ["/"]
+
+
 def test_read_timeout_is_not_retried() -> None:
     backend, server, sleeps = make("llamacpp", httpx.ReadTimeout("timed out"), context_length=4096, timeout=30)
     with pytest.raises(BackendError) as caught:
@@ -618,7 +633,18 @@ def test_openai_style_context_overflow_message_is_parsed() -> None:
     backend, _, _ = make("openai-completions", httpx.Response(400, json={"error": {"message": message}}))
     with pytest.raises(ContextOverflowError) as caught:
         backend.complete("p")
-    assert (caught.value.prompt_tokens, caught.value.context_length) == (2600, 2048)
+    assert (caught.value.prompt_tokens, caught.value.context_length) == (2088, 2048)
+
+
+def test_llama_cpp_python_context_overflow_message_is_parsed() -> None:
+    message = (
+        "Requested tokens (10011) exceed context window of 8192 "
+        "(requested 10011 tokens (10001 in your prompt; 10 for the completion))"
+    )
+    backend, _, _ = make("openai-completions", httpx.Response(400, json={"error": {"message": message}}))
+    with pytest.raises(ContextOverflowError) as caught:
+        backend.complete("p")
+    assert (caught.value.prompt_tokens, caught.value.context_length) == (10001, 8192)
 
 
 def test_context_overflow_without_numbers_uses_prompt_estimate_and_known_context() -> None:

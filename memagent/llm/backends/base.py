@@ -80,6 +80,9 @@ class Backend(ABC):
                 return option
         return options[0]
 
+    def check_reachable(self) -> None:  # noqa: B027 - optional hook, in-process backends are always there
+        """Raise BackendError in one line if the model can't be reached now (called once at start)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing to release
         """Release the model or connection. Safe to call twice."""
 

@@ -152,6 +152,15 @@ class HTTPBackend(Backend):
     def close(self) -> None:
         self._client.close()
 
+    def check_reachable(self) -> None:
+        """One GET of the server's root: any HTTP answer will do, no answer is one BackendError line."""
+        import httpx
+
+        try:
+            self._client.get("/").close()
+        except httpx.TransportError as exc:
+            raise self._transport_fault("", exc).error(1) from exc
+
     def url(self, path: str) -> str:
         """The full URL for messages, without any user:password part of the endpoint."""
         return re.sub(r"^(https?://)[^/@]*@", r"\1", self.endpoint + path)

@@ -22,6 +22,10 @@ _MESSAGE_LIMIT = 300
 _CONTEXT_WORDS = re.compile(r"context[ _-]?(length|window|size)|n_ctx|exceeds? the .{0,20}context", re.I)
 _PROMPT_NUMBERS = (
     r"n_prompt_tokens\D{0,5}(\d+)",
+    # llama-cpp-python: "requested 10011 tokens (10001 in your prompt; 10 for the completion)"
+    r"(\d+) in your prompt",
+    # OpenAI: "you requested 2600 tokens (2088 in the messages, 512 in the completion)"
+    r"(\d+) in the messages",
     r"requested (\d+) tokens",
     r"requested tokens \((\d+)\)",
     r"(\d+) input tokens",
