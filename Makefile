@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 PIP_INSTALL = set -o pipefail; $(BIN)/python -m pip install -v --progress-bar off
 SHELL := /bin/bash
 
-.PHONY: chat test install install-test lint clean
+.PHONY: chat test bench install install-test lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,12 +26,17 @@ chat: install
 	$(BIN)/memagent chat $(ARGS)
 
 test: install-test
-	$(BIN)/ruff check memagent tests bench
+	$(BIN)/ruff check memagent tests bench scripts
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
+# Not part of the tests: runs every benchmark (hours) and rewrites docs/BENCHMARKS.md. ARGS="--quick" for a smoke run.
+bench: $(BIN)/python
+	$(PIP_INSTALL) -e ".[local,bench]" 2>&1 | $(BIN)/python scripts/pip_progress.py
+	$(BIN)/python -m bench.run_all $(ARGS)
+
 lint: $(BIN)/python
-	$(BIN)/ruff check memagent tests bench
+	$(BIN)/ruff check memagent tests bench scripts
 
 clean:
 	rm -rf $(VENV) build *.egg-info
