@@ -285,6 +285,35 @@ def test_search_is_per_agent_and_filters_roles(store: Store) -> None:
     assert store.search_messages(b.id, "shared").total == 1
 
 
+@pytest.mark.parametrize("kind", ["messages", "passages"])
+def test_search_reads_the_full_text_matches_first(store: Store, kind: str) -> None:
+    """Starting from the agent's rows and probing the index per row made a search take minutes at 1M rows
+    (bench/memory_scale.py). Every statement a search runs must start from the FTS5 table."""
+    from sqlalchemy import event
+
+    agent = make_agent(store)
+    with store.transaction() as tx:
+        for i in range(50):
+            tx.add_message(agent.id, "user", f"note {i} about cycling", {})
+        tx.add_passages(agent.id, [f"passage {i} about cycling" for i in range(50)])
+    statements: list[tuple[str, object]] = []
+    engine = store._engine
+    listener = lambda conn, cursor, sql, params, context, many: statements.append((sql, params))  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        found = store.search_messages(agent.id, "cycling") if kind == "messages" else store.search_passages(
+            agent.id, "cycling"
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert found.total == 50
+    searches = [(sql, params) for sql, params in statements if "MATCH" in sql]
+    assert len(searches) >= 1
+    for sql, params in searches:
+        plan = store._conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
+        assert plan[0][-1].startswith(f"SCAN {kind}_fts"), plan
+
+
 def test_search_folds_case_and_diacritics(store: Store) -> None:
     agent = make_agent(store)
     with store.transaction() as tx:
