@@ -137,11 +137,12 @@ def like_count_page(store: Store, table: str, agent_id: int, query: str) -> None
 
 
 class ProposedStore(Store):
-    """The Store with the fix this benchmark proposes, switchable: `CROSS JOIN` makes SQLite read the FTS5
-    matches first. Today's plan walks every row of the agent (by the agent_id index) and probes the FTS5
-    index once per row, so a search costs O(rows) whatever the query."""
+    """The Store, switchable back to its search before the fix this benchmark found: with a plain JOIN, SQLite
+    walked every row of the agent (by the agent_id index) and probed the FTS5 index once per row, so a search
+    cost O(rows) whatever the query. memagent now writes `CROSS JOIN`, which makes SQLite read the FTS5
+    matches first."""
 
-    proposed = False
+    proposed = True  # False: the plain JOIN of before the fix
 
     def _text_search(
         self,
@@ -155,11 +156,11 @@ class ProposedStore(Store):
         page_size: int,
     ) -> tuple[int, Any]:
         match = fts_query(query)
-        if not self.proposed or match is None:
+        if self.proposed or match is None:
             return super()._text_search(table, alias, columns, extra_where, params, query, page, page_size)
         fts = f"{table}_fts"
         where = (
-            f"FROM {fts} CROSS JOIN {table} {alias} ON {alias}.id = {fts}.rowid WHERE {fts} MATCH :match "
+            f"FROM {fts} JOIN {table} {alias} ON {alias}.id = {fts}.rowid WHERE {fts} MATCH :match "
             f"AND {alias}.agent_id = :agent_id {extra_where}"
         )
         order = f"bm25({fts}), {alias}.created_at DESC, {alias}.id DESC"
@@ -168,31 +169,32 @@ class ProposedStore(Store):
 
 def fts_today(store: ProposedStore, kind: Kind, agent_id: int, query: str) -> Any:
     store.proposed = False
-    return kind.search(store, agent_id, query)
+    try:
+        return kind.search(store, agent_id, query)
+    finally:
+        store.proposed = True
 
 
 def fts_proposed(store: ProposedStore, kind: Kind, agent_id: int, query: str) -> Any:
     store.proposed = True
-    try:
-        return kind.search(store, agent_id, query)
-    finally:
-        store.proposed = False
+    return kind.search(store, agent_id, query)
 
 
+UNBUDGETED = "FTS5 + CROSS JOIN (memagent)"
+BEFORE_FIX = "FTS5, plain JOIN (before the fix)"
 METHODS: dict[str, Callable[[ProposedStore, Kind, int, str], Any]] = {
-    "FTS5 + CROSS JOIN (proposed)": fts_proposed,
-    "FTS5 (memagent today)": fts_today,
+    UNBUDGETED: fts_proposed,
+    BEFORE_FIX: fts_today,
     "LIKE page (MemGPT)": lambda store, kind, a, q: like_page(store, kind.table, a, q),
     "LIKE count + page": lambda store, kind, a, q: like_count_page(store, kind.table, a, q),
 }
-UNBUDGETED = "FTS5 + CROSS JOIN (proposed)"
 
 
 def search_latencies(
     store: ProposedStore, agent_id: int, kind: Kind, queries: list[tuple[str, str]], budget_s: float
 ) -> tuple[dict[str, dict[str, list[float]]], dict[str, float], tuple[int, int]]:
     """ms per query, by method and frequency class; mean totals by class; (queries compared, differing) between
-    today's search and the proposed one. All but the proposed search stop after `budget_s` seconds each (after
+    the search before the fix and memagent's. All but memagent's search stop after `budget_s` seconds each (after
     at least one query): they scan every row, so they would take hours at 1M rows."""
     out: dict[str, dict[str, list[float]]] = {}
     answers: dict[str, list[Any]] = {}
@@ -209,7 +211,7 @@ def search_latencies(
     totals: dict[str, list[int]] = {}
     for (cls, _), (total, _) in zip(queries, answers[UNBUDGETED], strict=True):
         totals.setdefault(cls, []).append(total)
-    today = answers["FTS5 (memagent today)"]
+    today = answers[BEFORE_FIX]
     differing = sum(a != b for a, b in zip(today, answers[UNBUDGETED], strict=False))
     return out, {cls: statistics.mean(values) for cls, values in totals.items()}, (len(today), differing)
 
@@ -283,7 +285,7 @@ def run_kind(
 
 
 def query_plans(store: Store, table: str) -> dict[str, str]:
-    """SQLite's plan for the total of a search, today and with the proposed CROSS JOIN."""
+    """SQLite's plan for the total of a search, with a plain JOIN (before the fix) and with memagent's CROSS JOIN."""
     fts = f"{table}_fts"
     plans = {}
     for name, join in (("today", "JOIN"), ("proposed", "CROSS JOIN")):
@@ -337,7 +339,7 @@ def size_targets(all_results: dict[str, list[SizeResult]]) -> list[Target]:
     for kind, results in all_results.items():
         last = results[-1]
         at = "" if last.rows >= 1_000_000 else f", only {last.rows:,} rows measured"
-        for method in ("FTS5 (memagent today)", UNBUDGETED):
+        for method in (BEFORE_FIX, UNBUDGETED):
             by_class = last.latencies[method]
             p50 = percentile(_all(by_class), 50)
             why = "p50 by class (ms): " + ", ".join(f"{c} {percentile(v, 50):.1f}" for c, v in by_class.items() if v)
@@ -348,7 +350,8 @@ def size_targets(all_results: dict[str, list[SizeResult]]) -> list[Target]:
                 why += f"; on common words the largest part is {part} ({last.breakdown[part]:.0f} ms)"
             value = f"{p50:.1f} ms{at}"
             name = f"{kind} search p50 at 1M rows, {method}"
-            targets.append(Target(name, f"<= {TARGET_MS:g} ms", value, p50 <= TARGET_MS and not at, why))
+            met = p50 <= TARGET_MS and not at if method == UNBUDGETED else None  # the old query: for comparison
+            targets.append(Target(name, f"<= {TARGET_MS:g} ms", value, met, why))
     return targets
 
 
@@ -357,29 +360,31 @@ def agreement(extra: dict[str, dict[str, Any]]) -> str:
     differing = sum(d for kind in extra.values() for _, d in kind["same"].values())
     return (
         f"On the {compared} queries both ran, the CROSS JOIN search returned the same total and the same page "
-        f"as today's in {compared - differing} cases."
+        f"as the plain JOIN in {compared - differing} cases."
     )
 
 
 def scale_notes(results: dict[str, list[SizeResult]]) -> list[str]:
     kind, last = next((k, r[-1]) for k, r in results.items())
-    today = percentile(_all(last.latencies["FTS5 (memagent today)"]), 50)
+    today = percentile(_all(last.latencies[BEFORE_FIX]), 50)
     fixed = last.latencies[UNBUDGETED]
     common = percentile(fixed.get("common", [0.0]), 50)
     part = max(last.breakdown, key=last.breakdown.__getitem__)
     notes = [
-        f"Today's search total (`SELECT count(*) FROM messages_fts JOIN messages ... WHERE ... MATCH ... AND "
-        f"agent_id = ...`) is planned from the agent_id index: SQLite walks every row of the agent and probes the "
-        f"FTS5 index once per row, so every search costs O(rows) whatever the words ({today:.0f} ms p50 for "
-        f"{kind} at {last.rows:,} rows). Writing `CROSS JOIN` makes SQLite start from the FTS5 matches (SQLite keeps "
-        "the left table of a CROSS JOIN outermost); results and totals are unchanged.",
+        "This benchmark found a bug, now fixed: the search total, written as `SELECT count(*) FROM messages_fts "
+        "JOIN messages ... WHERE ... MATCH ... AND agent_id = ...`, was planned from the agent_id index: SQLite "
+        "walked every row of the agent and probed the FTS5 index once per row, so every search cost O(rows) "
+        f"whatever the words ({today:.0f} ms p50 for {kind} at {last.rows:,} rows). memagent now writes "
+        "`CROSS JOIN`, which makes SQLite start from the FTS5 matches (SQLite keeps the left table of a CROSS JOIN "
+        "outermost); results and totals are unchanged.",
     ]
     if common > TARGET_MS:
         notes.append(
-            f"With that fix, words that are in most rows are still slow at {last.rows:,} rows ({common:.0f} ms p50 "
+            f"With the fix, words that are in most rows are still slow at {last.rows:,} rows ({common:.0f} ms p50 "
             f"for {kind}): every match is counted for the exact total and ranked by bm25 for the page; the largest "
             f"part is {part} ({last.breakdown[part]:.0f} ms). A capped total (`count(*)` over `LIMIT 1000`, shown "
-            'as "1000+") bounds the count; the bm25 ranking of a very common word is what remains.'
+            'as "1000+") would bound the count but not the bm25 ranking of a very common word; memagent keeps '
+            "exact totals, which the paging of conversation_search and archival_memory_search reports."
         )
     return notes
 
@@ -400,10 +405,10 @@ def build_section(
         f"{n_queries} queries of 1-3 words (25% common words: ranks < 50; 45% mid: 50-3,000; 30% rare: 3,000-30,000 "
         "of a Zipf vocabulary of 30,000). *insert rows/s*: bulk, 2,000 rows per transaction through the Store API "
         "(recall: `add_message` per row; archival: `add_passages`); *step tx ms*: median of one agent step's "
-        "transaction (2 messages, or 1 passage). *FTS5 (memagent today)* = `Store.search_messages` / "
-        "`search_passages` as they are (exact total + one bm25-ranked page); *+ CROSS JOIN (proposed)* = the same "
-        "with the one-word change proposed below. Methods other than the proposed one stop after their time budget "
-        "(after at least one query), hence n < queries.",
+        "transaction (2 messages, or 1 passage). *FTS5 + CROSS JOIN (memagent)* = `Store.search_messages` / "
+        "`search_passages` as they are (exact total + one bm25-ranked page); *FTS5, plain JOIN (before the fix)* = "
+        "the same query as it was before this benchmark found the bug described below. Methods other than "
+        "memagent's stop after their time budget (after at least one query), hence n < queries.",
         "",
         md_table(headers, [row for kind, r in results.items() for row in size_rows(kind, r)]),
         "",
@@ -418,7 +423,8 @@ def build_section(
         "",
         md_table(("part", *results), [[p, *(f"{r[-1].breakdown[p]:.1f}" for r in results.values())] for p in parts]),
         "",
-        f"Query plan of a search's total today: `{plans['today']}`; with CROSS JOIN: `{plans['proposed']}`. "
+        f"Query plan of a search's total with a plain JOIN: `{plans['today']}`; with CROSS JOIN: "
+        f"`{plans['proposed']}`. "
         + agreement(extra),
         "",
         "Database size: " + "; ".join(per_million) + ".",
@@ -427,8 +433,8 @@ def build_section(
     ]
     section = Section("memory_scale", "Memory at scale", command, targets=size_targets(results), body="\n".join(body))
     section.summary = [
-        f"{kind} p50 at {r[-1].rows:,} rows: {percentile(_all(r[-1].latencies['FTS5 (memagent today)']), 50):.0f} ms "
-        f"today, {percentile(_all(r[-1].latencies[UNBUDGETED]), 50):.1f} ms with CROSS JOIN"
+        f"{kind} search p50 at {r[-1].rows:,} rows: {percentile(_all(r[-1].latencies[UNBUDGETED]), 50):.1f} ms "
+        f"(plain JOIN before the fix: {percentile(_all(r[-1].latencies[BEFORE_FIX]), 50):.0f} ms)"
         for kind, r in results.items()
     ]
     return section

@@ -149,6 +149,7 @@ def write_doc(path: Path, results: list[tuple[Section, str]]) -> None:
             "",
             targets_table(s.targets),
         ]
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts) + "\n", encoding="utf-8")
 
 
