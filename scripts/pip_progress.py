@@ -25,6 +25,7 @@ class Progress:
         self.last_print = self.started
         self.last_step = 0.0
         self.building = "a package"
+        self.stage = "pip is still at work"
         self.lock = threading.Lock()
 
     def say(self, text: str) -> None:
@@ -33,6 +34,7 @@ class Progress:
             self.last_print = time.monotonic()
 
     def step(self, text: str, final: bool) -> None:
+        self.stage = f"still compiling {self.building}"
         if final or time.monotonic() - self.last_step > 5:
             self.last_step = time.monotonic()
             self.say(f"  compiling {self.building}: {text}")
@@ -41,7 +43,7 @@ class Progress:
         while not done.wait(5):
             if time.monotonic() - self.last_print > QUIET_SECONDS:
                 minutes = (time.monotonic() - self.started) / 60
-                self.say(f"  still building {self.building} ({minutes:.0f} min so far; the first install is slow)")
+                self.say(f"  {self.stage} ({minutes:.0f} min so far)")
 
 
 def main() -> None:
@@ -61,6 +63,8 @@ def main() -> None:
             progress.step(f"{int(match.group(1))}%", match.group(1) == "100")
         elif KEEP.match(line):
             progress.say(line.rstrip())
+            if line.startswith("Installing collected"):
+                progress.stage = "still installing"
     done.set()
     if tail and any("error" in t.lower() for t in tail[-5:]):
         sys.stdout.writelines(tail)
