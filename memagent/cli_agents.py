@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 
     from memagent.memory.store import AgentRow, Store
 
-agents_app = typer.Typer(help="List, inspect and delete agents.", no_args_is_help=True)
+agents_app = typer.Typer(help="List, inspect and delete agents.", no_args_is_help=True, rich_markup_mode=None)
 presets_app = typer.Typer(help="Presets: the system prompt and functions a new agent starts with.",
-                          no_args_is_help=True)
+                          no_args_is_help=True, rich_markup_mode=None)
 
 
 @agents_app.command("list")

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from memagent.llm.wrappers.base import LLMChatCompletionWrapper
 
 wrappers_app = typer.Typer(help="Wrappers: the prompt format and output parser for a model family.",
-                           no_args_is_help=True)
+                           no_args_is_help=True, rich_markup_mode=None)
 
 WrapperName = Annotated[str, typer.Argument(help="A wrapper name (see `memagent wrappers list`) or a model name.")]
 SAMPLE_PROMPT = "You are Sam, a companion with a memory. Reply to the user with send_message."
