@@ -159,6 +159,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help=f"comma-separated, from: {', '.join(ORDER)}")
     parser.add_argument("--doc", type=Path, default=None, help=f"write the report here (default on full runs: {DOC})")
     parser.add_argument("--no-doc", action="store_true")
+    parser.add_argument("--rebuild", action="store_true", help="only rewrite the doc from the kept results")
     parser.add_argument("--runs", type=int, help="startup: runs per measurement (7)")
     parser.add_argument("--sizes", help="memory_scale: row counts (10000,100000,1000000)")
     parser.add_argument("--queries", type=int, help="memory_scale: queries per size (200)")
@@ -173,6 +174,9 @@ def main() -> None:
     unknown = set(names) - set(ORDER)
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    if args.rebuild:
+        write_doc(args.doc or DOC, [result for result in map(load_result, ORDER) if result is not None])
+        return
     jobs = plans(args)
     sections, started = [], time.strftime("%Y-%m-%d %H:%M %Z")
     for name in ORDER:

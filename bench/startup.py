@@ -258,7 +258,8 @@ def import_note(imports: dict[str, list[tuple[str, int, int, int]]]) -> str:
         f"`memagent chat` spends {chat_total:.0f} ms importing, {cost('chat', 'sqlalchemy'):.0f} ms of it in "
         "SQLAlchemy (imported by `memagent.memory.store`, which uses it as a thin layer over one sqlite3 "
         f"connection with hand-written SQL); `memagent --help` spends {cost('--help', 'typer.rich_utils'):.0f} ms "
-        "in typer's rich help formatting (`typer.rich_utils`, which the proposed `rich_markup_mode=None` avoids)."
+        "in typer's rich help formatting (`typer.rich_utils`; memagent's Typer apps set `rich_markup_mode=None`, "
+        "which skips it)."
     )
 
 
@@ -269,7 +270,7 @@ def _runs(values: list[float]) -> str:
 def time_rows(n: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [
         ("`memagent --help`", f"{n['help']:.3f}", _runs(n["help_runs"])),
-        ("`memagent --help` with `rich_markup_mode=None` (proposed)", f"{n['plain_help']:.3f}", "alternating"),
+        ("`memagent --help`, rich_markup_mode=None forced on every Typer", f"{n['plain_help']:.3f}", "alternating"),
         (
             "`chat --backend human`, pty, until `> ` is drawn (resumed agent)",
             f"{n['prompt']:.3f}",

@@ -223,6 +223,12 @@ GEMMA_NOTE = (
 )
 
 
+SHORT_RUN = (
+    " The default is 100 steps per row; this run used {steps} to fit the time it had, so each step moves a "
+    "share by {steps_pct}."
+)
+
+
 def body_text(results: list[ConfigResult], plan: Plan) -> list[str]:
     headers = ("model", "wrapper", "grammar", "steps", "valid", *OUTCOMES, "cut at max_tokens", "s/step")
     detail = ("model", "wrapper", "grammar", "functions called", "parser repairs", "retry / error reasons")
@@ -231,7 +237,8 @@ def body_text(results: list[ConfigResult], plan: Plan) -> list[str]:
         f"{plan.steps} steps per row, a fresh agent every {plan.per_agent} steps, {len(USER_MESSAGES)} fixed user "
         "messages in turn. *valid* = straight away + after repairs + after retry. *cut at max_tokens* = completions "
         "that hit the token limit (the agent then asks again with a larger limit, up to 1200 tokens). Retry and "
-        "error texts are what the agent emitted, counted over all steps.",
+        "error texts are what the agent emitted, counted over all steps."
+        + (SHORT_RUN.format(steps=plan.steps, steps_pct=f"{100 / plan.steps:g}%") if plan.steps < Plan.steps else ""),
         "",
         md_table(headers, result_rows(results)),
         "",
