@@ -625,26 +625,28 @@ def test_llamacpp_context_overflow_400_becomes_context_overflow_error() -> None:
     assert len(server.requests) == 1
 
 
-def test_openai_style_context_overflow_message_is_parsed() -> None:
-    message = (
-        "This model's maximum context length is 2048 tokens. However, you requested 2600 tokens "
-        "(2088 in the messages, 512 in the completion)."
-    )
+@pytest.mark.parametrize(
+    ("message", "prompt_tokens", "context_length"),
+    [
+        pytest.param(
+            "This model's maximum context length is 2048 tokens. However, you requested 2600 tokens "
+            "(2088 in the messages, 512 in the completion).",
+            2088, 2048, id="openai",
+        ),
+        pytest.param(
+            "Requested tokens (10011) exceed context window of 8192 "
+            "(requested 10011 tokens (10001 in your prompt; 10 for the completion))",
+            10001, 8192, id="llama-cpp-python",
+        ),
+    ],
+)
+def test_an_overflow_message_gives_the_prompt_size_not_prompt_plus_reply(
+    message: str, prompt_tokens: int, context_length: int
+) -> None:
     backend, _, _ = make("openai-completions", httpx.Response(400, json={"error": {"message": message}}))
     with pytest.raises(ContextOverflowError) as caught:
         backend.complete("p")
-    assert (caught.value.prompt_tokens, caught.value.context_length) == (2088, 2048)
-
-
-def test_llama_cpp_python_context_overflow_message_is_parsed() -> None:
-    message = (
-        "Requested tokens (10011) exceed context window of 8192 "
-        "(requested 10011 tokens (10001 in your prompt; 10 for the completion))"
-    )
-    backend, _, _ = make("openai-completions", httpx.Response(400, json={"error": {"message": message}}))
-    with pytest.raises(ContextOverflowError) as caught:
-        backend.complete("p")
-    assert (caught.value.prompt_tokens, caught.value.context_length) == (10001, 8192)
+    assert (caught.value.prompt_tokens, caught.value.context_length) == (prompt_tokens, context_length)
 
 
 def test_context_overflow_without_numbers_uses_prompt_estimate_and_known_context() -> None:
