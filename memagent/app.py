@@ -187,11 +187,6 @@ def open_session(settings: Settings) -> Session:
         raise
     try:
         backend.check_reachable()
-    except BaseException:
-        backend.close()
-        store.close()
-        raise
-    try:
         agent, created = open_agent(settings, store, backend)
     except BaseException:
         backend.close()
