@@ -316,7 +316,7 @@ def reuse_targets(runs: dict[str, list[TurnRow]]) -> tuple[list[Target], dict[st
 
 def resume_table(resumes: list[dict[str, Any]]) -> str:
     names = {
-        "reread": "re-read the prompt (today)",
+        "reread": "re-read the prompt (no saved state)",
         "save_cache": "memagent's save_cache / load_cache (llama_state_save_file)",
         "pickle": "Llama.save_state() pickled (memagent before)",
     }
