@@ -3,13 +3,18 @@
 
 Ctrl-C while the model works raises KeyboardInterrupt out of the generation. The user's message was
 committed before generation began, and a step commits its messages only after the model has answered, so
-the interrupted step leaves nothing behind and every earlier one is kept.
+the interrupted step leaves nothing behind and every earlier one is kept. An interrupt that lands while
+Python runs inside a C callback or a finalizer (llama-cpp-python's log callback, a ctypes object's __del__)
+is swallowed there, so the Ctrl-C is also noted and the next event of the turn raises it again.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -79,13 +84,38 @@ class InputMode:
     multiline: bool = False
 
 
+@contextmanager
+def noting_interrupts() -> Iterator[threading.Event]:
+    """Ctrl-C raises KeyboardInterrupt as usual and is also noted in the Event this yields."""
+    noted = threading.Event()
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        noted.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def raising_when_noted(emit: Emit, noted: threading.Event) -> Emit:
+    def checked(event: Event) -> None:
+        if noted.is_set():  # the KeyboardInterrupt was swallowed where it landed: raise it here
+            raise KeyboardInterrupt
+        emit(event)
+
+    return checked
+
+
 def run_interactive_line(line: str, agent: Agent, printer: LivePrinter, ask: Ask, home: Path | None) -> None:
     """One line typed in the terminal. Lines that run the model get the spinner and the streamed reply;
     Ctrl-C stops the model and returns to the prompt. Raises ExitChat on /exit."""
     try:
         if uses_model(line):
-            with printer.working():
-                handle_line(line, agent, printer, ask, home)
+            with noting_interrupts() as noted, printer.working():
+                handle_line(line, agent, raising_when_noted(printer, noted), ask, home)
         else:
             handle_line(line, agent, printer, ask, home)
     except KeyboardInterrupt:

@@ -3,8 +3,10 @@ completion, multiline input, streamed display and Ctrl-C handling."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import signal
 
 import pytest
 from fakes import ScriptedBackend, call, reply
@@ -377,6 +379,26 @@ def test_ctrl_c_during_generation_keeps_the_message_and_the_agent(make_agent, st
     run_interactive_line("are you there?", agent, printer, ask=lambda _: None, home=None)
     assert "Back again" in out.getvalue()
     assert "remember the blue boat" in backend.prompts[-1]
+
+
+def test_a_ctrl_c_swallowed_where_it_landed_still_cancels_the_turn(make_agent, store):
+    def swallowed_interrupt(prompt: str) -> str:
+        # as when SIGINT lands in a ctypes callback or a __del__: Python prints the exception and drops it
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+        return reply("This reply must not be shown")
+
+    agent, backend = make_agent([swallowed_interrupt, reply("Back again")])
+    agent.stream = True
+    printer, out = live_printer()
+    before = signal.getsignal(signal.SIGINT)
+    run_interactive_line("tell me a long story", agent, printer, ask=lambda _: None, home=None)
+    assert "Cancelled. Your message is saved" in out.getvalue()
+    assert "must not be shown" not in out.getvalue()
+    assert signal.getsignal(signal.SIGINT) is before
+    assert store.search_messages(agent.agent_id, "long story").total == 1
+    run_interactive_line("are you there?", agent, printer, ask=lambda _: None, home=None)
+    assert "Back again" in out.getvalue()
 
 
 def test_with_stream_on_the_agent_sends_the_reply_as_deltas(make_agent, events):
