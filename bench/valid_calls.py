@@ -111,6 +111,12 @@ def classify(events: list[Event]) -> str:
     return "after repairs" if thoughts.data.get("repairs") else "straight away"
 
 
+def reason(text: str) -> str:
+    """The gist of a retry or error text: its first clause, without the parenthesised detail."""
+    first = re.split(r"[.:](?:\s|$)", text, maxsplit=1)[0]
+    return re.sub(r"\s*\(.*", "", first)[:80]
+
+
 def fresh_agent(home: Path, store: Store, backend: object, wrapper: str, constrained: bool, name: str) -> Agent:
     settings = Settings(home=home, agent=name, no_verify=True)
     agent, _ = open_agent(settings, store, backend, create_wrapper(wrapper, constrained=constrained))  # type: ignore[arg-type]
@@ -154,7 +160,7 @@ def run_config(
                 elif event.type == "function_call":
                     result.functions[event.text] += 1
                 elif event.type in ("error", "retry"):
-                    result.errors[re.split(r"[.:]", event.text)[0][:80]] += 1
+                    result.errors[reason(event.text)] += 1
     result.truncated = sum(1 for call in recorder.calls if call.completion.finish_reason == "length")
     result.seconds = time.perf_counter() - start
     log(
@@ -218,8 +224,8 @@ GEMMA_NOTE = (
     "not the instruction-tuned `gemma-3-270m-it` (its upstream README says `base_model: google/gemma-3-270m`; the "
     "GGUF has no chat template). It has never seen Gemma's turn format, so without a grammar it does not end its "
     "turn: it copies the call pattern of the context and runs on to the token limit (`<end_of_turn>` is never "
-    "generated), which is why its unconstrained steps take minutes. `assemble()` only joins the four chunk "
-    "packages' files and checks the sha256: nothing is downloaded."
+    "generated), which is why each of its unconstrained steps generates the full 400 tokens. `assemble()` only "
+    "joins the four chunk packages' files and checks the sha256: nothing is downloaded."
 )
 
 
@@ -258,9 +264,9 @@ def body_text(results: list[ConfigResult], plan: Plan) -> list[str]:
                 f"{r.model} {r.wrapper} grammar {'on' if r.constrained else 'off'}: {r.truncated} in {r.steps} steps"
                 for r in cut
             )
-            + ". On a cut the agent asks again with twice the limit (400, 800, 1200 tokens) before it "
-            "tries to parse what it has, even when the call was already complete and the model only ran on after "
-            "it (the `ignored_trailing_text` repair), so such a step generates up to 2,400 tokens.",
+            + ". On a cut the agent first parses what it has. A call that closed by itself is used and the text "
+            "the model ran on with is dropped (the `ignored_trailing_text` repair); only a call cut mid-way makes it "
+            "ask again with twice the limit (400, 800, 1200 tokens).",
         ]
     if any(r.model.startswith("Gemma") for r in results):
         text += ["", GEMMA_NOTE]

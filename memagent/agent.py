@@ -18,7 +18,7 @@ from memagent.functions.memory import SEARCH_FUNCTIONS, FunctionFailed
 from memagent.functions.registry import HEARTBEAT_PARAM, AgentFunction
 from memagent.llm.backends.base import Backend, Completion, Constraint
 from memagent.llm.constraint import build_constraint
-from memagent.llm.parse import ParsedCall
+from memagent.llm.parse import CLOSED_BRACES, ParsedCall
 from memagent.llm.stream import ArgumentStreamer
 from memagent.llm.wrappers.base import LLMChatCompletionWrapper
 from memagent.memory.agent_memory import AgentMemory
@@ -279,7 +279,7 @@ class Agent:
                 emit(Event("retry", str(last_error), {"attempt": attempt + 1, "raw": completion.text}))
                 corrections = [system_alert(CORRECTION.format(error=last_error))]
                 continue
-            if completion.finish_reason == "length":
+            if completion.finish_reason == "length" and CLOSED_BRACES in call.repairs:
                 emit(
                     Event(
                         "warning",
@@ -331,7 +331,17 @@ class Agent:
             self.last_completion = completion
             if completion.finish_reason != "length" or max_tokens >= self.config.max_tokens_ceiling:
                 return completion
+            if self._holds_a_whole_call(completion.text):
+                return completion  # the model ran on after its call: drop the rest rather than ask again
             max_tokens = min(max_tokens * 2, self.config.max_tokens_ceiling)
+
+    def _holds_a_whole_call(self, text: str) -> bool:
+        """Whether cut-off output already holds a call that closed by itself (not one the parser closed)."""
+        try:
+            call = self.wrapper.parse(text, self.schemas)
+        except LLMOutputError:
+            return False
+        return CLOSED_BRACES not in call.repairs
 
     def _output_constraint(self) -> Constraint | None:
         if not self.backend.can_constrain or not self.wrapper.constrained:

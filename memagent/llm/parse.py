@@ -22,6 +22,7 @@ from typing import Any
 from memagent.errors import LLMOutputError
 from memagent.llm.validate import HEARTBEAT, dump, match_name, validate_call
 
+CLOSED_BRACES = "closed_braces"  # the repair that closes a call cut off mid-way: the call is not whole
 _MAX_CANDIDATES = 16  # start positions tried per reply: bounds the work on adversarial text
 _MAX_DEPTH = 64  # no real call nests deeper; deeper text is rejected before any decoder sees it
 _MAX_CHARS = 200_000  # far beyond any generation budget
@@ -217,7 +218,7 @@ def _parse_candidate(text: str) -> tuple[Any, list[str]] | None:
     attempts.append((text, fixes, _decode_python))
     for closed in (_close(text), _cut_back(text)):
         if closed is not None:
-            repairs = [*fixes, "closed_braces"]
+            repairs = [*fixes, CLOSED_BRACES]
             attempts += [(closed, repairs, _decode_json), (closed, repairs, _decode_python)]
     for attempt, names, decode in attempts:
         decoded = decode(attempt)

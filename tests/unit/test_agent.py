@@ -71,6 +71,17 @@ def test_a_generation_cut_at_the_token_limit_is_retried_with_more_room(make_agen
     assert [e.text for e in events.of("assistant_message")] == ["complete"]
 
 
+def test_a_whole_call_followed_by_run_on_text_is_used_without_asking_again(make_agent, events):
+    whole = json.dumps({"function": "send_message", "params": {"inner_thoughts": "hi", "message": "Hello!"}})
+    ran_on = Completion(text=whole + "\nUSER: hi again\nASSISTANT: {\"function\": \"send_mess", finish_reason="length")
+    agent, backend = make_agent([ran_on])
+    agent.run_turn("hi", events)
+    assert backend.max_tokens == [400]
+    assert [e.text for e in events.of("assistant_message")] == ["Hello!"]
+    assert "ignored_trailing_text" in events.of("inner_thoughts")[0].data["repairs"]
+    assert not events.of("warning") and not events.of("retry")
+
+
 def test_first_message_verification_retries_until_a_clean_send_message(make_agent, events):
     agent, backend = make_agent([call("archival_memory_insert", content="x", request_heartbeat=False),
                                  reply("Hello!")], no_verify=False)
