@@ -243,8 +243,8 @@ def body_text(results: list[ConfigResult], plan: Plan) -> list[str]:
     text = [
         f"{plan.steps} steps per row, a fresh agent every {plan.per_agent} steps, {len(USER_MESSAGES)} fixed user "
         "messages in turn. *valid* = straight away + after repairs + after retry. *cut at max_tokens* = completions "
-        "that hit the token limit (the agent then asks again with a larger limit, up to 1200 tokens). Retry and "
-        "error texts are what the agent emitted, counted over all steps."
+        "that hit the token limit (a call cut mid-way is asked for again with a larger limit, up to 1200 tokens). "
+        "Retry and error texts are what the agent emitted, counted over all steps."
         + (SHORT_RUN.format(steps=plan.steps, steps_pct=f"{100 / plan.steps:g}%") if plan.steps < Plan.steps else ""),
         "",
         md_table(headers, result_rows(results)),
