@@ -265,11 +265,9 @@ class Agent:
             attempts = max(attempts, self.config.first_message_attempts)
         last_error: LLMOutputError | None = None
         for attempt in range(attempts):
-            completion = self._complete(corrections, emit)
-            try:
-                call = self.wrapper.parse(completion.text, self.schemas)
-            except LLMOutputError as exc:
-                last_error = exc
+            completion, call = self._complete(corrections, emit)
+            if isinstance(call, LLMOutputError):
+                last_error = call
                 if completion.finish_reason == "length":
                     last_error = GenerationTruncatedError(
                         f"The reply was cut at the token limit ({self.config.max_tokens_ceiling} tokens) "
@@ -305,9 +303,12 @@ class Agent:
             return "inner thoughts contain call syntax"
         return None
 
-    def _complete(self, extra: list[Message], emit: Emit) -> Completion:
+    def _complete(self, extra: list[Message], emit: Emit) -> tuple[Completion, ParsedCall | LLMOutputError]:
+        """The model's output and its call (or why it has none). Output cut at the token limit in the middle
+        of its call is asked for again with twice the limit, up to the ceiling."""
         if callable(getattr(self.backend, "chat_completion", None)):
-            return self._complete_native(extra, emit)
+            completion = self._complete_native(extra, emit)
+            return completion, self._parse(completion.text)
         prompt, prompt_tokens = self._fit_prompt(extra, emit)
         constraint = self._output_constraint()
         max_tokens = self.config.max_tokens
@@ -329,19 +330,19 @@ class Agent:
             if completion.prompt_tokens is None:  # servers that stream without usage (llama-cpp-python)
                 completion.prompt_tokens = prompt_tokens
             self.last_completion = completion
-            if completion.finish_reason != "length" or max_tokens >= self.config.max_tokens_ceiling:
-                return completion
-            if self._holds_a_whole_call(completion.text):
-                return completion  # the model ran on after its call: drop the rest rather than ask again
+            call = self._parse(completion.text)
+            # a call that closed by itself is whole: the text the model ran on with after it is dropped
+            cut_mid_call = isinstance(call, LLMOutputError) or CLOSED_BRACES in call.repairs
+            if completion.finish_reason != "length" or not cut_mid_call or max_tokens >= self.config.max_tokens_ceiling:
+                return completion, call
             max_tokens = min(max_tokens * 2, self.config.max_tokens_ceiling)
 
-    def _holds_a_whole_call(self, text: str) -> bool:
-        """Whether cut-off output already holds a call that closed by itself (not one the parser closed)."""
+    def _parse(self, text: str) -> ParsedCall | LLMOutputError:
+        """The call in the model's output, or the error that says why there is none."""
         try:
-            call = self.wrapper.parse(text, self.schemas)
-        except LLMOutputError:
-            return False
-        return CLOSED_BRACES not in call.repairs
+            return self.wrapper.parse(text, self.schemas)
+        except LLMOutputError as exc:
+            return exc
 
     def _output_constraint(self) -> Constraint | None:
         if not self.backend.can_constrain or not self.wrapper.constrained:
