@@ -23,6 +23,9 @@ from memagent.errors import LLMOutputError
 from memagent.llm.validate import HEARTBEAT, dump, match_name, validate_call
 
 CLOSED_BRACES = "closed_braces"  # the repair that closes a call cut off mid-way: the call is not whole
+# The repair that closes a call whose last value was whole but which the model left for stray text (a special
+# token, a hallucinated `FUNCTION RETURN` line): nothing was cut, so asking again with more tokens won't help.
+CLOSED_BEFORE_STRAY_TEXT = "closed_before_stray_text"
 _MAX_CANDIDATES = 16  # start positions tried per reply: bounds the work on adversarial text
 _MAX_DEPTH = 64  # no real call nests deeper; deeper text is rejected before any decoder sees it
 _MAX_CHARS = 200_000  # far beyond any generation budget
@@ -32,6 +35,11 @@ _VALUE_START = frozenset("{[,:")  # after these a `'` opens a Python-style strin
 _NAME_KEYS = ("function", "name", "tool_name", "function_name")
 _ARGS_KEYS = ("params", "arguments", "parameters", "args", "input")
 _THOUGHT_KEYS = ("inner_thoughts", "thoughts", "thought")
+_MISSPELT_THOUGHTS = re.compile(r"inner[ _-]?(?:thoughts?|thougths?|toughts?|monologue)", re.IGNORECASE)
+# What may stand between strings in JSON (or a Python literal); the first thing that can't starts stray text.
+_CODE_TOKEN = re.compile(r"\s+|[{}\[\],:]|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|(?:true|false|null|True|False|None)\b")
+# Chat-template tokens a small model leaks into its call: `<|im_end|>`, `<|>`, `</s>`, `<end_of_turn>`...
+_SPECIAL_TOKEN = re.compile(r"<\|[^<>\s]{0,40}\|?>|</?s>|<(?:start|end)_of_turn>|\[/?INST\]|<\|?eot_id\|?>")
 _NO_CALL = "Your reply had no JSON function call. Reply with exactly one JSON object that calls a function."
 
 
@@ -134,10 +142,24 @@ def _fix_stray_escapes(text: str) -> str:
     return _outside_strings(text, lambda code: re.sub(r"\\[nrt]", " ", code))
 
 
+def _fix_special_tokens(text: str) -> str:
+    """Chat-template tokens between the call's tokens (never inside its strings) -> nothing. One that only
+    trails the text is left: it ends the call, which `_before_stray_text` then closes."""
+    kept, last = [], 0
+    for span in _spans(text):
+        if span.quote is None:
+            for token in _SPECIAL_TOKEN.finditer(text, span.begin, span.end):
+                if text[token.end() :].strip():
+                    kept.append(text[last : token.start()])
+                    last = token.end()
+    return "".join(kept) + text[last:]
+
+
 _TEXT_FIXES: tuple[tuple[str, Callable[[str], str]], ...] = (
     ("trailing_comma", _fix_trailing_commas),
     ("escaped_underscore", _fix_escaped_underscores),
     ("stray_escapes", _fix_stray_escapes),
+    ("special_tokens", _fix_special_tokens),
 )
 
 
@@ -160,6 +182,21 @@ def _cut_back(text: str) -> str | None:
         return None
     cut = scan.last_sep if text[scan.last_sep] == "," else scan.last_sep + 1
     return _close(text[:cut]) if cut > 1 else None  # `{` + prose must not become `{}`
+
+
+def _before_stray_text(text: str) -> str | None:
+    """The text up to the first thing outside strings that JSON can't hold (prose, a `FUNCTION RETURN` the
+    model made up), or None when there is none. For calls left open when the model wandered off."""
+    for span in _spans(text):
+        if span.quote is not None:
+            continue
+        i = span.begin
+        while i < span.end:
+            token = _CODE_TOKEN.match(text, i, span.end)
+            if token is None:
+                return text[:i] if text[:i].strip(" \t\r\n{[") else None  # `{` + prose must not become `{}`
+            i = token.end()
+    return None
 
 
 def _jsonable(value: Any) -> Any:
@@ -201,11 +238,12 @@ def _decode_python(text: str) -> tuple[Any, list[str]] | None:
     return value, ["single_quotes" if single else "python_literal"]
 
 
-def _parse_candidate(text: str) -> tuple[Any, list[str]] | None:
+def _parse_candidate(text: str, before_stray: bool = False) -> tuple[Any, list[str]] | None:
     """JSON as is, then with each textual fix added in turn, then as a Python literal, then closed up.
 
     Python literals come after the text fixes because literal_eval also "succeeds" on `\\_` (keeping
-    the backslash), which would hide the better repair.
+    the backslash), which would hide the better repair. `before_stray` also tries closing the value where
+    stray text begins; it can make a call out of text that holds none, so callers try it last.
     """
     attempts: list[tuple[str, list[str], Callable[[str], tuple[Any, list[str]] | None]]]
     attempts = [(text, [], _decode_json)]
@@ -216,9 +254,15 @@ def _parse_candidate(text: str) -> tuple[Any, list[str]] | None:
             text, fixes = fixed, [*fixes, name]
             attempts.append((text, fixes, _decode_json))
     attempts.append((text, fixes, _decode_python))
-    for closed in (_close(text), _cut_back(text)):
+    stray_cut = _before_stray_text(text) if before_stray else None
+    closings = [
+        (_close(text), CLOSED_BRACES),
+        (_close(stray_cut) if stray_cut else None, CLOSED_BEFORE_STRAY_TEXT),
+        (_cut_back(text), CLOSED_BRACES),
+    ]
+    for closed, closing in closings:
         if closed is not None:
-            repairs = [*fixes, CLOSED_BRACES]
+            repairs = [*fixes, closing]
             attempts += [(closed, repairs, _decode_json), (closed, repairs, _decode_python)]
     for attempt, names, decode in attempts:
         decoded = decode(attempt)
@@ -227,7 +271,9 @@ def _parse_candidate(text: str) -> tuple[Any, list[str]] | None:
     return None
 
 
-def _iter_values(text: str, start_marker: str | None, end_marker: str | None) -> Iterator[tuple[Any, list[str]]]:
+def _iter_values(
+    text: str, start_marker: str | None, end_marker: str | None, before_stray: bool = False
+) -> Iterator[tuple[Any, list[str]]]:
     """Every JSON object/array in the call region, first first, each with the repairs it needed."""
     region = text.split(start_marker, 1)[1] if start_marker and start_marker in text else text
     pos = 0
@@ -245,7 +291,7 @@ def _iter_values(text: str, start_marker: str | None, end_marker: str | None) ->
         else:
             cut = region.find(end_marker, start) if end_marker else -1
             stop = cut if cut >= 0 else len(region)
-        parsed = _parse_candidate(region[start:stop])
+        parsed = _parse_candidate(region[start:stop], before_stray)
         if parsed is None:
             pos = start + 1
             continue
@@ -267,8 +313,9 @@ def extract_json_value(
     The end is found by string-aware bracket matching, not by `end_marker`, so a closing tag quoted
     inside an argument can't cut the call; `end_marker` only bounds a value that never closes.
     """
-    for value, repairs in _iter_values(text, start_marker, end_marker):
-        return value, repairs
+    for before_stray in (False, True):
+        for value, repairs in _iter_values(text, start_marker, end_marker, before_stray):
+            return value, repairs
     raise LLMOutputError(_NO_CALL, text)
 
 
@@ -302,7 +349,11 @@ def _arguments(call: dict[str, Any], name_key: str, name: str) -> tuple[dict[str
     key = next((k for k in _ARGS_KEYS if k in call and k != name_key), None)
     if key is None:  # flattened: `{"function": "send_message", "message": "hi"}`
         skip = {name_key, *_THOUGHT_KEYS, "id", "tool_call_id"}
-        args = {k: v for k, v in call.items() if k not in skip and not (k == "type" and v == "function")}
+        args = {
+            k: v
+            for k, v in call.items()
+            if k not in skip and not _MISSPELT_THOUGHTS.fullmatch(k) and not (k == "type" and v == "function")
+        }
         return args, ["flattened_arguments"] if args else []
     raw_args, repairs = call[key], []
     if isinstance(raw_args, str):  # double-encoded: `"arguments": "{\"message\": \"hi\"}"`
@@ -339,6 +390,12 @@ def normalise_call(value: object) -> tuple[str, dict[str, Any], str | None, list
     args, arg_repairs = _arguments(call, name_key, name)
     thoughts = next((call[k] for k in _THOUGHT_KEYS if call.get(k) is not None), None)
     inner = args.pop("inner_thoughts", None)
+    misspelt = [k for k in (*call, *args) if k != "inner_thoughts" and _MISSPELT_THOUGHTS.fullmatch(k)]
+    for key in misspelt:  # `inner_thought`, `innerThoughts`: the thoughts, not an unknown argument
+        value = args.pop(key, None) if key in args else call.get(key)
+        inner = value if inner is None else inner
+    if misspelt:
+        repairs.append("renamed_inner_thoughts")
     if thoughts is None:
         thoughts = inner
     if thoughts is not None and not isinstance(thoughts, str):
@@ -384,16 +441,22 @@ def _parse(
     repeated = "".join(raw.split()).startswith("".join(prefix.split()))  # whitespace may differ
     text = raw if repeated else prefix + raw
     first_error: LLMOutputError | None = None
-    for value, repairs in _iter_values(text, start_marker, end_marker):
-        try:
-            name, args, thoughts, more = normalise_call(value)
-        except LLMOutputError as err:
-            first_error = first_error or err
-            continue
-        repairs += more
-        if functions is not None:
-            name = match_name(name, functions, repairs)
-            args, checked = validate_call(name, args, functions)
-            repairs += checked
-        return ParsedCall(name, args, thoughts, tuple(dict.fromkeys(repairs)))
+    # Every candidate as the model wrote it first; only when none of them is a call, the same candidates
+    # again, closed where stray text begins (a call the model left open to write a special token or prose).
+    for before_stray in (False, True):
+        for value, repairs in _iter_values(text, start_marker, end_marker, before_stray):
+            try:
+                return _checked_call(value, repairs, functions)
+            except LLMOutputError as err:
+                first_error = first_error or err
     raise first_error or LLMOutputError(_NO_CALL, raw)
+
+
+def _checked_call(value: object, repairs: list[str], functions: Sequence[Mapping[str, Any]] | None) -> ParsedCall:
+    name, args, thoughts, more = normalise_call(value)
+    repairs = [*repairs, *more]
+    if functions is not None:
+        name = match_name(name, functions, repairs)
+        args, checked = validate_call(name, args, functions)
+        repairs += checked
+    return ParsedCall(name, args, thoughts, tuple(dict.fromkeys(repairs)))

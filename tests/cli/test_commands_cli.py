@@ -190,6 +190,24 @@ def test_wrappers_parse_accepts_output_that_continues_the_forced_prefix(cli_home
     assert result.returncode == 0 and json.loads(result.stdout)["arguments"] == {"message": "yo"}
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"function": "send_message", "params": {"inner_thoughts": "Greet him.", "message": "Hi Brad!" <|>',
+        '{"function": "send_message", "params": {"inner_thought": "Greet him.", "message": "Hi Brad!"}\n'
+        'FUNCTION RETURN {"status": "OK", "message": null, "time": "2026-12-02 10:00:00 AM UTC+0000"}',
+    ],
+    ids=["open-call-then-special-token", "open-call-then-made-up-function-return"],
+)
+def test_wrappers_parse_recovers_a_call_left_open(cli_home, raw):
+    result = run_cli(["wrappers", "parse", "chatml"], cli_home, stdin=raw)
+    assert result.returncode == 0, result.stderr
+    parsed = json.loads(result.stdout)
+    assert (parsed["name"], parsed["arguments"], parsed["inner_thoughts"]) == (
+        "send_message", {"message": "Hi Brad!"}, "Greet him.",
+    )
+
+
 def test_wrappers_parse_failure_goes_to_stderr_with_exit_code_1(cli_home):
     result = run_cli(["wrappers", "parse", "chatml"], cli_home, stdin='{"function": "launch_rockets", "params": {}}')
     line = one_line_error(result)

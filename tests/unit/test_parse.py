@@ -179,6 +179,67 @@ def test_output_cut_before_required_argument_asks_for_it() -> None:
     assert info.value.raw == raw
 
 
+# Calls a small model left open to write something else (issue 12): each must still give its call, whole.
+HI = '{"function": "send_message", "params": {"inner_thoughts": "User said hi.", "message": "Hi Brad!"'
+STRAY_TEXT_CASES = {
+    "both objects open, then a stray special token": (HI + " <|>", "User said hi.", ["closed_before_stray_text"]),
+    "both open, then the chat's end token": (HI + "<|im_end|>", "User said hi.", ["closed_before_stray_text"]),
+    "both open, then a Llama end token and more": (
+        HI + "</s>\n<|assistant|>", "User said hi.", ["special_tokens", "closed_before_stray_text"]
+    ),
+    "outer open, a made-up FUNCTION RETURN, misspelt thoughts": (
+        '{"function": "send_message", "params": {"inner_thought": "User said hi.", "message": "Hi Brad!"}\n'
+        'FUNCTION RETURN {"status": "OK", "message": null, "time": "2026-12-02 10:00:00 AM UTC+0000"}',
+        "User said hi.",
+        ["closed_before_stray_text", "renamed_inner_thoughts"],
+    ),
+    "outer open, FUNCTION RETURN: with a colon, camel-case thoughts": (
+        '{"function": "send_message", "params": {"innerThoughts": "User said hi.", "message": "Hi Brad!"}\n'
+        'FUNCTION RETURN: {"status": "OK"}\n',
+        "User said hi.",
+        ["closed_before_stray_text", "renamed_inner_thoughts"],
+    ),
+    "outer open, then prose": (
+        HI + "}\nI have greeted the user.", "User said hi.", ["closed_before_stray_text"]
+    ),
+    "a special token inside a closed call": (
+        HI + " <|> }}", "User said hi.", ["special_tokens"]
+    ),
+    "the misspelt thoughts at the top level": (
+        '{"inner_thought": "User said hi.", "function": "send_message", "params": {"message": "Hi Brad!"}}',
+        "User said hi.",
+        ["renamed_inner_thoughts"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(STRAY_TEXT_CASES))
+def test_a_call_left_open_for_stray_text_is_recovered_whole(case: str) -> None:
+    raw, thoughts, repairs = STRAY_TEXT_CASES[case]
+    assert parse(raw) == ParsedCall("send_message", {"message": "Hi Brad!"}, thoughts, tuple(repairs))
+
+
+def test_the_forced_prefix_continued_and_left_open_for_a_special_token() -> None:
+    raw = 'send_message", "params": {"inner_thoughts": "Greet.", "message": "Hi Brad!" <|>'
+    call = parse(raw, prefix='{"function": "')
+    assert call == ParsedCall("send_message", {"message": "Hi Brad!"}, "Greet.", ("closed_before_stray_text",))
+
+
+def test_a_cut_argument_followed_by_stray_text_is_not_taken_for_a_whole_one() -> None:
+    # the last member's value is not whole (`tr`): the call loses that member, and says it was cut
+    raw = '{"function": "conversation_search", "params": {"query": "tea", "request_heartbeat": tr'
+    call = parse(raw)
+    assert call.arguments == {"query": "tea", "request_heartbeat": False}
+    assert "closed_braces" in call.repairs and "closed_before_stray_text" not in call.repairs
+
+
+def test_stray_text_closing_never_beats_a_call_the_model_wrote_whole() -> None:
+    # prefix + a whole object of the model's own: `{"function": "{"` must not become a call to "{"
+    raw = '{"inner_thoughts": "Greet.", "name": "send_message", "arguments": {"message": "Hi"}}'
+    call = parse(raw, prefix='{"function": "')
+    assert (call.name, call.arguments, call.inner_thoughts) == ("send_message", {"message": "Hi"}, "Greet.")
+
+
 def test_raw_newlines_and_tabs_inside_strings() -> None:
     raw = '{"function": "send_message", "params": {"inner_thoughts": "Two\tlines", "message": "One\nTwo"}}'
     assert parse(raw) == ParsedCall("send_message", {"message": "One\nTwo"}, "Two\tlines", ("lenient_json",))
