@@ -14,8 +14,8 @@ from memagent import context as ctxwin
 from memagent.agent_state import AgentConfig, AgentState
 from memagent.errors import BackendError, ContextOverflowError, GenerationTruncatedError, LLMOutputError
 from memagent.events import Event
-from memagent.functions.memory import SEARCH_FUNCTIONS, FunctionFailed
-from memagent.functions.registry import HEARTBEAT_PARAM, AgentFunction
+from memagent.functions.memory import SEARCH_FUNCTIONS
+from memagent.functions.registry import HEARTBEAT_PARAM, AgentFunction, FunctionFailed
 from memagent.llm.backends.base import Backend, Completion, Constraint
 from memagent.llm.constraint import build_constraint
 from memagent.llm.parse import CLOSED_BRACES, ParsedCall
@@ -246,7 +246,7 @@ class Agent:
 
     def _execute(self, name: str, args: dict[str, Any], tools: AgentMemory) -> tuple[bool, str | None]:
         try:
-            result = self.functions[name].fn(tools, **args)
+            result = self.functions[name](tools, **args)
         except FunctionFailed as exc:
             return False, str(exc)
         except Exception as exc:  # a function bug must not end the session: report it to the model

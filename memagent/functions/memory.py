@@ -11,14 +11,10 @@ import json
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from memagent.functions.registry import FunctionRegistry
+from memagent.functions.registry import FunctionFailed, FunctionRegistry
 from memagent.memory.core import CoreMemory, CoreMemoryEditError
 
 MAX_PAUSE_MINUTES = 360
-
-
-class FunctionFailed(Exception):
-    """A failure the model can act on; its message is returned to the model."""
 
 
 class SearchResults(Protocol):
@@ -52,13 +48,6 @@ def _format_page(results: SearchResults, lines: list[str]) -> str:
         return f"No results on page {results.page} (there are {results.num_pages} pages, numbered from 0)."
     header = f"Showing {len(lines)} of {results.total} results (page {results.page + 1}/{results.num_pages}):"
     return f"{header} {json.dumps(lines, ensure_ascii=False)}"
-
-
-def _parse_date(value: str, which: str) -> date:
-    try:
-        return datetime.strptime(value.strip(), "%Y-%m-%d").date()
-    except (ValueError, AttributeError) as exc:
-        raise FunctionFailed(f"{which} {value!r} is not a date: use YYYY-MM-DD, e.g. 2024-01-31.") from exc
 
 
 def _check_page(page: int) -> int:
@@ -131,7 +120,7 @@ def conversation_search(ctx: FunctionContext, query: str, page: int = 0) -> str:
     return _format_page(results, lines)
 
 
-def conversation_search_date(ctx: FunctionContext, start_date: str, end_date: str, page: int = 0) -> str:
+def conversation_search_date(ctx: FunctionContext, start_date: date, end_date: date, page: int = 0) -> str:
     """Search prior conversation history using a date range.
 
     Args:
@@ -139,10 +128,9 @@ def conversation_search_date(ctx: FunctionContext, start_date: str, end_date: st
         end_date: The end of the date range to search, in the format 'YYYY-MM-DD'.
         page: Allows you to page through results. Only use on a follow-up query. Defaults to 0 (first page).
     """
-    start, end = _parse_date(start_date, "start_date"), _parse_date(end_date, "end_date")
-    if end < start:
+    if end_date < start_date:
         raise FunctionFailed(f"end_date {end_date} is before start_date {start_date}.")
-    results = ctx.search_recall_by_date(start, end, _check_page(page))
+    results = ctx.search_recall_by_date(start_date, end_date, _check_page(page))
     lines = [f"timestamp: {format_time(m.created_at)}, {m.role} - {m.text}" for m in results.items]
     return _format_page(results, lines)
 

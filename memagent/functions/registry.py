@@ -1,5 +1,9 @@
 """Agent functions are plain typed Python with a Google-style docstring; their JSON schemas are derived
-from the signature and docstring, so there is one source of truth."""
+from the signature and docstring, so there is one source of truth.
+
+Parameter types: str, int, float, bool, and `datetime.date`, which the model writes as "YYYY-MM-DD" (the
+schema says `"format": "date"`, so a grammar can hold the model to it) and the function receives as a date.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,17 @@ import re
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
-_JSON_TYPES = {str: "string", int: "integer", bool: "boolean", float: "number"}
+_JSON_TYPES: dict[Any, dict[str, str]] = {
+    str: {"type": "string"},
+    int: {"type": "integer"},
+    bool: {"type": "boolean"},
+    float: {"type": "number"},
+    date: {"type": "string", "format": "date"},
+}
 HEARTBEAT_PARAM = "request_heartbeat"
 HEARTBEAT_DESCRIPTION = (
     "Request an immediate heartbeat after function execution. Set to true if you want to send a "
@@ -19,15 +30,33 @@ HEARTBEAT_DESCRIPTION = (
 )
 
 
+class FunctionFailed(Exception):
+    """A failure the model can act on; its message is returned to the model."""
+
+
 @dataclass(frozen=True)
 class AgentFunction:
     name: str
     fn: Callable[..., Any]
     schema: dict[str, Any]
+    date_params: frozenset[str] = field(default=frozenset())
 
     @property
     def takes_heartbeat(self) -> bool:
         return HEARTBEAT_PARAM in self.schema["parameters"]["properties"]
+
+    def __call__(self, ctx: Any, **arguments: Any) -> Any:
+        """Run the function on the model's JSON arguments, with its dates turned into `date`s."""
+        for pname in self.date_params & arguments.keys():
+            arguments[pname] = _iso_date(arguments[pname], pname)
+        return self.fn(ctx, **arguments)
+
+
+def _iso_date(value: Any, pname: str) -> date:
+    try:
+        return date.fromisoformat(value.strip())
+    except (ValueError, AttributeError) as exc:
+        raise FunctionFailed(f"{pname} {value!r} is not a date: use YYYY-MM-DD, e.g. 2024-01-31.") from exc
 
 
 def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
@@ -57,14 +86,14 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     return " ".join(s.strip() for s in description if s.strip()), params
 
 
-def _json_type(annotation: Any, where: str) -> str:
+def _json_type(annotation: Any, where: str) -> dict[str, str]:
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(args) == 1:
             return _json_type(args[0], where)
     if annotation in _JSON_TYPES:
-        return _JSON_TYPES[annotation]
+        return dict(_JSON_TYPES[annotation])
     raise TypeError(f"{where}: unsupported parameter type {annotation!r}")
 
 
@@ -82,7 +111,7 @@ def schema_from_function(fn: Callable[..., Any], *, heartbeat: bool) -> dict[str
         if pname not in hints:
             raise TypeError(f"{fn.__name__}: parameter {pname!r} needs a type hint")
         properties[pname] = {
-            "type": _json_type(hints[pname], f"{fn.__name__}.{pname}"),
+            **_json_type(hints[pname], f"{fn.__name__}.{pname}"),
             "description": param_docs.get(pname, ""),
         }
         if param.default is inspect.Parameter.empty:
@@ -104,7 +133,9 @@ class FunctionRegistry:
         self._functions: dict[str, AgentFunction] = {}
 
     def register(self, fn: Callable[..., Any], *, heartbeat: bool = True) -> Callable[..., Any]:
-        self._functions[fn.__name__] = AgentFunction(fn.__name__, fn, schema_from_function(fn, heartbeat=heartbeat))
+        schema = schema_from_function(fn, heartbeat=heartbeat)
+        dates = frozenset(k for k, v in schema["parameters"]["properties"].items() if v.get("format") == "date")
+        self._functions[fn.__name__] = AgentFunction(fn.__name__, fn, schema, dates)
         return fn
 
     def get(self, name: str) -> AgentFunction | None:

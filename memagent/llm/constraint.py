@@ -47,6 +47,12 @@ _PRIMITIVES: dict[str, str] = {
     "boolean": '"true" | "false"',
     "null": '"null"',
 }
+# String formats the grammar holds the model to (JSON Schema's `format`). A date is YYYY-MM-DD, year 1000-2999,
+# month 01-12, day 01-31: a model left free writes "yesterday", or never ends the string. (A day its month
+# doesn't have, 02-30, gets through; the function says so.)
+_FORMATS: dict[str, str] = {
+    "date": r'"\"" [12] [0-9]{3} "-" ("0" [1-9] | "1" [0-2]) "-" ("0" [1-9] | [12] [0-9] | "3" [01]) "\""',
+}
 _SPACE_BODY = '" "?'
 _ATOM = re.compile(r'^(?:[a-z0-9-]+|"(?:[^"\\]|\\.)*")$')
 
@@ -252,6 +258,8 @@ class _GrammarBuilder:
         raise ValueError(f"{hint}: unsupported schema {dict(schema)!r}")
 
     def _string(self, schema: Mapping[str, Any]) -> str:
+        if schema.get("format") in _FORMATS:
+            return self._add(rule_name(schema["format"]), _FORMATS[schema["format"]])
         low, high = int(schema.get("minLength", 0)), schema.get("maxLength")
         if low == 0 and high is None:
             return self._primitive("string")

@@ -204,9 +204,8 @@ class Gbnf:
         if kind == "lit":
             return node[1]
         if kind == "cls":
-            pool = [
-                c for c in "aZ9 '{}[]:,é☃\u2028\"\\\n\x00\x7f/" if any(lo <= c <= hi for lo, hi in node[2]) != node[1]
-            ]
+            chars = "aZ0129 '{}[]:,é☃\u2028\"\\\n\x00\x7f/"
+            pool = [c for c in chars if any(lo <= c <= hi for lo, hi in node[2]) != node[1]]
             return rnd.choice(pool)
         if kind == "ref":
             return self.sample(rnd, self.rules[node[1]])
@@ -425,6 +424,30 @@ def test_everything_the_grammar_produces_is_a_valid_call(seed: int, thoughts: st
 
 
 # ------------------------------------------------------------------------------ other schema features
+
+
+def test_dates_are_held_to_yyyy_mm_dd() -> None:
+    from memagent.functions.memory import builtin_functions
+
+    search_date = builtin_functions().get("conversation_search_date")
+    assert search_date is not None
+    properties = search_date.schema["parameters"]["properties"]
+    assert properties["start_date"]["format"] == properties["end_date"]["format"] == "date"
+    grammar = Gbnf(schema_to_gbnf(function_call_schema([search_date.schema])))
+
+    def call(start: str) -> str:
+        params = {"inner_thoughts": "Look back.", "start_date": start, "end_date": "2026-12-02",
+                  "request_heartbeat": True}
+        return json.dumps({"function": "conversation_search_date", "params": params})
+
+    assert grammar.matches(call("2026-01-31"))
+    for bad in ("yesterday", "2026-13-01", "2026-12-00", "2026-12-32", "2026-12-02T10:00", "26-12-02", "0000-01-01"):
+        assert not grammar.matches(call(bad)), bad
+    rnd = random.Random(7)
+    shape = re.compile(r"[12]\d{3}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")
+    for _ in range(40):  # everything the grammar can write has the shape, and ends
+        params = json.loads(grammar.sample(rnd))["params"]
+        assert shape.fullmatch(params["start_date"]) and shape.fullmatch(params["end_date"]), params
 
 
 def test_string_lengths_use_bounded_repetition() -> None:

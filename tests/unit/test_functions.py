@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from fakes import call, reply
 
 from memagent.functions.memory import builtin_functions
-from memagent.functions.registry import AgentFunction, schema_from_function
+from memagent.functions.registry import AgentFunction, FunctionFailed, schema_from_function
 
 
 def results(events):
@@ -36,6 +36,23 @@ def test_schemas_are_derived_from_signatures_and_docstrings():
     assert search["required"] == ["query", "request_heartbeat"]
     with_heartbeat = {n for n in registry.names() if registry.get(n).takes_heartbeat}
     assert with_heartbeat == set(registry.names()) - {"send_message", "pause_heartbeats"}
+
+
+def test_a_date_parameter_is_a_yyyy_mm_dd_string_to_the_model_and_a_date_to_the_function():
+    def on_day(ctx: object, day: date) -> str:
+        """Look at one day.
+
+        Args:
+            day: The day.
+        """
+        return f"{type(day).__name__} {day:%d %B %Y}"
+
+    function = AgentFunction("on_day", on_day, schema_from_function(on_day, heartbeat=False), frozenset({"day"}))
+    assert function.schema["parameters"]["properties"]["day"] == {
+        "type": "string", "format": "date", "description": "The day."}
+    assert function(None, day=" 2026-12-02") == "date 02 December 2026"
+    with pytest.raises(FunctionFailed, match="^day 'monday' is not a date: use YYYY-MM-DD"):
+        function(None, day="monday")
 
 
 def test_a_function_without_docstring_or_type_hints_is_refused():
