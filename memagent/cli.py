@@ -73,6 +73,7 @@ def chat(
     global _DEBUG
     _DEBUG = debug
     from memagent.app import constraint_notice, open_session
+    from memagent.crash_guard import guard_chat, note_agent
     from memagent.events import Event
     from memagent.repl import chat as run_chat
     from memagent.settings import build_settings
@@ -95,7 +96,13 @@ def chat(
             debug=debug,
         )
     )
+    guard_chat(settings.agent)  # from here on this is a child process; a crash of llama.cpp is explained
+    if debug:
+        import faulthandler
+
+        faulthandler.enable()  # a crash in native code prints the Python stack first
     session = open_session(settings)
+    note_agent(session.agent.name)
     try:
         verb = "Created" if session.created else "Resumed"
         message = (

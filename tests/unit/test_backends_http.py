@@ -546,6 +546,27 @@ def test_connection_refused_is_retried_then_one_line() -> None:
     )
 
 
+def test_a_server_that_answered_and_then_went_away_is_said_to_have_stopped_or_crashed() -> None:
+    refused = httpx.ConnectError("[Errno 111] Connection refused")
+    backend, _, _ = make("llamacpp", ok({"content": "hi"}), refused, context_length=4096, retries=0)
+    assert backend.complete("p").text == "hi"
+    with pytest.raises(BackendError) as caught:
+        backend.complete("p")
+    assert_one_line(
+        caught.value, "Can't reach the llama.cpp server", "It answered before, so it has stopped or crashed",
+        "'Illegal instruction' there means", "-DGGML_NATIVE=OFF",
+    )
+
+
+def test_a_connection_lost_mid_request_names_a_crash_and_its_usual_cause() -> None:
+    dropped = httpx.RemoteProtocolError("Server disconnected without sending a response.")
+    backend, _, _ = make("llamacpp", dropped, context_length=4096, retries=0)
+    with pytest.raises(BackendError) as caught:
+        backend.complete("p")
+    assert_one_line(caught.value, "Lost the connection to the llama.cpp server", "may have crashed",
+                    "'Illegal instruction' there means")
+
+
 def test_the_start_check_asks_once_and_names_the_server_it_could_not_reach() -> None:
     backend, server, sleeps = make("llamacpp", httpx.ConnectError("[Errno 111] Connection refused"), retries=2)
     with pytest.raises(BackendError) as caught:

@@ -64,6 +64,13 @@ BACKOFF_BASE = 0.5
 BACKOFF_MAX = 8.0
 
 
+# What a crashed llama.cpp-based server most often means on a machine other than the one that built it.
+_CRASH_HINT = (
+    "'Illegal instruction' there means llama.cpp was built for CPU features this machine lacks: "
+    "rebuild the server with -DGGML_NATIVE=OFF."
+)
+
+
 class BackendHTTPError(BackendError):
     """A BackendError for an HTTP error status, keeping the status so callers can tell 404 from 503."""
 
@@ -133,6 +140,7 @@ class HTTPBackend(Backend):
         self._secret = api_key or None
         self._sleep = sleep
         self._can_tokenize = self.tokenize_path is not None
+        self._answered = False  # whether the server has answered a request in this session
         self._client = httpx.Client(
             base_url=self.endpoint,
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
@@ -305,6 +313,7 @@ class HTTPBackend(Backend):
                 fault = self._transport_fault(path, exc)
             else:
                 if response.is_success:
+                    self._answered = True
                     return response
                 if stream:
                     response.read()
@@ -324,6 +333,8 @@ class HTTPBackend(Backend):
             text = one_line(str(exc), 120)
             detail = "connection refused" if "refused" in text.lower() else text or "can't connect"
             advice = "Is it running? Start it or pass --endpoint."
+            if self._answered:  # it answered earlier in this session: it went away since
+                advice = f"It answered before, so it has stopped or crashed: check its log. {_CRASH_HINT}"
             return _Fault(f"Can't reach {where}", detail, advice, True, False)
         if isinstance(exc, httpx.ReadTimeout):
             # Not retried: the server is probably still busy with this very request.
@@ -347,7 +358,7 @@ class HTTPBackend(Backend):
             return _Fault(
                 f"Lost the connection to {where}",
                 one_line(str(exc), 120) or "connection dropped",
-                "The server may have crashed or restarted: check its log.",
+                f"The server may have crashed or restarted: check its log. {_CRASH_HINT}",
                 True,
                 True,
             )
