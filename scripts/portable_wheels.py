@@ -83,13 +83,15 @@ def cache_root() -> Path:
 
 
 def wheel_dir(requirement: str, cmake_args: list[str]) -> Path:
+    # The key holds what our CMake file says, not where this checkout is: every clone shares one build.
+    here = str(SERVER_ONLY_CMAKE)
     recipe = {
         "requirement": requirement,
-        "cmake_args": cmake_args,
+        "cmake_args": [arg.replace(here, SERVER_ONLY_CMAKE.name) for arg in cmake_args],
         "python": sys.implementation.cache_tag,
         "machine": platform.machine(),
         "recipe": RECIPE_VERSION,
-        "server_only_cmake": SERVER_ONLY_CMAKE.read_text() if SERVER_ONLY_CMAKE.as_posix() in str(cmake_args) else "",
+        "server_only_cmake": SERVER_ONLY_CMAKE.read_text() if any(here in arg for arg in cmake_args) else "",
     }
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     name, version = requirement.split("==")
