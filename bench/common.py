@@ -45,6 +45,7 @@ class Section:
     summary: list[str] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     body: str = ""
+    machine: str = ""  # the CPU it was measured on (run_all fills it in)
 
 
 class Timer:

