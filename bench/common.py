@@ -114,7 +114,7 @@ def mb(n_bytes: float) -> str:
 # -- the machine ----------------------------------------------------------------------------------------------
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -143,7 +143,7 @@ def _package(name: str) -> str:
 
 def machine_info() -> dict[str, str]:
     return {
-        "CPU": f"{_cpu_model()}, {os.cpu_count()} logical cores",
+        "CPU": f"{cpu_model()}, {os.cpu_count()} logical cores",
         "RAM": f"{_ram_gb():.1f} GiB",
         "OS": f"{platform.system()} {platform.release()}",
         "Python": platform.python_version(),

@@ -30,7 +30,18 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, Section, Target, Timer, log, md_table, median, paragraphs, targets_table
+from bench.common import (
+    ROOT,
+    Section,
+    Target,
+    Timer,
+    cpu_model,
+    log,
+    md_table,
+    median,
+    paragraphs,
+    targets_table,
+)
 from memagent.llm.backends.embedded import default_model_path
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -79,16 +90,6 @@ def cpu_flags() -> set[str]:
         return set()
     match = re.search(r"^flags\s*:\s*(.*)$", text, re.MULTILINE)
     return set(match.group(1).split()) if match else set()
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def kernel_amx() -> str:
@@ -149,7 +150,7 @@ def host_slug(name: str) -> str:
 
 def run(runs: int, names: list[str], threads: int) -> Section:
     with Timer() as timer:
-        host = {"cpu": cpu_name(), "amx": kernel_amx(), "threads": threads, "runs": runs,
+        host = {"cpu": cpu_model(), "amx": kernel_amx(), "threads": threads, "runs": runs,
                 "measured": time.strftime("%Y-%m-%d %H:%M %Z"), "builds": {}}  # fmt: skip
         if "avx512f" not in cpu_flags():
             names = [n for n in names if n != "avx512"]
