@@ -18,7 +18,8 @@ from memagent.functions.memory import SEARCH_FUNCTIONS
 from memagent.functions.registry import HEARTBEAT_PARAM, AgentFunction, FunctionFailed
 from memagent.llm.backends.base import Backend, Completion, Constraint
 from memagent.llm.constraint import build_constraint
-from memagent.llm.parse import CLOSED_BRACES, ParsedCall
+from memagent.llm.json_repair import CLOSED_BRACES
+from memagent.llm.parse import ParsedCall
 from memagent.llm.stream import ArgumentStreamer
 from memagent.llm.wrappers.base import LLMChatCompletionWrapper
 from memagent.memory.agent_memory import AgentMemory
