@@ -2,24 +2,27 @@
 
 Each build of llama-cpp-python is made by scripts/portable_wheels.py (kept in its wheel cache, so a second
 run builds nothing), unpacked to a folder of its own and run in a fresh process on SmolLM2-135M: a fixed
-~1,000-token prompt is evaluated and 128 tokens are generated greedily, `--runs` times; the rates are
-llama.cpp's own counters (llama_perf_context), medians of the runs. A build that dies on this CPU is
+~1,200-token prompt is evaluated and 128 tokens are generated greedily, `--runs` times; the rates are
+llama.cpp's own counters (llama_perf_context). The builds take turns, one process each per round, for
+`--rounds` rounds, so the machine's drift (it is shared) falls on all of them alike; a build's ratio to the
+portable one is the median of its per-round ratios. Threads are llama-cpp-python's defaults, as in a chat
+(on 2 cores: 1 for generation, 2 for the prompt), unless --threads is given. A build that dies on this CPU is
 reported with its signal: that is what a build made with -march=native does on a host whose kernel has not
 enabled all that the CPU advertises (AMX on some Intel Xeons).
 
 Builds: `portable` (the AVX2 baseline memagent ships), `native` (GGML_NATIVE=ON, -march=native), and on a CPU
 with AVX-512, `avx512` (the AVX-512 and VNNI flags by name, without AMX): as close to native as runs there.
 Results are kept per CPU in bench/results/cpu_builds/, and the report shows every CPU measured, so a run on
-another host (AMD EPYC, Intel Xeon) adds its rows instead of replacing the others.
+another host (AMD EPYC, Intel Xeon) adds its rows instead of replacing the others. A "note" written by hand into
+a CPU's file (what a debugger showed about a crash, say) is kept across runs and shown under its table.
 
-    .venv/bin/python -m bench.cpu_builds [--runs 5] [--builds portable,native,avx512] [--threads 2]
+    .venv/bin/python -m bench.cpu_builds [--rounds 7] [--runs 3] [--builds portable,native,avx512] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import signal
 import subprocess
@@ -67,9 +70,10 @@ WORKER = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import llama_cpp
+print(json.dumps({"system_info": llama_cpp.llama_print_system_info().decode()}), flush=True)
 model, threads, runs, prompt, n_gen = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
-llm = llama_cpp.Llama(model_path=model, n_ctx=2048, n_batch=512, n_threads=threads, n_threads_batch=threads,
-                      verbose=False, seed=1)
+fixed = {"n_threads": threads, "n_threads_batch": threads} if threads else {}  # 0: the library's defaults
+llm = llama_cpp.Llama(model_path=model, n_ctx=2048, n_batch=512, verbose=False, seed=1, **fixed)
 tokens = llm.tokenize(prompt.encode())
 for _ in range(runs):
     llm.reset()
@@ -93,18 +97,23 @@ def cpu_flags() -> set[str]:
 
 
 def kernel_amx() -> str:
-    """Whether the CPU advertises AMX, and whether the kernel lets programs use its tile data."""
+    """Whether the CPU advertises AMX, and whether the kernel grants a program its tile data (arch_prctl)."""
     if "amx_tile" not in cpu_flags():
         return "no AMX"
-    try:
-        text = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "AMX advertised; kernel state unknown"
-    if "AMX Tile data" in text:
-        return "AMX advertised and enabled"
-    if "AMX Tile config" in text:
-        return "AMX advertised, but the kernel enables only its tile config, not its tile data"
-    return "AMX advertised; kernel state unknown"
+    import ctypes
+
+    sys_arch_prctl, req_xcomp_perm, xfeature_xtiledata = 158, 0x1023, 18
+    granted = ctypes.CDLL(None).syscall(sys_arch_prctl, req_xcomp_perm, xfeature_xtiledata) == 0
+    return f"AMX advertised; the kernel {'grants' if granted else 'refuses'} its tile data"
+
+
+FEATURE = re.compile(r"\b([A-Z][A-Z0-9_]*) = 1\b")
+
+
+def compiled_features(system_info: str) -> list[str]:
+    """The CPU features a ggml build was compiled with, from its system info (`CPU : AVX2 = 1 | ...`)."""
+    cpu = system_info[system_info.index("CPU :") :].splitlines()[0] if "CPU :" in system_info else ""
+    return [f for f in FEATURE.findall(cpu) if f not in ("LLAMAFILE", "OPENMP", "REPACK")]
 
 
 def build(name: str) -> Path:
@@ -120,56 +129,98 @@ def build(name: str) -> Path:
     return wheel
 
 
-def measure(wheel: Path, runs: int, threads: int) -> dict[str, Any]:
-    """Rates of one build, or how it died."""
-    prompt = PROMPT_PARAGRAPH * 24  # ~1,000 SmolLM2 tokens
-    with tempfile.TemporaryDirectory(prefix="cpu-build-") as unpacked:
-        with zipfile.ZipFile(wheel) as archive:
-            archive.extractall(unpacked)
-        for library in Path(unpacked, "llama_cpp", "lib").glob("*.so*"):
-            library.chmod(0o755)
-        command = [sys.executable, "-c", WORKER, unpacked, str(default_model_path()), str(threads), str(runs),
-                   prompt, str(GENERATED_TOKENS)]  # fmt: skip
-        done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+def unpack(wheel: Path, folder: Path) -> Path:
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(folder)
+    for library in Path(folder, "llama_cpp", "lib").glob("*.so*"):
+        library.chmod(0o755)
+    return folder
+
+
+def one_process(unpacked: Path, runs: int, threads: int | None) -> dict[str, Any]:
+    """One fresh process of one build: its compiled features and median rates, or how it died."""
+    prompt = PROMPT_PARAGRAPH * 24  # ~1,200 SmolLM2 tokens
+    command = [sys.executable, "-c", WORKER, str(unpacked), str(default_model_path()), str(threads or 0),
+               str(runs), prompt, str(GENERATED_TOKENS)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    info = next((r.pop("system_info") for r in records if "system_info" in r), "")
+    records = [r for r in records if r]
+    result: dict[str, Any] = {"features": compiled_features(info)}
     if done.returncode != 0:
         code = done.returncode
-        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
-        return {"died": how, "stderr": done.stderr.strip().splitlines()[-3:]}
-    return {
-        "prompt_tokens": records[0]["prompt_tokens"],
-        "prompt_tps": median([r["prompt_tokens"] / r["prompt_ms"] * 1000 for r in records]),
-        "gen_tps": median([r["gen_tokens"] / r["gen_ms"] * 1000 for r in records]),
-        "runs": len(records),
-    }
+        result["died"] = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit {code}"
+        result["stderr"] = done.stderr.strip().splitlines()[-3:]
+        return result
+    result["prompt_tokens"] = records[0]["prompt_tokens"]
+    result["prompt_tps"] = median([r["prompt_tokens"] / r["prompt_ms"] * 1000 for r in records])
+    result["gen_tps"] = median([r["gen_tokens"] / r["gen_ms"] * 1000 for r in records])
+    return result
+
+
+def measure(wheels: dict[str, Path], rounds: int, runs: int, threads: int | None) -> dict[str, dict[str, Any]]:
+    """Every build once per round, in turn, so drift in the machine's speed falls on all of them alike. A
+    build's rates are medians over rounds; its ratios to the portable build are medians of per-round ratios."""
+    per_round: dict[str, list[dict[str, Any]]] = {name: [] for name in wheels}
+    died: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="cpu-builds-") as scratch:
+        folders = {name: unpack(wheel, Path(scratch, name)) for name, wheel in wheels.items()}
+        for round_number in range(1, rounds + 1):
+            for name, folder in folders.items():
+                if name in died:
+                    continue
+                log(f"round {round_number}/{rounds}: {name}")
+                result = one_process(folder, runs, threads)
+                if "died" in result:
+                    died[name] = result
+                else:
+                    per_round[name].append(result)
+    results: dict[str, dict[str, Any]] = {}
+    base = per_round.get("portable") or []
+    for name in wheels:
+        if name in died:
+            results[name] = died[name]
+            continue
+        rows = per_round[name]
+        results[name] = {
+            "features": rows[0]["features"],
+            "prompt_tokens": rows[0]["prompt_tokens"],
+            "prompt_tps": median([r["prompt_tps"] for r in rows]),
+            "gen_tps": median([r["gen_tps"] for r in rows]),
+            "rounds": len(rows),
+        }
+        if base and len(base) == len(rows):
+            for key in ("prompt_tps", "gen_tps"):
+                results[name][f"{key}_ratio"] = median([r[key] / b[key] for r, b in zip(rows, base, strict=True)])
+    return results
 
 
 def host_slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60] or "cpu"
 
 
-def run(runs: int, names: list[str], threads: int) -> Section:
+def run(rounds: int, names: list[str], threads: int | None = None, runs: int = 3) -> Section:
     with Timer() as timer:
-        host = {"cpu": cpu_model(), "amx": kernel_amx(), "threads": threads, "runs": runs,
-                "measured": time.strftime("%Y-%m-%d %H:%M %Z"), "builds": {}}  # fmt: skip
         if "avx512f" not in cpu_flags():
             names = [n for n in names if n != "avx512"]
-        for name in names:
-            wheel = build(name)
-            log(f"measuring {name}")
-            host["builds"][name] = {"flags": BUILDS[name][1], **measure(wheel, runs, threads)}
+        wheels = {name: build(name) for name in names}
+        host = {"cpu": cpu_model(), "amx": kernel_amx(), "threads": threads or "llama-cpp-python's default",
+                "rounds": rounds, "runs": runs, "measured": time.strftime("%Y-%m-%d %H:%M %Z"), "builds": {}}
+        results = measure(wheels, rounds, runs, threads)
+        host["builds"] = {name: {"flags": BUILDS[name][1], **results[name]} for name in names}
         HOSTS.mkdir(parents=True, exist_ok=True)
-        (HOSTS / f"{host_slug(host['cpu'])}.json").write_text(json.dumps(host, indent=1) + "\n", encoding="utf-8")
+        path = HOSTS / f"{host_slug(host['cpu'])}.json"
+        if path.exists():  # a note written by hand about this CPU (what gdb showed, say) outlives a new run
+            host["note"] = json.loads(path.read_text()).get("note", "")
+        path.write_text(json.dumps(host, indent=1) + "\n", encoding="utf-8")
     return timer.stamp(report([json.loads(p.read_text()) for p in sorted(HOSTS.glob("*.json"))], host))
 
 
-def _rate(result: dict[str, Any], key: str, base: dict[str, Any] | None) -> str:
+def _rate(result: dict[str, Any], key: str) -> str:
     if "died" in result:
         return f"**{result['died']}**"
-    ratio = ""
-    if base and "died" not in base:
-        ratio = f" ({result[key] / base[key]:.2f}x)"
-    return f"{result[key]:.0f}{ratio}"
+    ratio = result.get(f"{key}_ratio")
+    return f"{result[key]:.0f}" + (f" ({ratio:.2f}x)" if ratio is not None else "")
 
 
 def report(hosts: list[dict[str, Any]], this_host: dict[str, Any]) -> Section:
@@ -177,18 +228,27 @@ def report(hosts: list[dict[str, Any]], this_host: dict[str, Any]) -> Section:
     texts = [
         "SmolLM2-135M Q4_1 through llama-cpp-python 0.3.36, one fresh process per build: a "
         f"{this_host['builds'].get('portable', {}).get('prompt_tokens', '~1,000')}-token prompt evaluated, then "
-        f"{GENERATED_TOKENS} tokens generated greedily, {this_host['runs']} times; tokens per second from "
-        "llama.cpp's own counters, medians, and in brackets the ratio to the portable build on the same CPU.",
+        f"{GENERATED_TOKENS} tokens generated greedily, {this_host['runs']} times per process; the builds take "
+        f"turns, one process each per round, {this_host['rounds']} rounds. Tokens per second from llama.cpp's own "
+        "counters, medians; in brackets the median of the per-round ratios to the portable build on the same CPU.",
     ]
     for host in hosts:
         rows = []
-        base = host["builds"].get("portable")
         for name, result in host["builds"].items():
-            rows.append((name, result["flags"], _rate(result, "prompt_tps", base), _rate(result, "gen_tps", base)))
+            features = ", ".join(result.get("features", [])) or "?"
+            rates = _rate(result, "prompt_tps"), _rate(result, "gen_tps")
+            rows.append((name, result["flags"], features, *rates))
+        headers = ("build", "CMake flags", "compiled CPU features", "prompt tokens/s", "generated tokens/s")
         texts.append(
             f"**{host['cpu']}** ({host['amx']}; {host['threads']} threads; measured {host['measured']}):\n\n"
-            + md_table(("build", "CMake flags", "prompt tokens/s", "generated tokens/s"), rows)
+            + md_table(headers, rows)
+            + (f"\n\n{host['note']}" if host.get("note") else "")
         )
+    measured = ", ".join(host["cpu"] for host in hosts)
+    texts.append(
+        f"CPUs measured so far: {measured}. Each kind of host the project runs on (AMD EPYC, Intel Xeon) adds its "
+        "own table when `make bench ARGS=\"--only cpu_builds\"` runs there."
+    )
     section.body = paragraphs(texts)
     portable = this_host["builds"].get("portable", {})
     cpu = this_host["cpu"]
@@ -202,9 +262,8 @@ def report(hosts: list[dict[str, Any]], this_host: dict[str, Any]) -> Section:
             section.targets.append(Target(f"portable build runs on {cpu}", "runs", outcome, ran))
             continue
         value = result.get("died") or (
-            f"{result['gen_tps'] / portable['gen_tps']:.2f}x generation, "
-            f"{result['prompt_tps'] / portable['prompt_tps']:.2f}x prompt of portable"
-            if portable and "died" not in portable else "measured"
+            f"{result['gen_tps_ratio']:.2f}x generation, {result['prompt_tps_ratio']:.2f}x prompt of portable"
+            if "gen_tps_ratio" in result else "measured"
         )
         section.targets.append(Target(f"{name} build on {this_host['cpu']}", "(measured)", value, None))
         section.summary.append(f"{name}: {value}")
@@ -213,15 +272,16 @@ def report(hosts: list[dict[str, Any]], this_host: dict[str, Any]) -> Section:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=3, help="prompt + generation runs per process")
     parser.add_argument("--builds", default=",".join(BUILDS), help=f"from: {', '.join(BUILDS)}")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--threads", type=int, default=None, help="default: llama-cpp-python's, as in a chat")
     args = parser.parse_args()
     names = [n for n in args.builds.split(",") if n]
     unknown = set(names) - set(BUILDS)
     if unknown:
         parser.error(f"unknown build(s): {', '.join(sorted(unknown))}")
-    section = run(args.runs, names, args.threads)
+    section = run(args.rounds, names, args.threads, args.runs)
     print(section.body)
     print()
     print(targets_table(section.targets))

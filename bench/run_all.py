@@ -45,9 +45,7 @@ def plans(args: argparse.Namespace) -> dict[str, Callable[[], Section]]:
                 args.context_length,
             )
         ),
-        "cpu_builds": lambda: cpu_builds.run(
-            args.runs or (1 if quick else 5), list(cpu_builds.BUILDS), os.cpu_count() or 2
-        ),
+        "cpu_builds": lambda: cpu_builds.run(args.rounds or (1 if quick else 7), list(cpu_builds.BUILDS)),
     }
 
 
@@ -179,6 +177,7 @@ def main() -> None:
     parser.add_argument("--per-agent", type=int, help="valid_calls: steps before a fresh agent (10)")
     parser.add_argument("--max-minutes", type=float, help="valid_calls: time budget per wrapper and grammar setting")
     parser.add_argument("--context-length", type=int, default=8192, help="prompt_reuse and valid_calls")
+    parser.add_argument("--rounds", type=int, help="cpu_builds: rounds of every build in turn (7)")
     args = parser.parse_args()
     names = [n for n in args.only.split(",") if n] or list(ORDER)
     unknown = set(names) - set(ORDER)
