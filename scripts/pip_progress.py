@@ -18,6 +18,7 @@ KEEP = re.compile(
     r"^(Collecting|Building wheel|Successfully|ERROR|error:|Using cached|Installing collected|  Created wheel)"
 )
 QUIET_SECONDS = 60.0
+STEP_SECONDS = 10.0
 
 
 class Progress:
@@ -25,6 +26,7 @@ class Progress:
         self.started = time.monotonic()
         self.last_print = self.started
         self.last_step = 0.0
+        self.last_line = ""
         self.building = "a package"
         self.stage = "pip is still at work"
         self.lock = threading.Lock()
@@ -35,10 +37,12 @@ class Progress:
             self.last_print = time.monotonic()
 
     def step(self, text: str, final: bool) -> None:
+        """At most one progress line per STEP_SECONDS, and never the same one twice in a row."""
         self.stage = f"still compiling {self.building}"
-        if final or time.monotonic() - self.last_step > 5:
-            self.last_step = time.monotonic()
-            self.say(f"  compiling {self.building}: {text}")
+        line = f"  compiling {self.building}: {text}"
+        if line != self.last_line and (final or time.monotonic() - self.last_step > STEP_SECONDS):
+            self.last_step, self.last_line = time.monotonic(), line
+            self.say(line)
 
     def keep_alive(self, done: threading.Event) -> None:
         while not done.wait(5):
