@@ -12,7 +12,7 @@ import re
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -39,11 +39,15 @@ class AgentFunction:
     name: str
     fn: Callable[..., Any]
     schema: dict[str, Any]
-    date_params: frozenset[str] = field(default=frozenset())
 
     @property
     def takes_heartbeat(self) -> bool:
         return HEARTBEAT_PARAM in self.schema["parameters"]["properties"]
+
+    @property
+    def date_params(self) -> frozenset[str]:
+        properties = self.schema["parameters"]["properties"]
+        return frozenset(name for name, prop in properties.items() if prop.get("format") == "date")
 
     def __call__(self, ctx: Any, **arguments: Any) -> Any:
         """Run the function on the model's JSON arguments, with its dates turned into `date`s."""
@@ -133,9 +137,7 @@ class FunctionRegistry:
         self._functions: dict[str, AgentFunction] = {}
 
     def register(self, fn: Callable[..., Any], *, heartbeat: bool = True) -> Callable[..., Any]:
-        schema = schema_from_function(fn, heartbeat=heartbeat)
-        dates = frozenset(k for k, v in schema["parameters"]["properties"].items() if v.get("format") == "date")
-        self._functions[fn.__name__] = AgentFunction(fn.__name__, fn, schema, dates)
+        self._functions[fn.__name__] = AgentFunction(fn.__name__, fn, schema_from_function(fn, heartbeat=heartbeat))
         return fn
 
     def get(self, name: str) -> AgentFunction | None:

@@ -47,7 +47,7 @@ def test_a_date_parameter_is_a_yyyy_mm_dd_string_to_the_model_and_a_date_to_the_
         """
         return f"{type(day).__name__} {day:%d %B %Y}"
 
-    function = AgentFunction("on_day", on_day, schema_from_function(on_day, heartbeat=False), frozenset({"day"}))
+    function = AgentFunction("on_day", on_day, schema_from_function(on_day, heartbeat=False))
     assert function.schema["parameters"]["properties"]["day"] == {
         "type": "string", "format": "date", "description": "The day."}
     assert function(None, day=" 2026-12-02") == "date 02 December 2026"
