@@ -118,15 +118,7 @@ def compiled_features(system_info: str) -> list[str]:
 
 def build(name: str) -> Path:
     """The wheel for build `name` (built once, then taken from portable_wheels' cache)."""
-    extra, _ = BUILDS[name]
-    requirement = portable_wheels.pinned_requirement("llama-cpp-python")
-    cmake_args = portable_wheels.portable_cmake_args() + portable_wheels.PACKAGE_ARGS["llama-cpp-python"] + extra
-    directory = portable_wheels.wheel_dir(requirement, cmake_args)
-    wheel = portable_wheels.cached_wheel(directory)
-    if wheel is None:
-        log(f"building llama-cpp-python ({name}); this takes minutes")
-        wheel = portable_wheels.build_wheel(requirement, cmake_args, directory, f"as the {name} build")
-    return wheel
+    return portable_wheels.portable_wheel("llama-cpp-python", BUILDS[name][0], f"as the {name} build")
 
 
 def unpack(wheel: Path, folder: Path) -> Path:

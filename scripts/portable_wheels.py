@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 
 from pip_progress import show_progress
@@ -134,15 +135,18 @@ def build_wheel(requirement: str, cmake_args: list[str], directory: Path, what: 
     return directory / built.name
 
 
-def portable_wheel(package: str) -> Path:
+def portable_wheel(package: str, extra: Sequence[str] = (), what: str = PORTABLE) -> Path:
+    """The cached wheel of `package` built with our arguments, then `extra`, then the user's CMAKE_ARGS;
+    built first if there is none."""
     requirement = pinned_requirement(package)
-    cmake_args = portable_cmake_args() + PACKAGE_ARGS[package] + shlex.split(os.environ.get("CMAKE_ARGS", ""))
+    users = shlex.split(os.environ.get("CMAKE_ARGS", ""))
+    cmake_args = [*portable_cmake_args(), *PACKAGE_ARGS[package], *extra, *users]
     directory = wheel_dir(requirement, cmake_args)
     wheel = cached_wheel(directory)
     if wheel is not None:
-        print(f"Using the portable build of {requirement} in {directory}", flush=True)
+        print(f"Using the build of {requirement} {what} in {directory}", flush=True)
         return wheel
-    return build_wheel(requirement, cmake_args, directory)
+    return build_wheel(requirement, cmake_args, directory, what)
 
 
 def installed_from(package: str) -> str | None:

@@ -41,7 +41,9 @@ def test_each_set_of_cmake_flags_has_its_own_wheel_folder(monkeypatch, tmp_path)
 def test_a_users_cmake_args_come_last_and_make_a_build_of_their_own(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     seen: list[list[str]] = []
-    monkeypatch.setattr(portable_wheels, "build_wheel", lambda req, args, folder: seen.append(args) or folder / "x.whl")
+    monkeypatch.setattr(
+        portable_wheels, "build_wheel", lambda req, args, folder, *_: seen.append(args) or folder / "x.whl"
+    )
     monkeypatch.delenv("CMAKE_ARGS", raising=False)
     portable = portable_wheels.portable_wheel("llama-cpp-python")
     monkeypatch.setenv("CMAKE_ARGS", "-DGGML_NATIVE=ON")
