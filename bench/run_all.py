@@ -45,7 +45,11 @@ def plans(args: argparse.Namespace) -> dict[str, Callable[[], Section]]:
                 args.context_length,
             )
         ),
-        "cpu_builds": lambda: cpu_builds.run(args.rounds or (1 if quick else 7), list(cpu_builds.BUILDS)),
+        "cpu_builds": lambda: cpu_builds.run(
+            (1 if quick else 7) if args.rounds is None else args.rounds,
+            list(cpu_builds.BUILDS),
+            emulate=[cpu for cpu in (args.emulate or "").split(",") if cpu],
+        ),
     }
 
 
@@ -177,7 +181,8 @@ def main() -> None:
     parser.add_argument("--per-agent", type=int, help="valid_calls: steps before a fresh agent (10)")
     parser.add_argument("--max-minutes", type=float, help="valid_calls: time budget per wrapper and grammar setting")
     parser.add_argument("--context-length", type=int, default=8192, help="prompt_reuse and valid_calls")
-    parser.add_argument("--rounds", type=int, help="cpu_builds: rounds of every build in turn (7)")
+    parser.add_argument("--rounds", type=int, help="cpu_builds: rounds of the builds in turn (7; 0: keep the last)")
+    parser.add_argument("--emulate", help="cpu_builds: also run every build as these QEMU CPU models (EPYC-Rome)")
     args = parser.parse_args()
     names = [n for n in args.only.split(",") if n] or list(ORDER)
     unknown = set(names) - set(ORDER)
