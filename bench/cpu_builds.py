@@ -19,8 +19,8 @@ a CPU's file (what a debugger showed about a crash, say) is kept across runs and
 `--emulate EPYC-Rome,EPYC-Milan` also runs every build under QEMU's user-mode emulator (`qemu-x86_64 -cpu
 MODEL`, Debian's qemu-user) as that CPU: its instruction set, not its speed. Each build evaluates a short prompt
 and generates a few tokens there; a build that uses an instruction the model lacks dies with SIGILL, and one
-that runs must generate the very tokens the portable build generates on the real CPU. That shows a build runs on
-a CPU the session has no host of; `--rounds 0` runs only that, keeping the speeds measured before.
+that runs must generate the very tokens it generates on the real CPU. That shows a build runs on a CPU the
+session has no host of; `--rounds 0` runs only that, keeping the speeds measured before.
 
     .venv/bin/python -m bench.cpu_builds [--rounds 7] [--runs 3] [--builds portable,native,avx512] [--threads N]
                                          [--emulate EPYC-Rome,EPYC-Milan]
@@ -206,22 +206,26 @@ def host_slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60] or "cpu"
 
 
-def qemu(cpu: str) -> tuple[str, ...]:
-    """The command prefix that runs a program as `cpu` (a QEMU CPU model such as EPYC-Rome)."""
+def qemu(cpu: str) -> tuple[tuple[str, ...], str]:
+    """The command prefix that runs a program as `cpu` (a QEMU CPU model such as EPYC-Rome), and the model's
+    vendor ("AMD", "Intel") from QEMU's description of it or of its first version."""
     program = shutil.which("qemu-x86_64")
     if program is None:
         sys.exit("bench.cpu_builds: --emulate needs QEMU's user-mode emulator: apt-get install qemu-user")
     models = subprocess.run([program, "-cpu", "help"], capture_output=True, text=True).stdout
-    if not re.search(rf"^x86 {re.escape(cpu)}\s", models, re.MULTILINE):
+    described = dict(re.findall(r"^x86 (\S+)\s+(.*)$", models, re.MULTILINE))
+    if cpu not in described:
         sys.exit(f"bench.cpu_builds: QEMU has no CPU model {cpu!r}: see `qemu-x86_64 -cpu help`")
-    return program, "-cpu", cpu
+    words = f"{described.get(cpu + '-v1', '')} {described[cpu]}".split()
+    vendor = next((word for word in words if word in ("AMD", "Intel", "Hygon", "Zhaoxin")), "")
+    return (program, "-cpu", cpu), vendor
 
 
 def emulated(cpu: str, wheels: dict[str, Path], threads: int | None) -> dict[str, Any]:
     """Every build under QEMU as `cpu`: does it run, and does it generate what it generates on this CPU?"""
-    emulator = qemu(cpu)
+    emulator, vendor = qemu(cpu)
     version = subprocess.run([emulator[0], "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    host: dict[str, Any] = {"cpu": f"AMD {cpu} (emulated)", "emulated_by": f"{version} on {cpu_model()}",
+    host: dict[str, Any] = {"cpu": f"{vendor} {cpu} (emulated)".lstrip(), "emulated_by": f"{version} on {cpu_model()}",
                             "measured": time.strftime("%Y-%m-%d %H:%M %Z"), "builds": {}}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="cpu-builds-") as scratch:
         folders = {name: unpack(wheel, Path(scratch, name)) for name, wheel in wheels.items()}
