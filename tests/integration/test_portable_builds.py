@@ -89,10 +89,15 @@ def instructions_past_avx2(binary: Path) -> Counter[str]:
     return found
 
 
+def is_elf(path: Path) -> bool:
+    with path.open("rb") as file:
+        return file.read(4) == b"\x7fELF"
+
+
 def elf_files(folder: Path) -> list[Path]:
     """The shared libraries and programs in `folder`, each once (not the versioned symlinks to them)."""
     files = [p for p in sorted(folder.iterdir()) if p.is_file() and not p.is_symlink()]
-    binaries = [p for p in files if p.read_bytes()[:4] == b"\x7fELF"]
+    binaries = [p for p in files if is_elf(p)]
     assert binaries, f"no ELF file in {folder}"
     return binaries
 
