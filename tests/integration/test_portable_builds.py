@@ -127,10 +127,10 @@ def test_the_scan_finds_avx512_amx_and_avx_vnni_but_not_avx2(tmp_path: Path) -> 
     library = tmp_path / "libcontrol.so"
     subprocess.run([shutil.which("cc") or "gcc", "-O2", "-shared", "-fPIC", "-o", str(library), str(source)],
                    check=True)  # fmt: skip
-    kinds = {found.split()[0] for found in instructions_past_avx2(library)}
-    assert kinds == {"EVEX", "AMX", "VEX-VNNI"}
-    assert instructions_past_avx2(library)["AMX tilezero"] == 1
-    assert not [f for f in instructions_past_avx2(library) if "vfmadd" in f]  # AVX2 + FMA is the baseline
+    found = instructions_past_avx2(library)
+    assert {kind_and_mnemonic.split()[0] for kind_and_mnemonic in found} == {"EVEX", "AMX", "VEX-VNNI"}
+    assert found["AMX tilezero"] == 1
+    assert not [f for f in found if "vfmadd" in f]  # AVX2 + FMA is the baseline
 
 
 @x86_64_only
