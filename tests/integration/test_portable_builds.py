@@ -6,6 +6,7 @@ on) lacks."""
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import re
 import shutil
@@ -95,11 +96,14 @@ def is_elf(path: Path) -> bool:
 
 
 def elf_files(folder: Path) -> list[Path]:
-    """The shared libraries and programs in `folder`, each once (not the versioned symlinks to them)."""
-    files = [p for p in sorted(folder.iterdir()) if p.is_file() and not p.is_symlink()]
-    binaries = [p for p in files if is_elf(p)]
-    assert binaries, f"no ELF file in {folder}"
-    return binaries
+    """The shared libraries and programs in `folder`, each once: not the symlinks to them, nor the copies under
+    their versioned names that a wheel holds instead of symlinks (llama_cpp/lib: libggml.so, .so.0, .so.0.25.3)."""
+    by_content: dict[bytes, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and not path.is_symlink() and is_elf(path):
+            by_content.setdefault(hashlib.sha256(path.read_bytes()).digest(), path)
+    assert by_content, f"no ELF file in {folder}"
+    return list(by_content.values())
 
 
 def assert_runs_on_avx2(folder: Path) -> None:
