@@ -26,6 +26,14 @@ class StoreError(UserError):
     """The SQLite database can't be opened, written or is locked."""
 
 
+class AgentExistsError(StoreError):
+    """An agent with that name is already in the database (another process may have just created it)."""
+
+
+class StateConflictError(StoreError):
+    """An agent's state changed in another process between reading and writing it; re-read and retry."""
+
+
 class BackendError(UserError):
     """A backend (local server or embedded model) failed: down, refused, stalled, bad answer."""
 

@@ -80,7 +80,13 @@ def _v1_initial_schema(conn: Connection) -> None:
         conn.exec_driver_sql(statement)
 
 
-MIGRATIONS: Sequence[Migration] = (_v1_initial_schema,)
+def _v2_agent_version(conn: Connection) -> None:
+    """A version number on each agent's state, bumped by every write: concurrent processes on one agent
+    re-read the state before they change it, so no edit is written over (see ``Transaction.lock_agent``)."""
+    conn.exec_driver_sql("ALTER TABLE agents ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
+
+
+MIGRATIONS: Sequence[Migration] = (_v1_initial_schema, _v2_agent_version)
 """Index i holds the migration to version i + 1. Append only."""
 
 LATEST_VERSION = len(MIGRATIONS)
@@ -89,6 +95,13 @@ LATEST_VERSION = len(MIGRATIONS)
 def schema_version(conn: Connection) -> int:
     """The version recorded in the database file (0 for a new, empty file)."""
     return int(conn.exec_driver_sql("PRAGMA user_version").scalar_one())
+
+
+def foreign_tables(conn: Connection) -> list[str]:
+    """Tables in a database whose schema version is 0: another program's, since memagent sets the version
+    in the same transaction that creates its tables."""
+    rows = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+    return [str(row[0]) for row in rows]
 
 
 def apply_pending(conn: Connection, current: int, migrations: Sequence[Migration] = MIGRATIONS) -> int:

@@ -25,6 +25,8 @@ class AgentRow:
     state: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    # Bumped by every write of ``state``: a process whose copy is older re-reads before it writes.
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +101,10 @@ def passage_from_row(row: sa.Row[Any]) -> Passage:
 
 
 def agent_from_row(row: sa.Row[Any]) -> AgentRow:
-    return AgentRow(row.id, row.name, json.loads(row.state), parse_time(row.created_at), parse_time(row.updated_at))
+    version = int(getattr(row, "version", 0) or 0)  # databases of schema v1 have no version column
+    return AgentRow(
+        row.id, row.name, json.loads(row.state), parse_time(row.created_at), parse_time(row.updated_at), version
+    )
 
 
 def one_line(message: str) -> str:

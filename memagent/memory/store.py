@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
+import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import date, timedelta
@@ -32,7 +33,14 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import StaticPool
 
 from memagent.errors import StoreError
-from memagent.memory.migrations import MIGRATIONS, Migration, apply_pending, fts_query, schema_version
+from memagent.memory.migrations import (
+    MIGRATIONS,
+    Migration,
+    apply_pending,
+    foreign_tables,
+    fts_query,
+    schema_version,
+)
 from memagent.memory.rows import (
     AgentRow,
     Passage,
@@ -47,6 +55,7 @@ from memagent.memory.rows import (
     utc_iso,
 )
 from memagent.memory.transaction import Transaction
+from memagent.text import clean_text
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
@@ -60,8 +69,9 @@ __all__ = [
     "unique_agent_name",
 ]
 
-DEFAULT_BUSY_TIMEOUT = 2.0
-"""Seconds a statement waits for another process's lock before giving up with "locked"."""
+DEFAULT_BUSY_TIMEOUT = 10.0
+"""Seconds a statement waits for another process's lock before giving up with "locked". Write transactions
+are short (a step's function and its rows; never a model call), so several processes on one agent take turns."""
 
 MEMORY_PATH = ":memory:"
 
@@ -116,18 +126,26 @@ class Store:
         *,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         migrations: Sequence[Migration] = MIGRATIONS,
+        read_only: bool = False,
     ) -> None:
+        """``read_only`` opens an existing file without ever writing to it (no migration, no WAL switch), so
+        listing and showing agents work in a home the user can't write to."""
         in_memory = str(path) == MEMORY_PATH
         self.path: Path | str = MEMORY_PATH if in_memory else Path(path).expanduser()
+        self.read_only = read_only and not in_memory
         self._depth = 0
         self._closed = False
-        if not in_memory:
-            self._prepare_file(Path(self.path))
-        self._engine = self._make_engine(busy_timeout)
+        if self.read_only:
+            self._engine = self._read_only_engine(Path(self.path), busy_timeout)
+        else:
+            if not in_memory:
+                self._prepare_file(Path(self.path))
+            self._engine = self._make_engine(busy_timeout)
         try:
             with self._guard("open"):
                 self._conn = self._engine.connect()
-                self._conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+                if not self.read_only:
+                    self._conn.exec_driver_sql("PRAGMA journal_mode=WAL")
             self._migrate(migrations)
         except BaseException:
             self._engine.dispose()
@@ -169,6 +187,29 @@ class Store:
 
         return engine
 
+    def _read_only_engine(self, path: Path, busy_timeout: float) -> sa.Engine:
+        """SQLite's ``mode=ro``; where even that can't work (a WAL database in a directory we can't write, so
+        no ``-shm`` file can be made) ``immutable=1``, which reads the file as it is."""
+        if not path.is_file():
+            raise StoreError(f"Can't open database {path}: it does not exist; run `memagent chat` to create it")
+        uri = "file:" + urllib.parse.quote(str(path.resolve()))
+
+        def connect() -> sqlite3.Connection:
+            last: sqlite3.Error | None = None
+            for flags in ("mode=ro", "mode=ro&immutable=1"):
+                try:
+                    conn = sqlite3.connect(f"{uri}?{flags}", uri=True, timeout=busy_timeout, check_same_thread=False)
+                    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                    return conn
+                except sqlite3.Error as error:
+                    last = error
+            assert last is not None
+            raise last
+
+        return sa.create_engine(
+            "sqlite+pysqlite://", creator=connect, poolclass=StaticPool, isolation_level="AUTOCOMMIT"
+        )
+
     def _migrate(self, migrations: Sequence[Migration]) -> None:
         """Bring the schema up to date; a no-op (no write lock taken) when it already is."""
         with self._guard("open"):
@@ -181,7 +222,19 @@ class Store:
             )
         if current == len(migrations):
             return
-        with self._raw_transaction("upgrade"):
+        if current == 0:
+            with self._guard("open"):
+                foreign = foreign_tables(self._conn)
+            if foreign:
+                raise StoreError(
+                    one_line(
+                        f"Can't open database {self.path}: it is not a memagent database (it holds tables "
+                        f"{', '.join(foreign[:5])} but no memagent schema); choose another database path"
+                    )
+                )
+        if self.read_only:
+            return  # reads of an older schema still work; the first writer upgrades it
+        with self._raw_transaction("upgrade"), self._guard("upgrade"):
             # Re-read under the write lock: another process may have migrated in the meantime.
             apply_pending(self._conn, schema_version(self._conn), migrations)
 
@@ -245,6 +298,8 @@ class Store:
         Nested calls use a SAVEPOINT: an inner block that raises undoes only its own writes, and
         nothing is durable until the outermost block commits."""
         self._check_open()
+        if self.read_only:
+            raise StoreError(f"Can't write to database {self.path}: it was opened read-only; check its permissions")
         tx = Transaction(self)
         try:
             with self._raw_transaction("write to"):
@@ -317,6 +372,10 @@ class Store:
         rows = self._rows("SELECT * FROM agents WHERE name = :name", {"name": name})
         return agent_from_row(rows[0]) if rows else None
 
+    def find_agent_by_id(self, agent_id: int) -> AgentRow | None:
+        rows = self._rows("SELECT * FROM agents WHERE id = :id", {"id": agent_id})
+        return agent_from_row(rows[0]) if rows else None
+
     def list_agents(self) -> list[AgentRow]:
         """All agents, by name (what a listing shows)."""
         return [agent_from_row(row) for row in self._rows("SELECT * FROM agents ORDER BY name, id", {})]
@@ -384,6 +443,7 @@ class Store:
     ) -> tuple[int, Sequence[sa.Row[Any]]]:
         """bm25-ranked FTS5 search of ``query`` taken literally; substring match when it has no
         indexable term (only punctuation or emoji), newest first. An empty query matches all."""
+        query = clean_text(query)
         match = fts_query(query)
         if match is None:
             where = (

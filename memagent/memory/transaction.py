@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from memagent.errors import StoreError
-from memagent.memory.rows import AgentRow, one_line, parse_time, utc_iso
+from memagent.errors import AgentExistsError, StateConflictError, StoreError
+from memagent.memory.rows import AgentRow, agent_from_row, one_line, parse_time, utc_iso
+from memagent.text import clean_any, clean_text
 
 if TYPE_CHECKING:
     from memagent.memory.store import Store
@@ -36,33 +37,51 @@ class Transaction:
     def create_agent(self, name: str, state: Mapping[str, Any]) -> AgentRow:
         """A new agent; StoreError if ``name`` is taken (the write lock makes the check race-free)."""
         if self._store.find_agent(name) is not None:
-            raise StoreError(
+            raise AgentExistsError(
                 one_line(
                     f"An agent named {name!r} already exists in {self._store.path}; choose another name "
                     "or delete the existing agent first"
                 )
             )
         now = utc_iso()
+        stored = json.dumps(clean_any(dict(state)))
         result = self._run(
             "INSERT INTO agents (name, state, created_at, updated_at) VALUES (:name, :state, :now, :now)",
-            {"name": name, "state": json.dumps(dict(state)), "now": now},
+            {"name": name, "state": stored, "now": now},
         )
-        return AgentRow(
-            int(result.lastrowid), name, json.loads(json.dumps(dict(state))), parse_time(now), parse_time(now)
-        )
+        return AgentRow(int(result.lastrowid), name, json.loads(stored), parse_time(now), parse_time(now))
 
-    def save_agent_state(self, agent_id: int, state: Mapping[str, Any]) -> None:
+    def lock_agent(self, agent_id: int) -> AgentRow:
+        """The agent's row as committed now, locked until this transaction ends, so no other process can
+        change it in between. (SQLite's write lock is already held: ``Store.transaction`` begins IMMEDIATE.)"""
+        rows = self._run("SELECT * FROM agents WHERE id = :id", {"id": agent_id}).all()
+        if not rows:
+            raise self._gone(f"Can't save agent {agent_id} to")
+        return agent_from_row(rows[0])
+
+    def save_agent_state(self, agent_id: int, state: Mapping[str, Any], version: int | None = None) -> int:
+        """Write the agent's state and return its new version. With ``version``, only if nobody wrote since
+        that version was read (StateConflictError otherwise): how two processes on one agent never write
+        over each other's edits."""
+        params = {"state": json.dumps(clean_any(dict(state))), "now": utc_iso(), "id": agent_id, "version": version}
+        check = "" if version is None else " AND version = :version"
         result = self._run(
-            "UPDATE agents SET state = :state, updated_at = :now WHERE id = :id",
-            {"state": json.dumps(dict(state)), "now": utc_iso(), "id": agent_id},
+            f"UPDATE agents SET state = :state, updated_at = :now, version = version + 1 WHERE id = :id{check}", params
         )
         if result.rowcount == 0:
-            raise StoreError(
-                one_line(
-                    f"Can't save agent {agent_id} to {self._store.path}: it no longer exists (deleted by "
-                    "another memagent?); restart memagent"
+            if version is not None and self._store.find_agent_by_id(agent_id) is not None:
+                raise StateConflictError(
+                    f"Agent {agent_id} in {self._store.path} was changed by another process since version {version}"
                 )
+            raise self._gone(f"Can't save agent {agent_id} to")
+        return int(self._run("SELECT version FROM agents WHERE id = :id", {"id": agent_id}).scalar_one())
+
+    def _gone(self, what: str) -> StoreError:
+        return StoreError(
+            one_line(
+                f"{what} {self._store.path}: it no longer exists (deleted by another memagent?); restart memagent"
             )
+        )
 
     def add_message(
         self, agent_id: int, role: str, text: str, payload: Mapping[str, Any], created_at: datetime | None = None
@@ -74,8 +93,8 @@ class Transaction:
             {
                 "agent_id": agent_id,
                 "role": role,
-                "text": text,
-                "payload": json.dumps(dict(payload)),
+                "text": clean_text(text),
+                "payload": json.dumps(clean_any(dict(payload))),
                 "created_at": utc_iso(created_at),
             },
         )
@@ -84,7 +103,7 @@ class Transaction:
     def update_message(self, message_id: int, text: str, payload: Mapping[str, Any]) -> None:
         result = self._run(
             "UPDATE messages SET text = :text, payload = :payload WHERE id = :id",
-            {"text": text, "payload": json.dumps(dict(payload)), "id": message_id},
+            {"text": clean_text(text), "payload": json.dumps(clean_any(dict(payload))), "id": message_id},
         )
         if result.rowcount == 0:
             raise StoreError(
@@ -105,7 +124,7 @@ class Transaction:
     def add_passage(self, agent_id: int, text: str, created_at: datetime | None = None) -> int:
         result = self._run(
             "INSERT INTO passages (agent_id, text, created_at) VALUES (:agent_id, :text, :created_at)",
-            {"agent_id": agent_id, "text": text, "created_at": utc_iso(created_at)},
+            {"agent_id": agent_id, "text": clean_text(text), "created_at": utc_iso(created_at)},
         )
         return int(result.lastrowid)
 
@@ -120,7 +139,7 @@ class Transaction:
         now = utc_iso()
         self._run(
             "INSERT INTO passages (agent_id, text, created_at) VALUES (:agent_id, :text, :now)",
-            [{"agent_id": agent_id, "text": text, "now": now} for text in texts],
+            [{"agent_id": agent_id, "text": clean_text(text), "now": now} for text in texts],
         )
         rows = self._run("SELECT id FROM passages WHERE id > :before ORDER BY id", {"before": before})
         return [int(row.id) for row in rows]
