@@ -12,10 +12,10 @@ from typing import Any
 
 from memagent import context as ctxwin
 from memagent.agent_state import AgentConfig, AgentState
-from memagent.errors import BackendError, ContextOverflowError, GenerationTruncatedError, LLMOutputError
+from memagent.errors import BackendError, ContextOverflowError, GenerationTruncatedError, LLMOutputError, StoreError
 from memagent.events import Event
 from memagent.functions.memory import SEARCH_FUNCTIONS
-from memagent.functions.registry import HEARTBEAT_PARAM, AgentFunction, FunctionFailed
+from memagent.functions.registry import HEARTBEAT_PARAM, AgentFunction, FunctionFailed, clip_arguments
 from memagent.llm.backends.base import Backend, Completion, Constraint
 from memagent.llm.constraint import build_constraint
 from memagent.llm.json_repair import CLOSED_BRACES
@@ -24,7 +24,7 @@ from memagent.llm.stream import ArgumentStreamer
 from memagent.llm.wrappers.base import LLMChatCompletionWrapper
 from memagent.memory.agent_memory import AgentMemory
 from memagent.memory.core import CoreMemory
-from memagent.memory.store import Store
+from memagent.memory.store import Store, Transaction
 from memagent.messages import (
     HEARTBEAT_FAILED,
     HEARTBEAT_REQUESTED,
@@ -40,6 +40,7 @@ from memagent.messages import (
     user_message,
 )
 from memagent.prompts.template import MemoryStats, SystemPromptTemplate
+from memagent.text import clean_text
 
 Emit = Callable[[Event], None]
 RESULT_CHAR_LIMIT = 3000
@@ -69,8 +70,10 @@ class Agent:
         template: SystemPromptTemplate,
         messages: list[tuple[int, Message]],
         config: AgentConfig | None = None,
+        version: int = 0,
     ) -> None:
         self.agent_id, self.name, self.state = agent_id, name, state
+        self.version = version  # of the stored state this copy matches (see _sync)
         self.store, self.backend, self.wrapper = store, backend, wrapper
         self.functions = {f.name: f for f in functions}
         self.template = template
@@ -92,7 +95,12 @@ class Agent:
         if not text.strip():
             emit(Event("error", "Empty message: type something to send, or /help for commands."))
             return
-        self._append_input(user_message(text), emit, Event("user_message", text))
+        text = clean_text(text)
+        try:
+            self._append_input(user_message(text), emit, Event("user_message", text))
+        except StoreError as exc:
+            emit(Event("error", f"Your message was not saved: {exc}"))
+            return
         self._run_steps(emit)
 
     def heartbeat(
@@ -105,53 +113,70 @@ class Agent:
         self.wrapper, self._constraint = wrapper, None
 
     def set_template_field(self, name: str, value: str) -> None:
-        self.template = self.template.with_field(name, value)
-        self.state.template_fields[name] = value
-        self.system_message = self._render_system()
-        self._save_state()
+        with self._transaction() as tx:
+            self.template = self.template.with_field(name, value)
+            self.state.template_fields[name] = value
+            self.system_message = self._render_system()
+            self._save(tx)
 
     # -- edits from the REPL (each writes through to recall memory) --------------------------------
     def pop(self, count: int = 3) -> int:
         """Remove the last `count` messages from context and from recall memory. Keeps at least one."""
-        count = max(0, min(count, len(self.messages) - 1))
-        if count == 0:
-            return 0
-        removed, self.messages = self.messages[-count:], self.messages[:-count]
+        return self._pop(lambda messages: len(messages) - count)
+
+    def _pop(self, cut_at: Callable[[list[tuple[int, Message]]], int | None]) -> int:
+        """Remove the messages from index `cut_at(messages)` on, decided on the state as committed now."""
         with self._transaction() as tx:
+            cut = cut_at(self.messages)
+            cut = len(self.messages) if cut is None else max(1, cut)
+            removed, self.messages = self.messages[cut:], self.messages[:cut]
+            if not removed:
+                return 0
             tx.delete_messages([mid for mid, _ in removed])
-            tx.save_agent_state(self.agent_id, self._state_dict())
-        return count
+            self._save(tx)
+        return len(removed)
 
     def retry(self, emit: Emit) -> bool:
         """Drop everything from the last user message on and send that message again."""
-        for index in range(len(self.messages) - 1, -1, -1):
-            message = self.messages[index][1]
+        found = self._last_user_message()
+        if found is None:
+            return False
+        message_id, text = found
+        if not self._pop(lambda messages: next((i for i, (mid, _) in enumerate(messages) if mid == message_id), None)):
+            return False  # another process removed it meanwhile
+        self.run_turn(text, emit)
+        return True
+
+    def _last_user_message(self) -> tuple[int, str] | None:
+        for mid, message in reversed(self.messages):
             if envelope_type(message) == "user_message":
-                text = searchable_text(message)
-                self.pop(len(self.messages) - index)
-                self.run_turn(text, emit)
-                return True
-        return False
+                return mid, searchable_text(message)
+        return None
 
     def rethink(self, thoughts: str) -> bool:
         """Replace the inner thoughts of the last assistant message."""
-        found = self._last_assistant()
-        if found is None:
-            return False
-        mid, message = found
-        message["content"] = thoughts
-        self._update(mid, message)
-        return True
+        return self._edit_last_assistant(None, lambda message: {**message, "content": clean_text(thoughts)})
 
     def rewrite(self, text: str) -> bool:
         """Replace the text of the last message the agent sent with send_message."""
-        found = self._last_assistant("send_message")
-        if found is None:
-            return False
-        mid, message = found
-        args = json.loads(message["function_call"]["arguments"])
-        message["function_call"]["arguments"] = json.dumps({**args, "message": text}, ensure_ascii=False)
-        self._update(mid, message)
+
+        def rewritten(message: Message) -> Message:
+            call = dict(message["function_call"])
+            args = json.loads(call["arguments"])
+            call["arguments"] = json.dumps({**args, "message": clean_text(text)}, ensure_ascii=False)
+            return {**message, "function_call": call}
+
+        return self._edit_last_assistant("send_message", rewritten)
+
+    def _edit_last_assistant(self, function: str | None, edit: Callable[[Message], Message]) -> bool:
+        with self._transaction() as tx:
+            found = self._last_assistant(function)
+            if found is None:
+                return False
+            index, (mid, message) = found
+            edited = edit(message)
+            tx.update_message(mid, searchable_text(edited), edited)
+            self.messages[index] = (mid, edited)
         return True
 
     def add_passages(self, texts: Sequence[str]) -> list[int]:
@@ -160,19 +185,16 @@ class Agent:
         with self._transaction() as tx:
             ids = tx.add_passages(self.agent_id, list(texts))
             self._refresh_system_message(tx)
-            tx.save_agent_state(self.agent_id, self._state_dict())
+            self._save(tx)
         return ids
 
-    def _last_assistant(self, function: str | None = None) -> tuple[int, Message] | None:
-        for mid, message in reversed(self.messages):
+    def _last_assistant(self, function: str | None = None) -> tuple[int, tuple[int, Message]] | None:
+        for index in range(len(self.messages) - 1, -1, -1):
+            mid, message = self.messages[index]
             if message.get("role") == "assistant":
                 name = (message.get("function_call") or {}).get("name")
-                return (mid, message) if function is None or name == function else None
+                return (index, (mid, message)) if function is None or name == function else None
         return None
-
-    def _update(self, message_id: int, message: Message) -> None:
-        with self._transaction() as tx:
-            tx.update_message(message_id, searchable_text(message), message)
 
     # -- the loop ---------------------------------------------------------------------------------
     def _run_steps(self, emit: Emit) -> None:
@@ -181,6 +203,9 @@ class Agent:
                 outcome = self.step(emit)
             except (LLMOutputError, BackendError) as exc:
                 emit(Event("error", str(exc), {"raw": getattr(exc, "raw", None)}))
+                return
+            except StoreError as exc:  # e.g. locked too long by another process: this step left nothing behind
+                emit(Event("error", f"{exc} (your message is saved; the interrupted step was not)"))
                 return
             except ContextOverflowError as exc:
                 emit(
@@ -202,30 +227,37 @@ class Agent:
         emit(Event("warning", f"Stopped after {self.config.max_steps_per_turn} steps in one turn; waiting for you."))
 
     def step(self, emit: Emit) -> StepOutcome:
+        """Generate a call, run it and store it in one transaction; report it only once it is committed, so
+        nothing the user saw can vanish with a crash."""
         call, completion = self._generate_call(emit)
-        emit(Event("inner_thoughts", call.inner_thoughts or "", {"repairs": list(call.repairs)}))
         args = dict(call.arguments)
         heartbeat = bool(args.pop(HEARTBEAT_PARAM, False)) or self._heartbeat_correction(call.name)
-        emit(Event("function_call", call.name, {"arguments": args}))
+        shown = [
+            Event("inner_thoughts", call.inner_thoughts or "", {"repairs": list(call.repairs)}),
+            Event("function_call", call.name, {"arguments": args}),
+        ]
         with self._transaction() as tx:
             tools = AgentMemory(
                 self.store,
                 self.agent_id,
                 self.core_memory,
                 tx,
-                on_send=lambda text: emit(Event("assistant_message", text)),
+                on_send=lambda text: shown.append(Event("assistant_message", text)),
                 on_pause=self._pause_heartbeats,
             )
             ok, result = self._execute(call.name, args, tools)
-            stored_args = {**args, HEARTBEAT_PARAM: heartbeat} if self.functions[call.name].takes_heartbeat else args
-            self._add(tx, assistant_call(call.inner_thoughts, call.name, stored_args))
+            function = self.functions[call.name]
+            stored_args = {**args, HEARTBEAT_PARAM: heartbeat} if function.takes_heartbeat else args
+            self._add(tx, assistant_call(call.inner_thoughts, call.name, clip_arguments(stored_args)))
             self._add(tx, function_result(call.name, ok, result))
             if tools.memory_edited:
                 self._refresh_system_message(tx)
             self.state.first_reply_done = True
             next_input = self._next_input(ok, heartbeat, completion)
-            tx.save_agent_state(self.agent_id, self._state_dict())
-        emit(Event("function_return", call.name, {"status": "OK" if ok else "Failed", "message": result}))
+            self._save(tx)
+        shown.append(Event("function_return", call.name, {"status": "OK" if ok else "Failed", "message": result}))
+        for event in shown:
+            emit(event)
         return StepOutcome(next_input)
 
     def _next_input(self, ok: bool, heartbeat: bool, completion: Completion) -> Message | None:
@@ -399,14 +431,18 @@ class Agent:
         if cutoff < 2:
             return False
         summary = ctxwin.write_summary([m for _, m in self.messages[:cutoff]], self.backend, self.wrapper)
-        alert = system_alert(ctxwin.summary_alert_text(summary, cutoff, self.store.count_messages(self.agent_id)))
+        summarized = {mid for mid, _ in self.messages[:cutoff]}
         with self._transaction() as tx:
-            kept = self.messages[cutoff:]
+            kept = [(mid, m) for mid, m in self.messages if mid not in summarized]
+            if len(kept) == len(self.messages):
+                return True  # another process summarized these messages meanwhile
+            stored = self.store.count_messages(self.agent_id)
+            alert = system_alert(ctxwin.summary_alert_text(summary, len(self.messages) - len(kept), stored))
             self.messages = []
             self._add(tx, alert)
             self.messages += kept
             self.state.memory_pressure_alerted = False
-            tx.save_agent_state(self.agent_id, self._state_dict())
+            self._save(tx)
         if emit:
             text = f"Summarized {cutoff} older messages to fit the context window; they stay searchable."
             emit(Event("system_alert", text, {"summary": summary}))
@@ -426,7 +462,7 @@ class Agent:
             ),
         )
 
-    def _refresh_system_message(self, tx: Any) -> None:
+    def _refresh_system_message(self, tx: Transaction) -> None:
         self.state.memory_stats = {
             "edit_timestamp": now_text(),
             "recall_count": self.store.count_messages(self.agent_id),
@@ -436,22 +472,48 @@ class Agent:
 
     # -- persistence ------------------------------------------------------------------------------
     @contextmanager
-    def _transaction(self) -> Iterator[Any]:
-        """A store transaction that also rolls back the agent's in-memory state if it fails, so memory
-        and database never disagree (an interrupted step leaves no half-applied edit behind)."""
+    def _transaction(self) -> Iterator[Transaction]:
+        """A store transaction on the agent as committed now: the agent's row is locked and, when another
+        process wrote it since this one last did, re-read first (_sync). If the block fails the in-memory state
+        is rolled back too, so memory and database never disagree (an interrupted step leaves no half-applied
+        edit behind)."""
         saved = (list(self.messages), self.core_memory.to_dict(), copy.deepcopy(self.state.to_dict()),
-                 self.system_message)
+                 self.system_message, self.template, self.version)
         try:
             with self.store.transaction() as tx:
+                self._sync(tx)
                 yield tx
         except BaseException:
             self.messages = saved[0]
             self.core_memory.sections = CoreMemory.from_dict(saved[1]).sections
             self.state = AgentState.from_dict(saved[2])
-            self.system_message = saved[3]
+            self.system_message, self.template, self.version = saved[3], saved[4], saved[5]
             raise
 
-    def _add(self, tx: Any, message: Message) -> int:
+    def _sync(self, tx: Transaction) -> None:
+        """Another process on this agent committed since we last read or wrote it: take its state (core memory,
+        the messages in context, template fields) before changing anything, so its edits are kept."""
+        row = tx.lock_agent(self.agent_id)
+        if row.version == self.version:
+            return
+        state = AgentState.from_dict(row.state)
+        known = dict(self.messages)
+        missing = [mid for mid in state.in_context if mid not in known]
+        if missing:
+            known.update((m.id, m.payload) for m in self.store.get_messages(self.agent_id, missing))
+        self.messages = [(mid, known[mid]) for mid in state.in_context]
+        self.state = state
+        self.core_memory.sections = CoreMemory.from_dict(state.core_memory).sections
+        for name, value in state.template_fields.items():
+            if name in self.template.field_names():
+                self.template = self.template.with_field(name, value)
+        self.system_message = self._render_system()
+        self.version = row.version
+
+    def _save(self, tx: Transaction) -> None:
+        self.version = tx.save_agent_state(self.agent_id, self._state_dict(), self.version)
+
+    def _add(self, tx: Transaction, message: Message) -> int:
         message_id = tx.add_message(self.agent_id, message["role"], searchable_text(message), message)
         self.messages.append((message_id, message))
         return message_id
@@ -459,14 +521,10 @@ class Agent:
     def _append_input(self, message: Message, emit: Emit, event: Event) -> None:
         with self._transaction() as tx:
             self._add(tx, message)
-            tx.save_agent_state(self.agent_id, self._state_dict())
+            self._save(tx)
         emit(event)
 
     def _state_dict(self) -> dict[str, Any]:
         self.state.core_memory = self.core_memory.to_dict()
         self.state.in_context = [mid for mid, _ in self.messages]
         return self.state.to_dict()
-
-    def _save_state(self) -> None:
-        with self._transaction() as tx:
-            tx.save_agent_state(self.agent_id, self._state_dict())

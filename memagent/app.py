@@ -8,14 +8,15 @@ from pathlib import Path
 
 from memagent.agent import Agent
 from memagent.agent_state import AgentConfig, AgentState
-from memagent.errors import ConfigError
+from memagent.errors import AgentExistsError, ConfigError
 from memagent.functions.memory import builtin_functions
+from memagent.functions.registry import AgentFunction
 from memagent.llm.backends.base import Backend
 from memagent.llm.wrappers.base import LLMChatCompletionWrapper
 from memagent.llm.wrappers.detect import wrapper_for_chat_template
 from memagent.llm.wrappers.registry import create_wrapper
 from memagent.memory.store import Store, unique_agent_name
-from memagent.messages import boot_messages, now_text, searchable_text
+from memagent.messages import Message, boot_messages, now_text, searchable_text
 from memagent.prompts.presets import (
     DEFAULT_PRESET,
     Library,
@@ -27,6 +28,7 @@ from memagent.prompts.presets import (
 )
 from memagent.prompts.template import SystemPromptTemplate
 from memagent.settings import Settings
+from memagent.text import check_name
 
 
 @dataclass
@@ -108,35 +110,66 @@ def build_template(library: Library, preset: Preset, overrides: dict[str, str]) 
 def open_agent(
     settings: Settings, store: Store, backend: Backend, wrapper: LLMChatCompletionWrapper | None = None
 ) -> tuple[Agent, bool]:
-    """Resume `settings.agent` if it exists, else create it (or a new agent with a readable name)."""
+    """Resume `settings.agent` if it exists, else create it (or a new agent with a readable name). Two
+    processes creating the same name at once both end up on the one agent."""
     library = Library(settings.home)
     wrapper = wrapper or choose_wrapper(settings, backend)
     config = AgentConfig(verify_first_message=not settings.no_verify)
-    row = store.find_agent(settings.agent) if settings.agent else None
+    name = check_name(settings.agent) if settings.agent is not None else None
+    row = store.find_agent(name) if name else None
     if row is None:
-        return _create_agent(settings, store, backend, wrapper, library, config), True
+        try:
+            return _create_agent(settings, store, backend, wrapper, library, config), True
+        except AgentExistsError:
+            row = store.find_agent(name) if name else None
+            if row is None:
+                raise
     if settings.preset and settings.preset != row.state.get("preset"):
         raise ConfigError(
             f"Agent {row.name!r} uses preset {row.state.get('preset')!r}; --preset applies only to new agents."
         )
     state = AgentState.from_dict(row.state)
     preset = load_preset(library, state.preset)
-    functions = builtin_functions().select(preset.functions)
     messages = [(m.id, m.payload) for m in store.get_messages(row.id, state.in_context)]
     template = build_template(library, preset, state.template_fields)
-    agent = Agent(
-        agent_id=row.id,
-        name=row.name,
-        state=state,
-        store=store,
-        backend=backend,
-        wrapper=wrapper,
-        functions=functions,
-        template=template,
-        messages=messages,
-        config=config,
-    )
-    return agent, False
+    parts = _AgentParts(store, backend, wrapper, _functions(preset), template, config)
+    return parts.build(row.id, row.name, state, messages, row.version), False
+
+
+@dataclass(frozen=True)
+class _AgentParts:
+    """What an agent is built from besides its stored row: the same for a new and a resumed agent."""
+
+    store: Store
+    backend: Backend
+    wrapper: LLMChatCompletionWrapper
+    functions: list[AgentFunction]
+    template: SystemPromptTemplate
+    config: AgentConfig
+
+    def build(
+        self, agent_id: int, name: str, state: AgentState, messages: list[tuple[int, Message]], version: int
+    ) -> Agent:
+        return Agent(
+            agent_id=agent_id,
+            name=name,
+            state=state,
+            store=self.store,
+            backend=self.backend,
+            wrapper=self.wrapper,
+            functions=self.functions,
+            template=self.template,
+            messages=messages,
+            config=self.config,
+            version=version,
+        )
+
+
+def _functions(preset: Preset) -> list[AgentFunction]:
+    try:
+        return builtin_functions().select(preset.functions)
+    except KeyError as exc:
+        raise ConfigError(f"Preset {preset.source} names unknown function(s): {exc.args[0]}.") from exc
 
 
 def _create_agent(
@@ -148,10 +181,7 @@ def _create_agent(
     config: AgentConfig,
 ) -> Agent:
     preset = load_preset(library, settings.preset or DEFAULT_PRESET)
-    try:
-        functions = builtin_functions().select(preset.functions)
-    except KeyError as exc:
-        raise ConfigError(f"Preset {preset.source} names unknown function(s): {exc.args[0]}.") from exc
+    functions = _functions(preset)
     template = build_template(library, preset, {})
     core = initial_core_memory(library, preset)
     stats = {"edit_timestamp": now_text(), "recall_count": 0, "archival_count": 0}
@@ -163,19 +193,18 @@ def _create_agent(
         for message in boot_messages():
             messages.append((tx.add_message(row.id, message["role"], searchable_text(message), message), message))
         state.in_context = [mid for mid, _ in messages]
-        tx.save_agent_state(row.id, state.to_dict())
-    return Agent(
-        agent_id=row.id,
-        name=name,
-        state=state,
-        store=store,
-        backend=backend,
-        wrapper=wrapper,
-        functions=functions,
-        template=template,
-        messages=messages,
-        config=config,
-    )
+        version = tx.save_agent_state(row.id, state.to_dict())
+    parts = _AgentParts(store, backend, wrapper, functions, template, config)
+    return parts.build(row.id, name, state, messages, version)
+
+
+def cache_path(home: Path, agent_name: str) -> Path:
+    """Where the embedded backend keeps an agent's KV cache: always a file directly in $MEMAGENT_HOME/cache."""
+    folder = home / "cache"
+    path = folder / f"{check_name(agent_name)}.kv"
+    if path.parent != folder:  # the name rule makes this impossible; never write outside the home regardless
+        raise ConfigError(f"Agent name {agent_name!r} can't be used as a file name.")
+    return path
 
 
 def open_session(settings: Settings) -> Session:
@@ -192,7 +221,7 @@ def open_session(settings: Settings) -> Session:
         backend.close()
         store.close()
         raise
-    session = Session(agent, created, store, backend, settings.home / "cache" / f"{agent.name}.kv")
+    session = Session(agent, created, store, backend, cache_path(settings.home, agent.name))
     if not created:
         session.restore_cache()
     return session
