@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from memagent.text import clean_text
+
 EventType = Literal[
     "user_message",
     "inner_thoughts",
@@ -29,4 +31,5 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps({"type": self.type, "text": self.text, **self.data}, ensure_ascii=False)
+        # Cleaned as a whole: model output (raw text, arguments) can carry lone surrogates no stream can encode.
+        return clean_text(json.dumps({"type": self.type, "text": self.text, **self.data}, ensure_ascii=False))

@@ -24,6 +24,9 @@ _JSON_TYPES: dict[Any, dict[str, str]] = {
     date: {"type": "string", "format": "date"},
 }
 HEARTBEAT_PARAM = "request_heartbeat"
+MAX_ARGUMENT_CHARS = 10_000
+"""The longest text argument a function takes. A longer one fails with an error the model can act on, and only
+its start is kept in the stored call: one runaway generation must not fill the context window for good."""
 HEARTBEAT_DESCRIPTION = (
     "Request an immediate heartbeat after function execution. Set to true if you want to send a "
     "follow-up message or run a follow-up function."
@@ -51,9 +54,25 @@ class AgentFunction:
 
     def __call__(self, ctx: Any, **arguments: Any) -> Any:
         """Run the function on the model's JSON arguments, with its dates turned into `date`s."""
+        for pname, value in arguments.items():
+            if isinstance(value, str) and len(value) > MAX_ARGUMENT_CHARS:
+                raise FunctionFailed(
+                    f"{pname} is {len(value):,} characters long; the limit is {MAX_ARGUMENT_CHARS:,}. "
+                    "Split it into several shorter calls."
+                )
         for pname in self.date_params & arguments.keys():
             arguments[pname] = _iso_date(arguments[pname], pname)
         return self.fn(ctx, **arguments)
+
+
+def clip_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
+    """``arguments`` with every text over MAX_ARGUMENT_CHARS cut there and marked, for storing the call."""
+    return {
+        name: f"{value[:MAX_ARGUMENT_CHARS]}... [cut: {len(value) - MAX_ARGUMENT_CHARS:,} more characters]"
+        if isinstance(value, str) and len(value) > MAX_ARGUMENT_CHARS
+        else value
+        for name, value in arguments.items()
+    }
 
 
 def _iso_date(value: Any, pname: str) -> date:

@@ -1,0 +1,54 @@
+"""Hostile model output and names: a runaway argument, unencodable text, names that would be paths."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fakes import ScriptedBackend, call, reply
+
+from memagent.app import cache_path, open_agent
+from memagent.errors import ConfigError
+from memagent.functions.registry import MAX_ARGUMENT_CHARS
+from memagent.settings import Settings
+
+
+def test_a_runaway_archival_insert_fails_readably_and_does_not_fill_the_context(make_agent, events, store):
+    huge = "spam " * 30_000  # 150 KB
+    agent, backend = make_agent([
+        call("archival_memory_insert", content=huge, request_heartbeat=True),
+        reply("Sorry, that was too long."),
+        reply("Still fine."),
+    ])
+    agent.run_turn("store this", events)
+    failed = events.of("function_return")[0]
+    assert failed.data["status"] == "Failed" and f"{MAX_ARGUMENT_CHARS:,}" in failed.data["message"]
+    assert store.count_passages(agent.agent_id) == 0
+    agent.run_turn("next", events)  # the turn after is not bricked by the stored call
+    assert len(backend.prompts[-1]) < MAX_ARGUMENT_CHARS * 3
+    assert [e.text for e in events.of("assistant_message")] == ["Sorry, that was too long.", "Still fine."]
+    stored = [m for _, m in agent.messages if m.get("function_call", {}).get("name") == "archival_memory_insert"]
+    assert "more characters]" in json.loads(stored[0]["function_call"]["arguments"])["content"]
+
+
+def test_surrogates_in_raw_error_text_still_print_as_json(make_agent, events):
+    agent, _ = make_agent(["no call here \ud800"] * 3)
+    agent.run_turn("hi", events)
+    assert events.of("error")
+    for event in events:
+        assert "\ud800" not in event.to_json()
+
+
+@pytest.mark.parametrize("name", ["../../x", "/", "a\nb", "\x1b[31mred", ".hidden", "x" * 65, ""])
+def test_agent_names_that_could_escape_the_home_are_refused(home, store, name):
+    settings = Settings(home=home, agent=name, no_verify=True)
+    with pytest.raises(ConfigError, match="Invalid agent name") as caught:
+        open_agent(settings, store, ScriptedBackend())
+    assert "\x1b" not in str(caught.value) and "\n" not in str(caught.value)
+    assert store.list_agents() == []
+
+
+def test_the_kv_cache_of_an_agent_is_a_file_directly_in_the_home_cache(home):
+    assert cache_path(home, "sam-1.v2") == home / "cache" / "sam-1.v2.kv"
+    with pytest.raises(ConfigError):
+        cache_path(home, "../escape")
