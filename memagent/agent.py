@@ -96,12 +96,23 @@ class Agent:
             emit(Event("error", "Empty message: type something to send, or /help for commands."))
             return
         text = clean_text(text)
+        in_context = self._fit_user_text(text, emit)
         try:
-            self._append_input(user_message(text), emit, Event("user_message", text))
+            self._append_input(user_message(in_context), emit, Event("user_message", text), stored_text=text)
         except StoreError as exc:
             emit(Event("error", f"Your message was not saved: {exc}"))
             return
         self._run_steps(emit)
+
+    def _fit_user_text(self, text: str, emit: Emit) -> str:
+        """A message too long for the context window is kept whole in recall memory (searchable) while the
+        agent sees its start: one pasted document must not leave every later turn without room."""
+        limit = max(1000, self.backend.context_length)  # characters: about a quarter of the window
+        if len(text) <= limit:
+            return text
+        emit(Event("warning", f"Your message has {len(text):,} characters; the agent sees the first {limit:,}. "
+                   "All of it is saved in recall memory; /attach loads long texts into archival memory."))
+        return f"{text[:limit]}... [cut: {len(text) - limit:,} more characters, kept in recall memory]"
 
     def heartbeat(
         self, emit: Emit, reason: str = "[This is an automated system message hidden from the user] Automated timer"
@@ -513,14 +524,16 @@ class Agent:
     def _save(self, tx: Transaction) -> None:
         self.version = tx.save_agent_state(self.agent_id, self._state_dict(), self.version)
 
-    def _add(self, tx: Transaction, message: Message) -> int:
-        message_id = tx.add_message(self.agent_id, message["role"], searchable_text(message), message)
+    def _add(self, tx: Transaction, message: Message, stored_text: str | None = None) -> int:
+        """Store a message and put it in context; `stored_text` is what search sees, if not the message's."""
+        text = searchable_text(message) if stored_text is None else stored_text
+        message_id = tx.add_message(self.agent_id, message["role"], text, message)
         self.messages.append((message_id, message))
         return message_id
 
-    def _append_input(self, message: Message, emit: Emit, event: Event) -> None:
+    def _append_input(self, message: Message, emit: Emit, event: Event, stored_text: str | None = None) -> None:
         with self._transaction() as tx:
-            self._add(tx, message)
+            self._add(tx, message, stored_text)
             self._save(tx)
         emit(event)
 

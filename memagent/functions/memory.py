@@ -15,6 +15,8 @@ from memagent.functions.registry import FunctionFailed, FunctionRegistry
 from memagent.memory.core import CoreMemory, CoreMemoryEditError
 
 MAX_PAUSE_MINUTES = 360
+HIT_CHAR_LIMIT = 1000
+"""Characters of one search hit shown to the model: a page of long messages must still fit the context."""
 
 
 class SearchResults(Protocol):
@@ -48,6 +50,12 @@ def _format_page(results: SearchResults, lines: list[str]) -> str:
         return f"No results on page {results.page} (there are {results.num_pages} pages, numbered from 0)."
     header = f"Showing {len(lines)} of {results.total} results (page {results.page + 1}/{results.num_pages}):"
     return f"{header} {json.dumps(lines, ensure_ascii=False)}"
+
+
+def _hit_text(text: str) -> str:
+    if len(text) <= HIT_CHAR_LIMIT:
+        return text
+    return f"{text[:HIT_CHAR_LIMIT]}... [{len(text) - HIT_CHAR_LIMIT:,} more characters]"
 
 
 def _check_page(page: int) -> int:
@@ -116,7 +124,7 @@ def conversation_search(ctx: FunctionContext, query: str, page: int = 0) -> str:
         page: Allows you to page through results. Only use on a follow-up query. Defaults to 0 (first page).
     """
     results = ctx.search_recall(query, _check_page(page))
-    lines = [f"timestamp: {format_time(m.created_at)}, {m.role} - {m.text}" for m in results.items]
+    lines = [f"timestamp: {format_time(m.created_at)}, {m.role} - {_hit_text(m.text)}" for m in results.items]
     return _format_page(results, lines)
 
 
@@ -131,7 +139,7 @@ def conversation_search_date(ctx: FunctionContext, start_date: date, end_date: d
     if end_date < start_date:
         raise FunctionFailed(f"end_date {end_date} is before start_date {start_date}.")
     results = ctx.search_recall_by_date(start_date, end_date, _check_page(page))
-    lines = [f"timestamp: {format_time(m.created_at)}, {m.role} - {m.text}" for m in results.items]
+    lines = [f"timestamp: {format_time(m.created_at)}, {m.role} - {_hit_text(m.text)}" for m in results.items]
     return _format_page(results, lines)
 
 
@@ -154,7 +162,7 @@ def archival_memory_search(ctx: FunctionContext, query: str, page: int = 0) -> s
         page: Allows you to page through results. Only use on a follow-up query. Defaults to 0 (first page).
     """
     results = ctx.search_archival(query, _check_page(page))
-    lines = [f"timestamp: {format_time(p.created_at)}, memory: {p.text}" for p in results.items]
+    lines = [f"timestamp: {format_time(p.created_at)}, memory: {_hit_text(p.text)}" for p in results.items]
     return _format_page(results, lines)
 
 

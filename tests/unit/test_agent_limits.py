@@ -52,3 +52,26 @@ def test_the_kv_cache_of_an_agent_is_a_file_directly_in_the_home_cache(home):
     assert cache_path(home, "sam-1.v2") == home / "cache" / "sam-1.v2.kv"
     with pytest.raises(ConfigError):
         cache_path(home, "../escape")
+
+
+def test_a_huge_user_message_is_kept_whole_in_recall_and_cut_in_context(make_agent, events, store):
+    pasted = "The launch code is 4417. " + "filler words " * 20_000
+    agent, backend = make_agent([reply("Got it."), reply("Still here.")])
+    agent.run_turn(pasted, events)
+    agent.run_turn("and now?", events)
+    assert [e.text for e in events.of("assistant_message")] == ["Got it.", "Still here."]
+    assert "characters" in events.of("warning")[0].text
+    assert len(backend.prompts[-1]) < len(pasted) / 4
+    hit = store.search_messages(agent.agent_id, "launch code 4417").items[0]
+    assert hit.text == pasted  # nothing lost: the whole message is searchable
+
+
+def test_search_hits_are_cut_so_a_page_fits_the_context(make_agent, events):
+    agent, backend = make_agent([
+        call("archival_memory_search", query="zebra", request_heartbeat=True),
+        reply("Found it."),
+    ])
+    agent.add_passages(["zebra " * 3000])
+    agent.run_turn("what about zebras?", events)
+    result = events.of("function_return")[0].data["message"]
+    assert "more characters]" in result and len(result) < 2000
