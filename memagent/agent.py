@@ -117,7 +117,11 @@ class Agent:
     def heartbeat(
         self, emit: Emit, reason: str = "[This is an automated system message hidden from the user] Automated timer"
     ) -> None:
-        self._append_input(heartbeat_message(reason), emit, Event("heartbeat", reason))
+        try:
+            self._append_input(heartbeat_message(reason), emit, Event("heartbeat", reason))
+        except StoreError as exc:
+            emit(Event("error", f"The heartbeat was not saved: {exc}"))
+            return
         self._run_steps(emit)
 
     def set_wrapper(self, wrapper: LLMChatCompletionWrapper) -> None:
