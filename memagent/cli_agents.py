@@ -131,11 +131,11 @@ def delete_agent(
 @presets_app.command("list")
 def list_presets(no_color: NoColor = False) -> None:
     """List presets: name, system prompt and the file it comes from (your folder before the bundled one)."""
-    from rich.markup import escape
     from rich.table import Table
 
     from memagent.errors import ConfigError
     from memagent.prompts.presets import Library, load_preset
+    from memagent.render import safe
 
     library = Library(current_settings().home)
     table = Table("name", "system prompt", title="Presets")
@@ -144,19 +144,20 @@ def list_presets(no_color: NoColor = False) -> None:
         if not _looks_like_preset(path):
             continue  # a custom core-memory file lives beside the presets
         try:
-            prompt = load_preset(library, name).system_prompt
+            prompt = safe(load_preset(library, name).system_prompt)
         except ConfigError as exc:
-            prompt = f"[red]broken: {escape(str(exc))}[/]"
-        table.add_row(escape(name), prompt, escape(str(path)))
+            prompt = f"[red]broken: {safe(exc)}[/]"
+        table.add_row(safe(name), prompt, safe(path))
     console().print(table)
 
 
 def _looks_like_preset(path: Path) -> bool:
-    import yaml
+    from memagent.errors import ConfigError
+    from memagent.prompts.presets import read_yaml
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        data = read_yaml(path)
+    except ConfigError:
         return True  # show it, so load_preset reports what is wrong
     return isinstance(data, dict) and "system_prompt" in data
 
