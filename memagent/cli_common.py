@@ -69,15 +69,36 @@ def open_store(settings: Settings, *, create: bool = True) -> Iterator[Store | N
         store.close()
 
 
+def display_name(name: str) -> str:
+    """A name as printed: as it is when it follows the name rule, else quoted with its control characters,
+    escape codes and lone surrogates spelled out (an agent made by an older memagent may break the rule)."""
+    from memagent.text import is_valid_name
+
+    return name if is_valid_name(name) else repr(name)  # repr spells out what isn't printable
+
+
 def require_agent(store: Store | None, name: str) -> AgentRow:
-    """The agent's row, or a one-line error naming the agents that do exist."""
-    row = store.find_agent(name) if store is not None else None
-    if row is None:
-        names = [a.name for a in store.list_agents()] if store is not None else []
-        more = ", …" if len(names) > 10 else ""
-        known = f" Agents: {', '.join(names[:10])}{more}." if names else " No agents yet: `memagent chat` makes one."
-        raise UserError(f"No agent named {name!r}.{known}")
-    return row
+    """The agent's row, or one line: a name that breaks the name rule says so, an unknown one names the
+    agents that exist. An existing agent is found by its exact name even if it breaks the rule (made by an
+    older memagent), so it can still be shown, loaded into and deleted; nothing new gets such a name."""
+    from memagent.text import check_name, is_valid_name
+
+    row = _find_agent(store, name, legacy=not is_valid_name(name)) if store is not None else None
+    if row is not None:
+        return row
+    check_name(name, "agent")
+    names = [display_name(a.name) for a in store.list_agents()] if store is not None else []
+    more = ", …" if len(names) > 10 else ""
+    known = f" Agents: {', '.join(names[:10])}{more}." if names else " No agents yet: `memagent chat` makes one."
+    raise UserError(f"No agent named {name!r}.{known}")
+
+
+def _find_agent(store: Store, name: str, *, legacy: bool) -> AgentRow | None:
+    """A name that breaks the rule is matched in Python: it may not even be encodable (a lone surrogate
+    from a command line's undecodable bytes), so it is never sent to the database."""
+    if not legacy:
+        return store.find_agent(name)
+    return next((row for row in store.list_agents() if row.name == name), None)
 
 
 def local_time(moment: object) -> str:

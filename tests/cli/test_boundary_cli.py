@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -91,3 +92,90 @@ def test_wrappers_parse_takes_bytes_that_are_not_utf8(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr.decode(errors="replace") and b"\x1b" not in result.stdout
     assert json.loads(result.stdout)["arguments"]["message"] == "caf\ufffd"
+
+
+# -- agent names -----------------------------------------------------------------------------------------
+
+
+def make_agents(home: Path, *names: str, legacy: dict[str, str] | None = None) -> None:
+    """Agents made as `memagent chat` makes them; `legacy` renames some afterwards, straight in SQLite, to names
+    an older memagent let through."""
+    from fakes import ScriptedBackend
+
+    from memagent.app import open_agent
+    from memagent.memory.store import Store
+    from memagent.settings import Settings
+
+    store = Store(home / "memagent.db")
+    try:
+        for name in names:
+            agent, _ = open_agent(Settings(home=home, agent=name), store, ScriptedBackend())
+            with store.transaction() as tx:
+                tx.add_passages(agent.agent_id, [f"passage of {name}"])
+    finally:
+        store.close()
+    db = sqlite3.connect(home / "memagent.db")
+    with db:
+        for old, new in (legacy or {}).items():
+            db.execute("UPDATE agents SET name = ? WHERE name = ?", (new, old))
+    db.close()
+
+
+def test_show_delete_and_load_refuse_a_hostile_name_in_one_line(tmp_path):
+    """More hostile names in tests/unit/test_agent_names.py: here each command once, through the real CLI."""
+    home = tmp_path / "home"
+    make_agents(home, "sam")
+    (tmp_path / "a.txt").write_text("text")
+    for args in (["agents", "show", "two\nlines"], ["agents", "delete", "\x1b[31mred\x1b[0m", "--yes"],
+                 ["load", str(tmp_path / "a.txt"), "--agent", "../../x"]):
+        line = one_line(run_cli(args, home))
+        assert "Invalid agent name" in line and "letters, digits" in line, (args, line)
+    assert {p.name for p in home.iterdir()} <= {"memagent.db", "memagent.db-shm", "memagent.db-wal"}
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_undecodable_name_on_the_command_line_is_one_line(tmp_path):
+    home = tmp_path / "home"
+    make_agents(home, "sam")
+    result = subprocess.run([MEMAGENT, "agents", "show", b"caf\xe9"], capture_output=True, timeout=300,
+                            env={**os.environ, "MEMAGENT_HOME": str(home), "NO_COLOR": "1"})
+    assert result.returncode == 1
+    assert b"Invalid agent name" in result.stderr and b"Traceback" not in result.stderr
+
+
+LEGACY = {"old": "old\x1b[31m red", "older": "../older", "oldest": "two\nlines"}
+
+
+def test_agents_made_with_names_that_break_the_rule_are_listed_safely(tmp_path):
+    home = tmp_path / "home"
+    make_agents(home, "sam", *LEGACY, legacy=LEGACY)
+    result = run_cli(["agents", "list"], home, env=WIDE)
+    assert result.returncode == 0, result.stderr
+    clean_output(result)
+    assert "'old\\x1b[31m red'" in result.stdout and "'../older'" in result.stdout
+    assert "'two\\nlines'" in result.stdout and "│ sam " in result.stdout
+
+
+def test_agents_with_legacy_names_can_still_be_shown_loaded_into_and_deleted(tmp_path):
+    home = tmp_path / "home"
+    make_agents(home, "sam", *LEGACY, legacy=LEGACY)
+    (tmp_path / "notes.txt").write_text("Brad's boat is called Zanzibar.")
+    name = LEGACY["old"]
+    shown = run_cli(["agents", "show", name], home)
+    assert shown.returncode == 0 and "Agent 'old\\x1b[31m red'" in shown.stdout, shown.stderr
+    loaded = run_cli(["load", str(tmp_path / "notes.txt"), "--agent", name], home)
+    assert loaded.returncode == 0 and "Loaded 1 passages from 1 file" in loaded.stdout, loaded.stderr
+    for gone in (name, LEGACY["older"]):
+        deleted = run_cli(["agents", "delete", gone, "--yes"], home)
+        assert deleted.returncode == 0 and f"Deleted agent {gone!r}" in deleted.stdout, deleted.stderr
+    for result in (shown, loaded, deleted):
+        clean_output(result)
+    listed = run_cli(["agents", "list"], home, env=WIDE)
+    assert "│ sam " in listed.stdout and "older" not in listed.stdout and "old\\x1b" not in listed.stdout
+
+
+def test_an_unknown_agent_error_lists_legacy_names_safely(tmp_path):
+    home = tmp_path / "home"
+    make_agents(home, "sam", "old", legacy={"old": "old\x1b[2J"})
+    line = one_line(run_cli(["agents", "show", "bob"], home))
+    assert "No agent named 'bob'" in line and "'old\\x1b[2J'" in line and "sam" in line
