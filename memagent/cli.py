@@ -71,7 +71,12 @@ def chat(
     no_color: Annotated[bool, typer.Option("--no-color", help="Plain output (also NO_COLOR).")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for internal errors.")] = False,
 ) -> None:
-    """Chat with an agent that remembers. Piped stdin: one message per line."""
+    """Chat with an agent that remembers. Piped stdin: one message per line.
+
+    Exit codes: 0 when every line was handled (interactive: on /exit or Ctrl-D); 1 when a piped line ended
+    with an error (printed as the last line for it; later lines still run) or memagent could not start (one
+    line on stderr); 130 after Ctrl-C. Everything before the error or the interrupt is saved.
+    """
     global _DEBUG
     _DEBUG = debug
     from memagent.app import constraint_notice, open_session
@@ -119,9 +124,11 @@ def chat(
         notice = constraint_notice(settings, session.backend)
         if notice:  # on stderr in both modes, so the --json stream stays events only
             print(notice, file=sys.stderr, flush=True)
-        run_chat(session.agent, json_output=settings.json_output, color=settings.color, home=settings.home)
+        status = run_chat(session.agent, json_output=settings.json_output, color=settings.color, home=settings.home)
     finally:
         session.close()
+    if status:
+        raise typer.Exit(status)
 
 
 app.command("load")(load)

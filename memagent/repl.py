@@ -76,16 +76,30 @@ def scripted_messages(lines: Iterable[str]) -> Iterator[str]:
         yield "\n".join(block)
 
 
-def run_scripted(agent: Agent, lines: Iterable[str], emit: Emit, home: Path | None = None) -> None:
-    """Piped use: each line is a user message (or a slash command); ends at end of input."""
-    for line in scripted_messages(lines):
-        try:
-            handle_line(line, agent, emit, ask=lambda _prompt: None, home=home)
-        except ExitChat:
-            return
-        except KeyboardInterrupt:
-            emit(Event("warning", "Cancelled; the agent and its messages are kept."))
-            return
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+def run_scripted(agent: Agent, lines: Iterable[str], emit: Emit, home: Path | None = None) -> int:
+    """Piped use: each line is a user message (or a slash command); ends at end of input or /exit.
+    Returns the exit status for scripts: 0 when every line was handled, 1 when any line ended with an
+    error event (the chat goes on with the next line: its message is stored all the same), 130 on Ctrl-C."""
+    failed = False
+
+    def noting_errors(event: Event) -> None:
+        nonlocal failed
+        failed = failed or event.type == "error"
+        emit(event)
+
+    try:
+        for line in scripted_messages(lines):
+            try:
+                handle_line(line, agent, noting_errors, ask=lambda _prompt: None, home=home)
+            except ExitChat:
+                break
+    except KeyboardInterrupt:
+        emit(Event("warning", "Cancelled; the agent and its messages are kept."))
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 # -- interactive -------------------------------------------------------------------------------------
@@ -228,12 +242,14 @@ def run_interactive(agent: Agent, console: Console, printer: LivePrinter, home: 
             return
 
 
-def chat(agent: Agent, *, json_output: bool, color: bool, home: Path, stdin: TextIO | None = None) -> None:
+def chat(agent: Agent, *, json_output: bool, color: bool, home: Path, stdin: TextIO | None = None) -> int:
+    """Run the chat; returns the exit status (interactive: 0 on /exit or Ctrl-D; scripted: see run_scripted)."""
     stdin = stdin or sys.stdin
     console = Console(no_color=not color, highlight=False, soft_wrap=True)
     interactive = stdin.isatty() and sys.stdout.isatty() and not json_output
     if interactive:
         agent.stream = True  # show send_message's text as the model writes it
         run_interactive(agent, console, LivePrinter(console), home)
-    else:
-        run_scripted(agent, tolerant(stdin), EventPrinter(console, json_output=json_output, echo_user=True), home)
+        return EXIT_OK
+    printer = EventPrinter(console, json_output=json_output, echo_user=True)
+    return run_scripted(agent, tolerant(stdin), printer, home)
