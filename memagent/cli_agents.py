@@ -38,7 +38,7 @@ def list_agents(no_color: NoColor = False) -> None:
     from memagent.render import safe
 
     out = console()
-    with open_store(current_settings(), create=False) as store:
+    with open_store(current_settings(), create=False, read_only=True) as store:
         rows = store.list_agents() if store is not None else []
         if not rows:
             out.print("No agents yet. Start one with `memagent chat` (or `memagent chat --agent NAME`).")
@@ -96,7 +96,7 @@ def show_agent(name: Annotated[str, typer.Argument(help="The agent's name.")], n
     from memagent.render import safe
 
     out = console()
-    with open_store(current_settings(), create=False) as store:
+    with open_store(current_settings(), create=False, read_only=True) as store:
         row = require_agent(store, name)
         assert store is not None
         messages, passages = store.count_messages(row.id), store.count_passages(row.id)

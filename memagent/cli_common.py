@@ -16,6 +16,8 @@ import typer
 from memagent.errors import UserError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.console import Console
 
     from memagent.memory.store import AgentRow, Store
@@ -55,18 +57,54 @@ def console(*, stderr: bool = False) -> Console:
 
 
 @contextmanager
-def open_store(settings: Settings, *, create: bool = True) -> Iterator[Store | None]:
-    """The database, or None (with create=False) when there is none yet: listing must not create one."""
-    from memagent.memory.store import Store
+def open_store(settings: Settings, *, create: bool = True, read_only: bool = False) -> Iterator[Store | None]:
+    """The database, or None (with create=False) when there is none yet: listing must not create one.
 
+    With read_only the commands that only read (agents list/show) work in a read-only home: SQLite opens
+    the file with mode=ro and nothing is migrated or written. Otherwise a read-only home or database is
+    one clear line before anything is tried."""
     if not create and not settings.db_path.exists():
         yield None
         return
-    store = Store(settings.db_path)
+    if read_only:
+        store = _read_only_store(settings.db_path)
+    else:
+        check_writable(settings.db_path)
+        store = _store(settings.db_path)
     try:
         yield store
     finally:
         store.close()
+
+
+def _store(path: Path, **options: bool) -> Store:
+    from memagent.memory.store import Store
+
+    return Store(path, **options)
+
+
+def _read_only_store(path: Path) -> Store:
+    """Store(path, read_only=True). Compatibility shim until the store's read-only option (issue 16, another
+    branch) is merged: a Store without it is opened as before. Remove the check once it is everywhere."""
+    import inspect
+
+    from memagent.memory.store import Store
+
+    if "read_only" in inspect.signature(Store).parameters:
+        return _store(path, read_only=True)
+    return _store(path)
+
+
+def check_writable(db_path: Path) -> None:
+    """One line when memagent can't write the database: SQLite needs the file and its folder writable
+    (it keeps its journal beside the file)."""
+    for target in (db_path, db_path.parent):
+        if target.exists() and not os.access(target, os.W_OK):
+            raise UserError(
+                f"{target} is read-only, so memagent can't change agents in {db_path}: make it writable "
+                f"(chmod u+w {target}) or set MEMAGENT_HOME to a writable folder. Read-only commands "
+                "(agents list, agents show) still work."
+            )
 
 
 def display_name(name: str) -> str:
