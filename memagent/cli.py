@@ -7,6 +7,7 @@ imported inside the command that needs it.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +19,7 @@ from memagent.cli_agents import agents_app, load, presets_app
 from memagent.cli_common import NoColor
 from memagent.cli_wrappers import wrappers_app
 from memagent.errors import UserError
+from memagent.text import clean_text
 
 app = typer.Typer(
     help="memagent: a MemGPT-style memory agent for the terminal, on local LLMs.",
@@ -69,7 +71,12 @@ def chat(
     no_color: Annotated[bool, typer.Option("--no-color", help="Plain output (also NO_COLOR).")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for internal errors.")] = False,
 ) -> None:
-    """Chat with an agent that remembers. Piped stdin: one message per line."""
+    """Chat with an agent that remembers. Piped stdin: one message per line.
+
+    Exit codes: 0 when every line was handled (interactive: on /exit or Ctrl-D); 1 when a piped line ended
+    with an error (printed as the last line for it; later lines still run) or memagent could not start (one
+    line on stderr); 130 after Ctrl-C. Everything before the error or the interrupt is saved.
+    """
     global _DEBUG
     _DEBUG = debug
     from memagent.app import constraint_notice, open_session
@@ -117,9 +124,11 @@ def chat(
         notice = constraint_notice(settings, session.backend)
         if notice:  # on stderr in both modes, so the --json stream stays events only
             print(notice, file=sys.stderr, flush=True)
-        run_chat(session.agent, json_output=settings.json_output, color=settings.color, home=settings.home)
+        status = run_chat(session.agent, json_output=settings.json_output, color=settings.color, home=settings.home)
     finally:
         session.close()
+    if status:
+        raise typer.Exit(status)
 
 
 app.command("load")(load)
@@ -143,11 +152,22 @@ def _click_classes(name: str) -> tuple[type[BaseException], ...]:
     return (getattr(click.exceptions, name),)
 
 
+def _tolerant_streams() -> None:
+    """Reading or printing text can't raise an encoding error: undecodable input bytes and unencodable
+    output characters (a lone surrogate, an emoji on an ASCII terminal) become replacement characters."""
+    for stream in (sys.stdin, sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and getattr(stream, "errors", None) not in ("replace", "backslashreplace"):
+            with contextlib.suppress(ValueError, OSError):  # a closed or detached stream
+                reconfigure(errors="replace")
+
+
 def main() -> None:
+    _tolerant_streams()
     try:
         result = app(standalone_mode=False)
     except UserError as exc:
-        print(f"memagent: error: {exc}", file=sys.stderr)
+        print(f"memagent: error: {clean_text(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
@@ -168,7 +188,8 @@ def _exit_for(exc: Exception) -> None:
         sys.exit(130)
     if _DEBUG:
         raise exc
-    print(f"memagent: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+    print(f"memagent: internal error: {type(exc).__name__}: {clean_text(str(exc))} (run with --debug for details)",
+          file=sys.stderr)
     sys.exit(2)
 
 

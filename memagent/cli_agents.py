@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from memagent.cli_common import NoColor, console, current_settings, local_time, open_store, require_agent
+from memagent.cli_common import (
+    NoColor,
+    console,
+    current_settings,
+    display_name,
+    local_time,
+    open_store,
+    require_agent,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -27,8 +35,10 @@ def list_agents(no_color: NoColor = False) -> None:
     """List agents with their preset, message and passage counts, and when they were created and used."""
     from rich.table import Table
 
+    from memagent.render import safe
+
     out = console()
-    with open_store(current_settings(), create=False) as store:
+    with open_store(current_settings(), create=False, read_only=True) as store:
         rows = store.list_agents() if store is not None else []
         if not rows:
             out.print("No agents yet. Start one with `memagent chat` (or `memagent chat --agent NAME`).")
@@ -36,8 +46,8 @@ def list_agents(no_color: NoColor = False) -> None:
         table = Table("name", "preset", "messages", "passages", "created", "updated", title="Agents")
         for row in rows:
             table.add_row(
-                row.name,
-                str(row.state.get("preset", "?")),
+                safe(display_name(row.name)),
+                safe(row.state.get("preset", "?")),
                 str(store.count_messages(row.id)),
                 str(store.count_passages(row.id)),
                 local_time(row.created_at),
@@ -47,54 +57,52 @@ def list_agents(no_color: NoColor = False) -> None:
 
 
 def _print_core_memory(out: Console, state: dict) -> None:
-    from rich.markup import escape
-
     from memagent.memory.core import CoreMemory
+    from memagent.render import safe
 
     out.print("[bold]Core memory[/]")
     for key, section in CoreMemory.from_dict(state.get("core_memory") or {}).sections.items():
-        out.print(f"  [cyan]<{escape(key)}>[/] {len(section.content)}/{section.max_length} characters")
+        out.print(f"  [cyan]<{safe(key)}>[/] {len(section.content)}/{section.max_length} characters")
         for line in section.content.splitlines():
-            out.print(f"    {escape(line)}")
+            out.print(f"    {safe(line)}")
 
 
 def _print_fields(out: Console, state: dict) -> None:
     """The system prompt's template fields; edited ones (stored with the agent) are marked."""
-    from rich.markup import escape
-
     from memagent.app import build_template
     from memagent.errors import ConfigError
     from memagent.prompts.presets import Library, load_preset
+    from memagent.render import safe
 
     edited = state.get("template_fields") or {}
     try:
         preset = load_preset(Library(current_settings().home), str(state.get("preset")))
         template = build_template(Library(current_settings().home), preset, edited)
     except ConfigError as exc:
-        out.print(f"[bold]Template fields[/]: unavailable ({escape(str(exc))})")
+        out.print(f"[bold]Template fields[/]: unavailable ({safe(exc)})")
         return
     names = template.field_names()
-    out.print(f"[bold]Template fields[/] ({len(names)}, system prompt {escape(preset.system_prompt)})")
+    out.print(f"[bold]Template fields[/] ({len(names)}, system prompt {safe(preset.system_prompt)})")
     for name in names:
         value = " ".join(str(template.fields.get(name, "")).split())
         shown = value if name in edited or len(value) <= 100 else value[:100] + "…"
         mark = " [yellow](edited)[/]" if name in edited else ""
-        out.print(f"  {escape(name)}{mark}: {escape(shown)}")
+        out.print(f"  {safe(name)}{mark}: {safe(shown)}")
 
 
 @agents_app.command("show")
 def show_agent(name: Annotated[str, typer.Argument(help="The agent's name.")], no_color: NoColor = False) -> None:
     """Show an agent's core memory (used/limit per section), counts and template fields."""
-    from rich.markup import escape
+    from memagent.render import safe
 
     out = console()
-    with open_store(current_settings(), create=False) as store:
+    with open_store(current_settings(), create=False, read_only=True) as store:
         row = require_agent(store, name)
         assert store is not None
         messages, passages = store.count_messages(row.id), store.count_passages(row.id)
     state = row.state
     in_context = len(state.get("in_context") or [])
-    out.print(f"[bold]Agent {escape(row.name)}[/] (preset {escape(str(state.get('preset', '?')))})")
+    out.print(f"[bold]Agent {safe(display_name(row.name))}[/] (preset {safe(state.get('preset', '?'))})")
     out.print(f"Created {local_time(row.created_at)}, last used {local_time(row.updated_at)}")
     out.print(f"Recall memory: {messages} messages ({in_context} in context). Archival memory: {passages} passages.")
     _print_core_memory(out, state)
@@ -120,22 +128,22 @@ def delete_agent(
         row = require_agent(store, name)
         assert store is not None
         what = f"{store.count_messages(row.id)} messages, {store.count_passages(row.id)} passages"
-        if not yes and not _confirm(f"Delete agent {name!r} ({what})? This can't be undone."):
-            print(f"Kept agent {name!r}.")
+        if not yes and not _confirm(f"Delete agent {row.name!r} ({what})? This can't be undone."):
+            print(f"Kept agent {row.name!r}.")
             return
         with store.transaction() as tx:
-            tx.delete_agent(name)
-    print(f"Deleted agent {name!r} ({what}).")
+            tx.delete_agent(row.name)
+    print(f"Deleted agent {row.name!r} ({what}).")
 
 
 @presets_app.command("list")
 def list_presets(no_color: NoColor = False) -> None:
     """List presets: name, system prompt and the file it comes from (your folder before the bundled one)."""
-    from rich.markup import escape
     from rich.table import Table
 
     from memagent.errors import ConfigError
     from memagent.prompts.presets import Library, load_preset
+    from memagent.render import safe
 
     library = Library(current_settings().home)
     table = Table("name", "system prompt", title="Presets")
@@ -144,19 +152,20 @@ def list_presets(no_color: NoColor = False) -> None:
         if not _looks_like_preset(path):
             continue  # a custom core-memory file lives beside the presets
         try:
-            prompt = load_preset(library, name).system_prompt
+            prompt = safe(load_preset(library, name).system_prompt)
         except ConfigError as exc:
-            prompt = f"[red]broken: {escape(str(exc))}[/]"
-        table.add_row(escape(name), prompt, escape(str(path)))
+            prompt = f"[red]broken: {safe(exc)}[/]"
+        table.add_row(safe(name), prompt, safe(path))
     console().print(table)
 
 
 def _looks_like_preset(path: Path) -> bool:
-    import yaml
+    from memagent.errors import ConfigError
+    from memagent.prompts.presets import read_yaml
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        data = read_yaml(path)
+    except ConfigError:
         return True  # show it, so load_preset reports what is wrong
     return isinstance(data, dict) and "system_prompt" in data
 
@@ -165,19 +174,20 @@ def _load_files(store: Store, row: AgentRow, path: Path) -> str:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from memagent.loader import LoadReport, find_files, iter_load, store_inserter
+    from memagent.render import safe
 
     files = find_files(path.expanduser())
     report = LoadReport()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("files"))
     with Progress(*columns, console=console(stderr=True), transient=True) as progress:
-        task = progress.add_task(f"Loading into {row.name}", total=len(files))
+        task = progress.add_task(f"Loading into {safe(display_name(row.name))}", total=len(files))
         for file, count, reason in iter_load(store_inserter(store, row.id), files):
             if reason is None:
                 report.loaded.append((file, count))
             else:
                 report.skipped.append((file, reason))
             progress.advance(task)
-    return report.summary(row.name)
+    return report.summary(display_name(row.name))
 
 
 def load(

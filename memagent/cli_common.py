@@ -16,6 +16,8 @@ import typer
 from memagent.errors import UserError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.console import Console
 
     from memagent.memory.store import AgentRow, Store
@@ -55,29 +57,86 @@ def console(*, stderr: bool = False) -> Console:
 
 
 @contextmanager
-def open_store(settings: Settings, *, create: bool = True) -> Iterator[Store | None]:
-    """The database, or None (with create=False) when there is none yet: listing must not create one."""
-    from memagent.memory.store import Store
+def open_store(settings: Settings, *, create: bool = True, read_only: bool = False) -> Iterator[Store | None]:
+    """The database, or None (with create=False) when there is none yet: listing must not create one.
 
+    With read_only the commands that only read (agents list/show) work in a read-only home: SQLite opens
+    the file with mode=ro and nothing is migrated or written. Otherwise a read-only home or database is
+    one clear line before anything is tried."""
     if not create and not settings.db_path.exists():
         yield None
         return
-    store = Store(settings.db_path)
+    if read_only:
+        store = _read_only_store(settings.db_path)
+    else:
+        check_writable(settings.db_path)
+        store = _store(settings.db_path)
     try:
         yield store
     finally:
         store.close()
 
 
+def _store(path: Path, **options: bool) -> Store:
+    from memagent.memory.store import Store
+
+    return Store(path, **options)
+
+
+def _read_only_store(path: Path) -> Store:
+    """Store(path, read_only=True). Compatibility shim until the store's read-only option (issue 16, another
+    branch) is merged: a Store without it is opened as before. Remove the check once it is everywhere."""
+    import inspect
+
+    from memagent.memory.store import Store
+
+    if "read_only" in inspect.signature(Store).parameters:
+        return _store(path, read_only=True)
+    return _store(path)
+
+
+def check_writable(db_path: Path) -> None:
+    """One line when memagent can't write the database: SQLite needs the file and its folder writable
+    (it keeps its journal beside the file)."""
+    for target in (db_path, db_path.parent):
+        if target.exists() and not os.access(target, os.W_OK):
+            raise UserError(
+                f"{target} is read-only, so memagent can't change agents in {db_path}: make it writable "
+                f"(chmod u+w {target}) or set MEMAGENT_HOME to a writable folder. Read-only commands "
+                "(agents list, agents show) still work."
+            )
+
+
+def display_name(name: str) -> str:
+    """A name as printed: as it is when it follows the name rule, else quoted with its control characters,
+    escape codes and lone surrogates spelled out (an agent made by an older memagent may break the rule)."""
+    from memagent.text import is_valid_name
+
+    return name if is_valid_name(name) else repr(name)  # repr spells out what isn't printable
+
+
 def require_agent(store: Store | None, name: str) -> AgentRow:
-    """The agent's row, or a one-line error naming the agents that do exist."""
-    row = store.find_agent(name) if store is not None else None
-    if row is None:
-        names = [a.name for a in store.list_agents()] if store is not None else []
-        more = ", …" if len(names) > 10 else ""
-        known = f" Agents: {', '.join(names[:10])}{more}." if names else " No agents yet: `memagent chat` makes one."
-        raise UserError(f"No agent named {name!r}.{known}")
-    return row
+    """The agent's row, or one line: a name that breaks the name rule says so, an unknown one names the
+    agents that exist. An existing agent is found by its exact name even if it breaks the rule (made by an
+    older memagent), so it can still be shown, loaded into and deleted; nothing new gets such a name."""
+    from memagent.text import check_name, is_valid_name
+
+    row = _find_agent(store, name, legacy=not is_valid_name(name)) if store is not None else None
+    if row is not None:
+        return row
+    check_name(name, "agent")
+    names = [display_name(a.name) for a in store.list_agents()] if store is not None else []
+    more = ", …" if len(names) > 10 else ""
+    known = f" Agents: {', '.join(names[:10])}{more}." if names else " No agents yet: `memagent chat` makes one."
+    raise UserError(f"No agent named {name!r}.{known}")
+
+
+def _find_agent(store: Store, name: str, *, legacy: bool) -> AgentRow | None:
+    """A name that breaks the rule is matched in Python: it may not even be encodable (a lone surrogate
+    from a command line's undecodable bytes), so it is never sent to the database."""
+    if not legacy:
+        return store.find_agent(name)
+    return next((row for row in store.list_agents() if row.name == name), None)
 
 
 def local_time(moment: object) -> str:

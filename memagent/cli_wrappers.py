@@ -76,16 +76,16 @@ def sample_conversation(moment: datetime | None = None) -> list[dict[str, Any]]:
 @wrappers_app.command("list")
 def list_wrappers(no_color: NoColor = False) -> None:
     """List wrappers: name, description and origin (built-in, a file in your folder, or a package)."""
-    from rich.markup import escape
     from rich.table import Table
 
     from memagent.llm.wrappers.registry import DEFAULT_WRAPPER, available_wrappers
+    from memagent.render import safe
 
     table = Table("name", "description", title="Wrappers")
     table.add_column("origin", overflow="fold")  # a path is never cut short
     for name, entry in sorted(available_wrappers(current_settings().home / "wrappers").items()):
         label = f"{name} (default)" if name == DEFAULT_WRAPPER else name
-        table.add_row(escape(label), escape(entry.cls.description), escape(entry.origin))
+        table.add_row(safe(label), safe(entry.cls.description), safe(entry.origin))
     console().print(table)
 
 
@@ -115,9 +115,10 @@ def render_wrapper(
 def parse_output(name: WrapperName, no_color: NoColor = False) -> None:
     """Parse raw model output from stdin; print the call as JSON, or the parse error (exit code 1)."""
     from memagent.errors import LLMOutputError
+    from memagent.text import clean_text
 
     wrapper = _wrapper(name, constrained=False)
-    raw = sys.stdin.read()
+    raw = clean_text(sys.stdin.read())  # as the agent cleans what a model sends
     try:
         call = wrapper.parse(raw, _schemas())
     except LLMOutputError as exc:

@@ -17,6 +17,7 @@ from memagent.agent import Agent
 from memagent.errors import ConfigError, UserError
 from memagent.events import Event
 from memagent.messages import envelope_type, searchable_text
+from memagent.text import clean_text
 
 Emit = Callable[[Event], None]
 Ask = Callable[[str], str | None]  # asks the user for a missing value; None when nobody can answer
@@ -288,9 +289,18 @@ def uses_model(line: str) -> bool:
     return command is not None and command.uses_model
 
 
+def _cleaned(ask: Ask) -> Ask:
+    def cleaned_answer(prompt: str) -> str | None:
+        answer = ask(prompt)
+        return None if answer is None else clean_text(answer)
+
+    return cleaned_answer
+
+
 def run_command(line: str, agent: Agent, emit: Emit, ask: Ask, home: Path | None = None) -> None:
-    """Run one slash command line. Unknown commands say so and suggest the nearest."""
-    name, _, args = line[1:].partition(" ")
+    """Run one slash command line. Unknown commands say so and suggest the nearest. The line and the
+    user's answers are cleaned here (lone surrogates, NUL, escape codes), whoever calls."""
+    name, _, args = clean_text(line)[1:].partition(" ")
     command = COMMANDS.get(name or "help")
     if command is None:
         near = [c for c in COMMANDS if c.startswith(name)] or difflib.get_close_matches(name, list(COMMANDS), n=1)
@@ -298,7 +308,7 @@ def run_command(line: str, agent: Agent, emit: Emit, ask: Ask, home: Path | None
         emit(Event("error", f"Unknown command /{name}.{hint}"))
         return
     try:
-        command.run(CommandContext(agent, emit, ask, home), args)
+        command.run(CommandContext(agent, emit, _cleaned(ask), home), args)
     except UserError as exc:
         emit(Event("error", str(exc)))
 

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import sys
 from typing import NoReturn
+
+from memagent.text import clean_text
 
 _TO_CHILD = (signal.SIGTERM, signal.SIGHUP)  # asked of the parent, meant for the chat
 _QUIET = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE})  # asked for, not crashes
@@ -97,7 +100,8 @@ def crash_message(signum: int, agent: str | None) -> str:
     except ValueError:
         name = f"signal {signum}"
     cause, fix = _CAUSES.get(signum, (f"{name}", "run with --debug for the Python stack"))
-    resume = f"memagent chat --agent {agent}" if agent else "memagent agents list, then memagent chat --agent NAME"
+    shown = shlex.quote(" ".join(clean_text(agent).split())) if agent else ""  # typed back into a shell
+    resume = f"memagent chat --agent {shown}" if shown else "memagent agents list, then memagent chat --agent NAME"
     return f"memagent: error: the chat stopped on {cause}: {fix}. Everything up to it is saved: `{resume}` resumes."
 
 
@@ -106,7 +110,7 @@ def _wait_for_chat(pid: int, read_end: int, agent: str | None, terminal: object)
     for signum in _TO_CHILD:
         signal.signal(signum, lambda received, _frame: os.kill(pid, received))
     _, status = os.waitpid(pid, 0)
-    named = _read_all(read_end).split()
+    named = [line for line in _read_all(read_end).splitlines() if line.strip()]
     code = os.waitstatus_to_exitcode(status)
     if code >= 0:
         os._exit(code)

@@ -3,7 +3,9 @@
 Passages are what `archival_memory_search` returns to the model, so each should be a readable piece of
 about CHUNK_CHARS characters that ends where the text pauses: chunks are packed from whole paragraphs,
 long paragraphs are cut between sentences, and only a sentence longer than a chunk is cut between words.
-Binary files (a NUL byte, or not UTF-8) are skipped with a note instead of filling memory with garbage.
+Text in the common encodings is read (UTF-8 with or without a BOM, UTF-16/32 with a BOM, else Windows-1252 /
+Latin-1) and cleaned like all text entering memagent; binary files (a NUL byte or many control bytes near
+the start) are skipped with a note instead of filling memory with garbage.
 Nothing here imports the model: loading works while no backend exists.
 """
 
@@ -16,9 +18,20 @@ from pathlib import Path
 
 from memagent.errors import UserError
 from memagent.memory.store import Store
+from memagent.text import clean_text
 
 CHUNK_CHARS = 1000
 _SNIFF_BYTES = 8192
+_BOMS = (  # UTF-32 before UTF-16: the UTF-32-LE mark starts with the UTF-16-LE one
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xef\xbb\xbf", "utf-8"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+# Bytes that text files don't hold (C0 controls but tab, newline, form feed, return and escape; and DEL).
+_CONTROL_BYTES = bytes(set(range(32)) - {9, 10, 12, 13, 27}) + b"\x7f"
+_MAX_CONTROL_RATIO = 0.05
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _SENTENCE_END = re.compile(r"(?<=[.!?…。！？])[\"')\]]*\s+")
 
@@ -73,15 +86,49 @@ def chunk_text(text: str, limit: int = CHUNK_CHARS) -> list[str]:
 # ------------------------------------------------------------------------------------------- files
 
 
-def read_text_file(path: Path) -> str | None:
-    """The file's text, or None if it looks binary (a NUL byte near the start, or not valid UTF-8)."""
-    data = path.read_bytes()
-    if b"\x00" in data[:_SNIFF_BYTES]:
+def looks_binary(data: bytes) -> bool:
+    """A NUL byte, or more than a few control bytes, near the start (text with no byte-order mark)."""
+    sniff = data[:_SNIFF_BYTES]
+    if b"\x00" in sniff:
+        return True
+    controls = len(sniff) - len(sniff.translate(None, _CONTROL_BYTES))
+    return controls > _MAX_CONTROL_RATIO * len(sniff)
+
+
+def _mostly_utf8(data: bytes) -> str | None:
+    """UTF-8 with a few bad bytes (a truncated end, one stray Latin-1 byte) as UTF-8 with U+FFFD for them;
+    None when the bad bytes outnumber the good non-ASCII characters (a file in a single-byte encoding)."""
+    text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd") - data.count("\ufffd".encode())
+    good = sum(1 for ch in text if ch > "\x7f") - text.count("\ufffd")
+    return text if good > bad else None
+
+
+def decode_text(data: bytes) -> str | None:
+    """Bytes of a text file as clean text in the encodings people's files are in, or None if binary."""
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            return clean_text(data[len(bom):].decode(codec, errors="replace"))
+    if looks_binary(data):
         return None
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return None
+        text = _mostly_utf8(data) or _single_byte(data)
+    return clean_text(text)
+
+
+def _single_byte(data: bytes) -> str:
+    """Windows-1252 (what "Latin-1" files usually are), or ISO-8859-1 for the five bytes cp1252 lacks."""
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def read_text_file(path: Path) -> str | None:
+    """The file's text, cleaned, or None if it looks binary. See `decode_text` for the encodings."""
+    return decode_text(path.read_bytes())
 
 
 def _hidden(path: Path, root: Path) -> bool:
@@ -90,10 +137,14 @@ def _hidden(path: Path, root: Path) -> bool:
 
 def find_files(path: Path) -> list[Path]:
     """`path` itself if it is a file; else every file below it, sorted, skipping hidden files and folders."""
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p, path))
+    try:
+        if path.is_file():
+            return [path]
+        if path.is_dir():
+            return sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p, path))
+    except (OSError, ValueError) as exc:  # a name too long, a folder we may not list, an embedded NUL
+        reason = getattr(exc, "strerror", None) or exc
+        raise UserError(f"Can't read {path}: {reason}. Give a readable text file or folder.") from None
     raise UserError(f"No such file or folder: {path}. Give a text file or a folder of text files.")
 
 
@@ -112,7 +163,7 @@ class LoadReport:
         files = len(self.loaded)
         text = f"Loaded {self.passages} passages from {files} file{'s' * (files != 1)} into {agent}'s archival memory."
         notes = [f"Skipped {path}: {reason}." for path, reason in self.skipped]
-        return "\n".join([text, *notes])
+        return clean_text("\n".join([text, *notes]))  # file names may hold escape codes or undecodable bytes
 
 
 def _file_chunks(path: Path, limit: int) -> tuple[list[str], str | None]:

@@ -1,4 +1,9 @@
-"""How events look: rich text for people, one JSON object per line for scripts (--json)."""
+"""How events look: rich text for people, one JSON object per line for scripts (--json).
+
+The printer is the last line of defence for what reaches the terminal: every text it prints goes through
+``clean_text`` first, so a lone surrogate can't raise UnicodeEncodeError and escape codes from the model,
+a file or a stored message never reach the terminal raw.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from rich.markup import escape
 from rich.status import Status
 
 from memagent.events import Event
+from memagent.text import clean_any, clean_text
 
 _STYLES = {
     "inner_thoughts": ("💭", "dim italic"),
@@ -26,8 +32,24 @@ _STYLES = {
 
 
 def format_call(name: str, arguments: dict) -> str:
-    args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in arguments.items())
+    args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, default=str)}" for k, v in arguments.items())
     return f"{name}({args})"
+
+
+def safe(value: object) -> str:
+    """Any value as rich markup that shows it literally: clean, with its square brackets escaped."""
+    return escape(clean_text(str(clean_any(value))))
+
+
+def json_line(event: Event) -> str:
+    """The event as one line of JSON, cleaned: valid UTF-8, no raw control characters, whatever it held."""
+    data = clean_any(event.data)
+    cleaned = Event(event.type, clean_text(event.text), data if isinstance(data, dict) else {})
+    try:
+        return cleaned.to_json()
+    except (TypeError, ValueError):  # a value JSON can't hold: show it as text rather than lose the event
+        return clean_text(json.dumps({"type": event.type, "text": cleaned.text, **cleaned.data},
+                                     ensure_ascii=False, default=str))
 
 
 class EventPrinter:
@@ -45,7 +67,7 @@ class EventPrinter:
 
     def __call__(self, event: Event) -> None:
         if self.json_output:
-            self.console.file.write(event.to_json() + "\n")
+            self.console.file.write(json_line(event) + "\n")
             self.console.file.flush()
             return
         if event.type == "user_message" and not self.echo_user:
@@ -54,19 +76,20 @@ class EventPrinter:
             return
         if event.type == "function_call":
             if event.text != "send_message":
-                self.console.print(f"[magenta]⚡ {escape(format_call(event.text, event.data.get('arguments', {})))}[/]")
+                arguments = clean_any(event.data.get("arguments"))
+                call = format_call(event.text, arguments if isinstance(arguments, dict) else {})
+                self.console.print(f"[magenta]⚡ {safe(call)}[/]")
             return
         if event.type == "function_return":
             if self.show_returns and event.text != "send_message":
                 status = event.data.get("status")
                 style = "green" if status == "OK" else "red"
-                message = escape(str(event.data.get("message")))
-                self.console.print(f"  [{style}]↳ {status}[/] [dim]{message}[/]")
+                self.console.print(f"  [{style}]↳ {safe(status)}[/] [dim]{safe(event.data.get('message'))}[/]")
             return
         if event.type == "inner_thoughts" and not event.text:
             return
         icon, style = _STYLES.get(event.type, ("", ""))
-        text = escape(event.text)
+        text = safe(event.text)
         self.console.print(f"[{style}]{icon} {text}[/]" if style else f"{icon} {text}")
 
 
@@ -86,7 +109,7 @@ class LivePrinter(EventPrinter):
     @contextmanager
     def working(self) -> Iterator[None]:
         """Show the spinner for the duration of the block (it pauses while a reply streams)."""
-        self._status = self.console.status(f"[dim]{escape(self.spinner_text)}[/]", spinner="dots")
+        self._status = self.console.status(f"[dim]{safe(self.spinner_text)}[/]", spinner="dots")
         self._resume()
         try:
             yield
@@ -104,7 +127,7 @@ class LivePrinter(EventPrinter):
             self._streamed = ""  # that attempt's text was abandoned
         self._end_line()
         if event.type == "assistant_message" and self._streamed:
-            already_shown = self._streamed.strip() == event.text.strip()
+            already_shown = self._streamed.strip() == clean_text(event.text).strip()
             self._streamed = ""
             if already_shown:
                 self._resume()
@@ -114,6 +137,7 @@ class LivePrinter(EventPrinter):
             self._resume()
 
     def _stream(self, text: str) -> None:
+        text = clean_text(text)
         if not text:
             return
         self._pause()

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -24,7 +24,8 @@ from rich.console import Console
 from memagent.agent import Agent
 from memagent.commands import Ask, Emit, ExitChat, completions, is_command, run_command, uses_model, wrapper_names
 from memagent.events import Event
-from memagent.render import EventPrinter, LivePrinter
+from memagent.render import EventPrinter, LivePrinter, safe
+from memagent.text import clean_text
 
 if TYPE_CHECKING:
     from prompt_toolkit import PromptSession
@@ -47,33 +48,58 @@ def handle_line(line: str, agent: Agent, emit: Emit, ask: Ask, home: Path | None
 # -- scripted ----------------------------------------------------------------------------------------
 
 
+def tolerant(stdin: TextIO) -> TextIO:
+    """Piped input that bytes which are not text (invalid UTF-8) can't end: they are read as U+FFFD.
+    Reconfigured rather than read as bytes, so the human backend's input() reads the same text layer."""
+    reconfigure = getattr(stdin, "reconfigure", None)
+    if reconfigure is not None and getattr(stdin, "errors", None) != "replace":
+        with suppress(ValueError, OSError):  # a closed or detached stream
+            reconfigure(errors="replace")
+    return stdin
+
+
 def scripted_messages(lines: Iterable[str]) -> Iterator[str]:
-    """Lines of stdin as inputs; a line with only // starts or ends a block sent as one message."""
+    """Lines of stdin as inputs, cleaned (lone surrogates, NUL, control and escape codes); a line with
+    only // starts or ends a block sent as one message. Blank lines outside a block are not messages."""
     block: list[str] | None = None
     for raw in lines:
-        line = raw.rstrip("\r\n")
+        line = clean_text(raw).rstrip("\r\n")
         if line.strip() == MULTILINE_SWITCH:
             if block is not None:
                 yield "\n".join(block)
             block = [] if block is None else None
         elif block is not None:
             block.append(line)
-        else:
+        elif line.strip():
             yield line
     if block:
         yield "\n".join(block)
 
 
-def run_scripted(agent: Agent, lines: Iterable[str], emit: Emit, home: Path | None = None) -> None:
-    """Piped use: each line is a user message (or a slash command); ends at end of input."""
-    for line in scripted_messages(lines):
-        try:
-            handle_line(line, agent, emit, ask=lambda _prompt: None, home=home)
-        except ExitChat:
-            return
-        except KeyboardInterrupt:
-            emit(Event("warning", "Cancelled; the agent and its messages are kept."))
-            return
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+def run_scripted(agent: Agent, lines: Iterable[str], emit: Emit, home: Path | None = None) -> int:
+    """Piped use: each line is a user message (or a slash command); ends at end of input or /exit.
+    Returns the exit status for scripts: 0 when every line was handled, 1 when any line ended with an
+    error event (the chat goes on with the next line: its message is stored all the same), 130 on Ctrl-C."""
+    failed = False
+
+    def noting_errors(event: Event) -> None:
+        nonlocal failed
+        failed = failed or event.type == "error"
+        emit(event)
+
+    try:
+        for line in scripted_messages(lines):
+            try:
+                handle_line(line, agent, noting_errors, ask=lambda _prompt: None, home=home)
+            except ExitChat:
+                break
+    except KeyboardInterrupt:
+        emit(Event("warning", "Cancelled; the agent and its messages are kept."))
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 # -- interactive -------------------------------------------------------------------------------------
@@ -183,7 +209,7 @@ def run_interactive(agent: Agent, console: Console, printer: LivePrinter, home: 
     mode = InputMode()
     session = _session(agent, mode, home / "history", home)
     console.print(
-        f"[dim]Chatting with [bold]{agent.name}[/bold]. /help for commands, // for multiline input, "
+        f"[dim]Chatting with [bold]{safe(agent.name)}[/bold]. /help for commands, // for multiline input, "
         "Ctrl-D or /exit to leave.[/]"
     )
 
@@ -191,7 +217,7 @@ def run_interactive(agent: Agent, console: Console, printer: LivePrinter, home: 
         """A one-line answer (Enter sends), whatever the input mode."""
         multiline, mode.multiline = mode.multiline, False
         try:
-            return session.prompt(prompt)
+            return clean_text(session.prompt(prompt))
         except (KeyboardInterrupt, EOFError):
             return None
         finally:
@@ -199,7 +225,7 @@ def run_interactive(agent: Agent, console: Console, printer: LivePrinter, home: 
 
     while True:
         try:
-            line = session.prompt(lambda: "… " if mode.multiline else "> ")
+            line = clean_text(session.prompt(lambda: "… " if mode.multiline else "> "))
         except KeyboardInterrupt:
             continue  # Ctrl-C at the prompt clears the line
         except EOFError:
@@ -216,12 +242,14 @@ def run_interactive(agent: Agent, console: Console, printer: LivePrinter, home: 
             return
 
 
-def chat(agent: Agent, *, json_output: bool, color: bool, home: Path, stdin: TextIO | None = None) -> None:
+def chat(agent: Agent, *, json_output: bool, color: bool, home: Path, stdin: TextIO | None = None) -> int:
+    """Run the chat; returns the exit status (interactive: 0 on /exit or Ctrl-D; scripted: see run_scripted)."""
     stdin = stdin or sys.stdin
     console = Console(no_color=not color, highlight=False, soft_wrap=True)
     interactive = stdin.isatty() and sys.stdout.isatty() and not json_output
     if interactive:
         agent.stream = True  # show send_message's text as the model writes it
         run_interactive(agent, console, LivePrinter(console), home)
-    else:
-        run_scripted(agent, stdin, EventPrinter(console, json_output=json_output, echo_user=True), home)
+        return EXIT_OK
+    printer = EventPrinter(console, json_output=json_output, echo_user=True)
+    return run_scripted(agent, tolerant(stdin), printer, home)

@@ -23,6 +23,7 @@ _CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
 
 NAME_MAX = 64
+NAME_MAX_BYTES = 200  # a file name is at most 255 bytes: 64 four-byte letters plus a suffix would not fit
 _NAME = re.compile(r"[^\W_][\w.-]*", re.UNICODE)
 NAME_RULE = (
     f"use 1-{NAME_MAX} letters, digits, '-', '_' or '.', starting with a letter or digit"
@@ -58,7 +59,12 @@ def decode_bytes(data: bytes) -> str:
 
 
 def is_valid_name(name: str) -> bool:
-    return len(name) <= NAME_MAX and _NAME.fullmatch(name) is not None and name.isprintable()
+    return (
+        len(name) <= NAME_MAX
+        and _NAME.fullmatch(name) is not None
+        and name.isprintable()
+        and len(name.encode("utf-8")) <= NAME_MAX_BYTES
+    )
 
 
 def check_name(name: str, kind: str = "agent") -> str:

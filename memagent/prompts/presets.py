@@ -1,9 +1,13 @@
 """Presets and the files they name: system prompts (+ their field YAML), personas, humans, custom
-core-memory files and layout templates. User files in $MEMAGENT_HOME come before the bundled ones."""
+core-memory files and layout templates. User files in $MEMAGENT_HOME come before the bundled ones.
+
+Every name is checked with the one name rule (``memagent.text.check_name``) before it becomes a path, and
+every file is read with ``read_user_text``: a binary, non-UTF-8 or unreadable file is one ConfigError line
+naming the file and the fix, and the text is cleaned like all text entering memagent.
+"""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -14,17 +18,30 @@ import yaml
 from memagent.errors import ConfigError
 from memagent.memory.core import DEFAULT_SECTION_LIMIT, CoreMemory, Section
 from memagent.prompts.template import DEFAULT_LAYOUT, DEFAULT_SECTION, SystemPromptTemplate
+from memagent.text import check_name, clean_text
 
 DEFAULT_PRESET = "memgpt_chat"
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 BUNDLED = Path(str(resources.files("memagent") / "data"))
+_KIND_NAMES = {"presets": "preset", "system_prompts": "system prompt", "personas": "persona", "humans": "human"}
 
 
-def check_name(name: str, kind: str) -> str:
-    """Names are names: no paths, no '..'."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
-        raise ConfigError(f"Invalid {kind} name {name!r}: use letters, digits, '-', '_' or '.', not a path.")
-    return name
+def read_user_text(path: Path) -> str:
+    """A text file memagent reads (preset, prompt, template, persona...) as clean text, or one ConfigError
+    line saying which file, what is wrong with it and how to fix it. A UTF-8 byte-order mark is allowed."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"Can't read {path}: {exc.strerror or exc}; make it a readable text file.") from None
+    if b"\x00" in data:
+        raise ConfigError(f"{path} is not a text file (it holds NUL bytes); replace it with UTF-8 text or remove it.")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); save it as UTF-8 and try again."
+        ) from None
+    return clean_text(text)
 
 
 @dataclass(frozen=True)
@@ -38,7 +55,7 @@ class Library:
         return folders + [BUNDLED / kind]
 
     def find(self, kind: str, name: str, suffix: str, *, required: bool = True) -> Path | None:
-        check_name(name, kind.rstrip("s"))
+        check_name(name, _KIND_NAMES.get(kind, kind.rstrip("s")))
         tried = [folder / f"{name}{suffix}" for folder in self.folders(kind)]
         for path in tried:
             if path.is_file():
@@ -59,13 +76,16 @@ class Library:
         return dict(sorted(found.items()))
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml(path: Path) -> Any:
+    """A user's YAML file, or one ConfigError line naming the file (and line) and the problem."""
+    text = read_user_text(path)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
+        return yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError) as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"Invalid YAML in {where}: {getattr(exc, 'problem', exc)}.") from exc
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise ConfigError(f"Invalid YAML in {where}: {problem}; fix the file's syntax.") from None
 
 
 @dataclass(frozen=True)
@@ -97,7 +117,7 @@ _PRESET_KEYS = {
 def load_preset(library: Library, name: str) -> Preset:
     path = library.find("presets", name, ".yaml")
     assert path is not None
-    data = _read_yaml(path)
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"Preset {path} must be a YAML mapping with system_prompt and functions.")
     unknown = sorted(set(data) - _PRESET_KEYS)
@@ -142,14 +162,11 @@ def load_template(library: Library, preset: Preset, builtin_fields: dict[str, st
     fields = dict(builtin_fields)
     yaml_path = path.with_suffix(".yaml")
     if yaml_path.is_file():
-        extra = _read_yaml(yaml_path) or {}
-        if not isinstance(extra, dict):
-            raise ConfigError(f"Field file {yaml_path} must map field names to text.")
-        fields.update({str(k): "" if v is None else str(v) for k, v in extra.items()})
+        fields.update(_field_file(yaml_path))
     layout = _read_text(library, preset.system_message_layout_template) or DEFAULT_LAYOUT
     section = _read_text(library, preset.core_memory_section_template) or DEFAULT_SECTION
     return SystemPromptTemplate(
-        text=path.read_text(encoding="utf-8").rstrip("\n"),
+        text=read_user_text(path).rstrip("\n"),
         fields=fields,
         layout=layout,
         section_template=section,
@@ -162,11 +179,25 @@ def _read_text(library: Library, name: str | None) -> str | None:
         return None
     path = library.find("presets", name, ".txt")
     assert path is not None
-    return path.read_text(encoding="utf-8").rstrip("\n")
+    return read_user_text(path).rstrip("\n")
+
+
+def _field_file(path: Path) -> dict[str, str]:
+    """A system prompt's field YAML: plain field names (like {persona_intro} in the prompt) to text."""
+    extra = read_yaml(path) or {}
+    if not isinstance(extra, dict):
+        raise ConfigError(f"Field file {path} must map field names to text.")
+    for key in extra:
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ConfigError(
+                f"Field file {path}: {clean_text(repr(key))[:80]} is not a field name; use a plain name "
+                "like persona_intro (letters, digits and '_')."
+            )
+    return {key: "" if value is None else clean_text(str(value)) for key, value in extra.items()}
 
 
 def builtin_fields() -> dict[str, str]:
-    data = _read_yaml(BUNDLED / "builtin_fields.yaml")
+    data = read_yaml(BUNDLED / "builtin_fields.yaml")
     return {str(k): str(v) for k, v in data.items()}
 
 
@@ -174,7 +205,7 @@ def initial_core_memory(library: Library, preset: Preset) -> CoreMemory:
     if preset.core_memory_type == "custom" and preset.core_memory_file:
         path = library.find("presets", preset.core_memory_file, ".yaml")
         assert path is not None
-        data = _read_yaml(path)
+        data = read_yaml(path)
         if not isinstance(data, dict) or not data:
             raise ConfigError(f"Core memory file {path} must map section names to {{content, max_length}}.")
         sections = {}
@@ -192,7 +223,7 @@ def initial_core_memory(library: Library, preset: Preset) -> CoreMemory:
     assert persona is not None and human is not None
     return CoreMemory(
         {
-            "persona": Section(persona.read_text(encoding="utf-8").strip()),
-            "human": Section(human.read_text(encoding="utf-8").strip()),
+            "persona": Section(read_user_text(persona).strip()),
+            "human": Section(read_user_text(human).strip()),
         }
     )

@@ -64,4 +64,4 @@ def test_an_unknown_preset_names_the_paths_looked_for(tmp_path):
 
 def test_a_preset_name_that_is_a_path_is_refused(tmp_path):
     line = one_line_error(run_cli(["chat", "--preset", "../etc/passwd"], tmp_path / "h", "hi\n"))
-    assert "not a path" in line
+    assert "Invalid preset name '../etc/passwd'" in line

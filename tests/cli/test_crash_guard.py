@@ -95,3 +95,9 @@ def test_every_crash_message_is_one_line_with_a_fix() -> None:
         assert signal.Signals(signum).name in line and "`memagent chat --agent sam` resumes" in line
     assert "memagent agents list" in crash_message(signal.SIGILL, None)
     assert "GGML_NATIVE=OFF" in crash_message(signal.SIGILL, "sam")
+
+
+def test_the_resume_hint_is_clean_and_quoted_for_the_shell() -> None:
+    line = crash_message(signal.SIGSEGV, "bad\x1b[2J name\n; rm -rf ~")
+    assert "\x1b" not in line and "\n" not in line
+    assert "`memagent chat --agent 'bad name ; rm -rf ~'` resumes" in line

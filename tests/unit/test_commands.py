@@ -435,3 +435,62 @@ def test_input_keys_alt_enter_and_multiline_mode():
         assert session.prompt("> ") == "three\nfour"
         keys.send_text("//\r")  # a lone // is sent by Enter, to switch back
         assert session.prompt("> ") == "//"
+
+
+# -- hostile input: cleaned once where it enters, never raises -------------------------------------------
+
+HOSTILE = "new\ud800 text\x00 with \x1b[31mcolour\x1b[0m\x07"
+CLEANED = "new\ufffd text with colour"
+
+
+def test_rethink_and_rewrite_store_hostile_text_cleaned(make_agent, events, store):
+    agent, _ = make_agent([reply("Hello")])
+    agent.run_turn("hi", events)
+    run(f"/rethink {HOSTILE}", agent, events)
+    run(f"/rewrite {HOSTILE}", agent, events)
+    assistant = [m for m in stored(store, agent) if m.role == "assistant"][-1]
+    assert assistant.payload["content"] == CLEANED
+    assert json.loads(assistant.payload["function_call"]["arguments"])["message"] == CLEANED
+    assert not events.of("error")
+
+
+def test_answers_to_questions_are_cleaned_too(make_agent, events, store):
+    agent, _ = make_agent()
+    name = agent.template.field_names()[0]
+    run("/edit_template_field", agent, events, answers=[name, HOSTILE])
+    assert store.find_agent(agent.name).state["template_fields"] == {name: CLEANED}
+    run(f"/edit_template_field {name} {HOSTILE}", agent, events)
+    assert agent.template.fields[name] == CLEANED
+
+
+@pytest.mark.parametrize("path", ["a\x00b", "\ud800.txt", "x" * 5000, "\x1b[2J/nowhere"],
+                         ids=["nul", "surrogate", "too-long", "escape"])
+def test_attach_a_hostile_path_is_one_error(make_agent, events, store, path):
+    agent, _ = make_agent()
+    run(f"/attach {path}", agent, events)
+    (error,) = events.of("error")
+    assert "\x1b" not in error.text and "\x00" not in error.text
+    assert store.count_passages(agent.agent_id) == 0
+
+
+def test_an_unknown_hostile_command_is_echoed_clean(make_agent, events):
+    agent, _ = make_agent()
+    run("/\x1b[2Jwipe\ud800", agent, events)
+    assert events.of("error")[-1].text.startswith("Unknown command /wipe\ufffd.")
+
+
+def test_scripted_lines_are_cleaned_and_blank_lines_skipped(make_agent, events, store):
+    agent, _ = make_agent([reply("one"), reply("two")])
+    run_scripted(agent, [f"{HOSTILE}\n", "\n", "   \n", "\x00\n", "second\n"], events)
+    assert [e.text for e in events.of("user_message")] == [CLEANED, "second"]
+    assert not events.of("error")
+    assert store.search_messages(agent.agent_id, "colour").total == 1
+
+
+def test_piped_bytes_that_are_not_utf8_are_read_as_replacement_characters(make_agent, events, store):
+    from memagent.repl import tolerant
+
+    agent, _ = make_agent([reply("ok")])
+    stdin = io.TextIOWrapper(io.BytesIO(b"caf\xe9 \xff\xfe au lait\n"), encoding="utf-8")
+    run_scripted(agent, tolerant(stdin), events)
+    assert [e.text for e in events.of("user_message")] == ["caf\ufffd \ufffd\ufffd au lait"]

@@ -95,10 +95,84 @@ def test_a_missing_referenced_file_names_the_path_looked_for(home):
         load_preset(Library(home), "p")
 
 
-@pytest.mark.parametrize("name", ["../evil", "/etc/passwd", "a/b", "a\\b", "..", ""])
-def test_names_that_are_paths_are_refused(home, name):
-    with pytest.raises(ConfigError, match="not a path"):
+@pytest.mark.parametrize("name", ["../evil", "/etc/passwd", "a/b", "a\\b", "..", "", ".hidden", "-x", "a\nb",
+                                  "\x1b[31mred", "a\x00", "\ud800", "x" * 65])
+def test_names_that_are_paths_or_unsafe_to_echo_are_refused(home, name):
+    with pytest.raises(ConfigError, match="^Invalid preset name .*letters, digits") as raised:
         load_preset(Library(home), name)
+    assert "\n" not in str(raised.value) and "\x1b" not in str(raised.value)
+
+
+def test_names_inside_a_preset_follow_the_same_rule(home):
+    write(home / "presets" / "p.yaml", "system_prompt: ../../etc/passwd\nfunctions: [send_message]\n")
+    with pytest.raises(ConfigError, match="^Invalid system prompt name '../../etc/passwd'"):
+        load_preset(Library(home), "p")
+    write(home / "presets" / "q.yaml", "system_prompt: memgpt_chat\npersona: [a, b]\nfunctions: [send_message]\n")
+    with pytest.raises(ConfigError, match="^Invalid persona name"):
+        load_preset(Library(home), "q")
+
+
+# -- files that are not what they should be: one line naming the file and the fix ------------------------
+
+BAD_FILES = {
+    "binary": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "is not a text file (it holds NUL bytes)"),
+    "latin-1": ("system_prompt: memgpt_chat  # café\nfunctions: [send_message]\n".encode("latin-1"),
+                "is not UTF-8 text (byte 0xe9 on line 1)"),
+    "utf-16": ("system_prompt: memgpt_chat\nfunctions: [send_message]\n".encode("utf-16"), "NUL bytes"),
+    "bad-yaml": (b"system_prompt: [unclosed\nfunctions: [send_message]\n", "Invalid YAML in"),
+}
+
+
+def one_line_config_error(call) -> str:
+    with pytest.raises(ConfigError) as raised:
+        call()
+    message = str(raised.value)
+    assert "\n" not in message, message
+    return message
+
+
+@pytest.mark.parametrize("kind", list(BAD_FILES))
+def test_a_bad_preset_file_is_one_line(home, kind):
+    data, expected = BAD_FILES[kind]
+    path = home / "presets" / "broken.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(data)
+    message = one_line_config_error(lambda: load_preset(Library(home), "broken"))
+    assert str(path) in message and expected in message
+
+
+@pytest.mark.parametrize("target", ["system_prompts/mine.txt", "system_prompts/mine.yaml", "personas/pp.txt",
+                                    "humans/hh.txt", "presets/layout.txt"])
+def test_a_binary_or_non_utf8_template_or_memory_file_is_one_line(home, make_agent, target):
+    write(home / "presets" / "p.yaml", "system_prompt: mine\npersona: pp\nhuman: hh\n"
+          "system_message_layout_template: layout\nfunctions: [send_message]\n")
+    write(home / "system_prompts" / "mine.txt", "You are {name}.")
+    write(home / "system_prompts" / "mine.yaml", "name: Sam\n")
+    write(home / "personas" / "pp.txt", "I am Sam.")
+    write(home / "humans" / "hh.txt", "Brad.")
+    write(home / "presets" / "layout.txt", "{system}\n{core_memory_content}")
+    for index, (data, expected) in enumerate(((b"ok\x00\x01", "NUL bytes"), ("café".encode("latin-1"), "not UTF-8"))):
+        (home / target).write_bytes(data)
+        message = one_line_config_error(lambda name=f"a{index}": make_agent(preset="p", agent=name))
+        assert str(home / target) in message and expected in message
+
+
+def test_control_and_escape_codes_in_user_files_are_cleaned(home, make_agent):
+    write(home / "presets" / "p.yaml", "system_prompt: mine\npersona: pp\nfunctions: [send_message]\n")
+    write(home / "system_prompts" / "mine.txt", "You are {name}.\x1b[2J\x07")
+    write(home / "system_prompts" / "mine.yaml", "name: Sam\x1b[31m\n")
+    write(home / "personas" / "pp.txt", "I am\x1b]0;title\x07 Sam.")
+    agent, _ = make_agent(preset="p")
+    assert "You are Sam." in agent.system_message and "I am Sam." in agent.system_message
+    assert "\x1b" not in agent.system_message and "\x07" not in agent.system_message
+
+
+def test_a_field_file_key_must_be_a_field_name(home, make_agent):
+    write(home / "presets" / "p.yaml", "system_prompt: mine\nfunctions: [send_message]\n")
+    write(home / "system_prompts" / "mine.txt", "You are {name}.")
+    write(home / "system_prompts" / "mine.yaml", "name: Sam\n'bad key': x\n")
+    message = one_line_config_error(lambda: make_agent(preset="p"))
+    assert "mine.yaml" in message and "'bad key' is not a field name" in message
 
 
 def test_custom_core_memory_sections_with_an_optional_limit(home, make_agent):

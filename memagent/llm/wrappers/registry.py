@@ -1,5 +1,6 @@
 """Every wrapper, by name: the built-in ones, user files in $MEMAGENT_HOME/wrappers/, and installed
-packages' `memagent.wrappers` entry points. All three register the same way."""
+packages' `memagent.wrappers` entry points. All three register the same way, and every name follows the
+one name rule (`memagent.text.check_name`): it is echoed and typed by users."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from types import ModuleType
 
 from memagent.errors import ConfigError
 from memagent.llm.wrappers.base import LLMChatCompletionWrapper
+from memagent.text import check_name, clean_text
 
 DEFAULT_WRAPPER = "chatml"
 BUILTIN_MODULES = (
@@ -85,6 +87,22 @@ def _wrappers_in_module(module: ModuleType) -> list[type[LLMChatCompletionWrappe
     return found
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(clean_text(str(exc)).split())
+
+
+def _entries(classes: list[type[LLMChatCompletionWrapper]], origin: str, where: str) -> list[WrapperEntry]:
+    """Registry entries for the classes a file or package defines; a bad name is that file's error."""
+    entries = []
+    for cls in classes:
+        try:
+            name = check_name(cls.name, "wrapper")
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc} Rename the wrapper (its class's `name`).") from None
+        entries.append(WrapperEntry(name, cls, origin))
+    return entries
+
+
 def _builtin() -> list[WrapperEntry]:
     entries = []
     for module_name in BUILTIN_MODULES:
@@ -103,8 +121,10 @@ def _from_files(folder: Path) -> list[WrapperEntry]:
         try:
             spec.loader.exec_module(module)
         except Exception as exc:  # a user's file: report it as theirs, don't crash
-            raise ConfigError(f"Wrapper file {path} failed to load: {exc}. Fix or remove the file.") from exc
-        entries += [WrapperEntry(cls.name, cls, str(path)) for cls in _wrappers_in_module(module)]
+            raise ConfigError(
+                f"Wrapper file {path} failed to load: {type(exc).__name__}: {_one_line(exc)}. Fix or remove the file."
+            ) from exc
+        entries += _entries(_wrappers_in_module(module), str(path), f"Wrapper file {path}")
     return entries
 
 
@@ -114,10 +134,13 @@ def _from_entry_points() -> list[WrapperEntry]:
         try:
             obj = ep.load()
         except Exception as exc:
-            raise ConfigError(f"Wrapper entry point {ep.name!r} failed to load: {exc}") from exc
+            raise ConfigError(
+                f"Wrapper entry point {ep.name!r} failed to load: {type(exc).__name__}: {_one_line(exc)}. "
+                "Reinstall or uninstall the package that provides it."
+            ) from exc
         classes = [obj] if inspect.isclass(obj) else _wrappers_in_module(obj)
         dist = ep.dist.name if ep.dist else ep.value
-        entries += [WrapperEntry(cls.name, cls, f"entry point {dist}") for cls in classes]
+        entries += _entries(classes, f"entry point {dist}", f"Wrapper entry point {ep.name!r} ({dist})")
     return entries
 
 
