@@ -67,7 +67,7 @@ def open_store(settings: Settings, *, create: bool = True, read_only: bool = Fal
         yield None
         return
     if read_only:
-        store = _read_only_store(settings.db_path)
+        store = _store(settings.db_path, read_only=True)
     else:
         check_writable(settings.db_path)
         store = _store(settings.db_path)
@@ -81,18 +81,6 @@ def _store(path: Path, **options: bool) -> Store:
     from memagent.memory.store import Store
 
     return Store(path, **options)
-
-
-def _read_only_store(path: Path) -> Store:
-    """Store(path, read_only=True). Compatibility shim until the store's read-only option (issue 16, another
-    branch) is merged: a Store without it is opened as before. Remove the check once it is everywhere."""
-    import inspect
-
-    from memagent.memory.store import Store
-
-    if "read_only" in inspect.signature(Store).parameters:
-        return _store(path, read_only=True)
-    return _store(path)
 
 
 def check_writable(db_path: Path) -> None:

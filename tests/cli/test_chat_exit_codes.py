@@ -117,8 +117,6 @@ def test_bytes_that_are_not_utf8_and_control_codes_in_piped_input_are_cleaned_no
     assert b"\x1b" not in result.stdout
 
 
-@pytest.mark.xfail(strict=False, reason="needs the agent to clean model output before storing it (issue 16, "
-                   "another branch); the printer's part is tests/unit/test_render.py")
 def test_a_lone_surrogate_in_a_reply_does_not_end_the_chat(tmp_path):
     home = tmp_path / "home"
     result = chat(home, "SURROGATE please\n", "--json")

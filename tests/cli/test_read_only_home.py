@@ -85,7 +85,6 @@ def test_presets_and_wrappers_list_work_in_a_read_only_home(read_only_home):
     assert wrappers.returncode == 0 and "mine" in wrappers.stdout, wrappers.stderr
 
 
-@pytest.mark.xfail(strict=False, reason="needs Store(read_only=...) (issue 16, the store's branch)")
 def test_agents_list_and_show_work_in_a_read_only_home(read_only_home):
     listed = run_as_owner(["agents", "list"], read_only_home)
     assert listed.returncode == 0 and "sam" in listed.stdout, listed.stderr
