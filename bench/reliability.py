@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import shutil
 import tempfile
 import time
@@ -35,12 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Section, Timer, log, targets_table
-from bench.reliability_proc import Chat, FakeServer, check_agent, closed_port
+from bench.reliability_proc import STOP_TIMEOUT, Chat, FakeServer, check_agent, closed_port
 
 PARTS = ("soak", "concurrent", "faults")
 KILL_POINTS = {"reply": 30, "edit": 20, "summary": 20, "random": 20, "parent": 10}  # shares of the kills
 SOAK_CONTEXT = 3300  # tokens: small enough that the soak's agents summarize every few turns
 SOAK_MESSAGES = 14
+SOAK_MARKER = re.compile(r"k\d{3}\.\d{2}")
 KILLS_PER_AGENT = 8
 STEP_DELAY, SUMMARY_DELAY = 0.05, 0.3  # the fake model's latency, seconds
 RUN_CAP = 90.0  # seconds any one chat may take before it is killed and counted as stuck
@@ -160,7 +162,7 @@ def soak(plan: Plan, work: Path) -> dict[str, Any]:
             row["OK edits"] += len(edits)
             row["lost edits"] += sum(1 for marker in edits if marker not in check.core_lines)
             row["edits without their step"] += sum(
-                1 for line in check.core_lines if line.startswith("k") and line not in check.appended
+                1 for line in check.core_lines if SOAK_MARKER.fullmatch(line) and line not in check.appended
             )
             row["half-applied"] += check.half_applied
             row["integrity failures"] += check.integrity != "ok" and check.integrity != "no database"
@@ -170,6 +172,9 @@ def soak(plan: Plan, work: Path) -> dict[str, Any]:
                 notes.append(f"kill {number} ({point}): resume failed: {why}")
             if (number + 1) % 10 == 0:
                 log(f"soak: {number + 1}/{len(points)} kills")
+    outlived = sum(row["child outlived parent"] for row in rows.values())
+    if outlived:
+        notes.insert(0, f"{outlived} times the chat's child outlived its SIGKILLed parent by {STOP_TIMEOUT:g} s")
     return {"rows": {p: dict(c) for p, c in rows.items()}, "notes": notes[:20], "kills": len(points)}
 
 
@@ -303,6 +308,7 @@ def run(plan: Plan) -> Section:
     from bench import reliability_doc
 
     figures: dict[str, Any] = {}
+    measured, started = reliability_doc.commit(), time.strftime("%Y-%m-%d %H:%M %Z")
     with Timer() as timer:
         work = Path(tempfile.mkdtemp(prefix="memagent-reliability-"))
         try:
@@ -312,7 +318,9 @@ def run(plan: Plan) -> Section:
                 figures[part]["seconds"] = round(time.perf_counter() - started, 1)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    kept = reliability_doc.keep(figures, plan) if not plan.quick else {"latest": figures, "baseline": {}}
+    kept = {"latest": figures, "baseline": {}}
+    if not plan.quick:
+        kept = reliability_doc.keep(figures, plan, measured, started)
     section = timer.stamp(reliability_doc.section(kept["latest"], plan.command()))
     if not plan.quick:
         reliability_doc.write(kept)

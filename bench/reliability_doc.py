@@ -20,17 +20,17 @@ TITLE = "Reliability: kill -9, processes side by side, server faults"
 
 
 def commit() -> str:
-    """The commit measured; "+changes" when memagent/ differs from it."""
+    """The commit memagent/ was last changed in (what is measured); "+changes" when it differs from it."""
     try:
         head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+            ["git", "log", "-1", "--format=%h", "--", "memagent"], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--", "memagent"], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return head + ("+changes" if dirty else "")
+    return (head or "unknown") + ("+changes" if dirty else "")
 
 
 def load() -> dict[str, dict[str, Any]]:
@@ -39,13 +39,15 @@ def load() -> dict[str, dict[str, Any]]:
     return {"baseline": {}, "latest": {}}
 
 
-def keep(figures: dict[str, Any], plan: Any) -> dict[str, dict[str, Any]]:
+def keep(
+    figures: dict[str, Any], plan: Any, measured: str | None = None, started: str | None = None
+) -> dict[str, dict[str, Any]]:
     """Store this run's parts under "baseline" or "latest", keeping the other parts and the other set."""
     kept = load()
     which = "baseline" if plan.baseline else "latest"
     stamp = {
-        "commit": commit(),
-        "started": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "commit": measured or commit(),
+        "started": started or time.strftime("%Y-%m-%d %H:%M %Z"),
         "machine": machine_info()["CPU"],
         "command": plan.command() + (" --baseline" if plan.baseline else ""),
     }
@@ -59,7 +61,7 @@ def keep(figures: dict[str, Any], plan: Any) -> dict[str, dict[str, Any]]:
 def _records(figures_or_records: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Accept both kept records ({part: {"figures": ...}}) and a quick run's bare figures."""
     return {
-        part: value if "figures" in value else {"figures": value, "commit": commit(), "started": "", "machine": ""}
+        part: value if "figures" in value else {"figures": value, "commit": commit(), "started": "", "command": ""}
         for part, value in figures_or_records.items()
     }
 
