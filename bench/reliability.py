@@ -327,6 +327,23 @@ def run(plan: Plan) -> Section:
     return section
 
 
+def rebuild() -> None:
+    """docs/RELIABILITY.md and bench/results/reliability.json again, from the kept figures."""
+    from bench import reliability_doc
+    from bench.run_all import save_result
+
+    kept = reliability_doc.load()
+    records = kept.get("latest") or kept.get("baseline") or {}
+    if not records:
+        raise SystemExit(f"no figures kept in {reliability_doc.FIGURES}: run the benchmark first")
+    reliability_doc.write(kept)
+    first = next(iter(records.values()))
+    section = reliability_doc.section(records, first["command"])
+    section.seconds = sum(r["figures"].get("seconds", 0.0) for r in records.values())
+    save_result(section, first["started"])
+    print(f"wrote {reliability_doc.DOC}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="10 kills, 2 processes once, the matrix capped at 30 s")
@@ -337,7 +354,11 @@ def main() -> None:
     parser.add_argument("--fault-cap", type=float, help="seconds before a faulted chat counts as trapped (120)")
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--baseline", action="store_true", help="keep these figures as the before-fixes baseline")
+    parser.add_argument("--rebuild", action="store_true", help="only rewrite the doc from the kept figures")
     args = parser.parse_args()
+    if args.rebuild:
+        rebuild()
+        return
     plan = Plan.quick_plan() if args.quick else Plan()
     only = tuple(p for p in args.only.split(",") if p) or PARTS
     if set(only) - set(PARTS):
