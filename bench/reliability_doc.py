@@ -241,8 +241,7 @@ measured and reported here, never asserted in tests.
   Reported: the exit code, how the user was told (*one line*, *internal error*, *traceback*, *nothing*),
   seconds until the process gave control back (killed and counted *trapped* at the cap), and whether the
   agent is intact after (a resumed chat against a healthy server answers; no half-applied step; the DB checks
-  ok) with the
-  user's message kept.
+  ok) with the user's message kept.
 
 The **before** column is the code before the fixes of issue 16 (the baseline, kept until a run with
 `--baseline` replaces it); the **after** column is the latest full run: once the fixes are merged,
