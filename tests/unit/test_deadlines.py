@@ -1,0 +1,306 @@
+"""Deadlines on model calls (issue 16): a server that stalls or drips is cut off with one line naming the
+server, the limit and `--timeout`, however the bytes come.
+
+The stalls and drips are real: a raw-socket server in a thread on 127.0.0.1. No test waits for anything
+but the call under test, which must return by itself; each fake server gives up after a minute, so a
+broken deadline fails the test instead of hanging it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from memagent.errors import BackendError
+from memagent.llm.backends.deadline import DEFAULT_FIRST_BYTE_TIMEOUT, DEFAULT_TIMEOUT, call_limits
+from memagent.llm.backends.registry import create_backend
+
+GIVE_UP = 60.0  # seconds a fake server keeps stalling or dripping before it hangs up
+PACE = 0.05  # seconds between dripped bytes
+
+Behaviour = Callable[[socket.socket, threading.Event], None]
+
+
+class FakeServer:
+    """Accepts connections on 127.0.0.1 and plays `behaviour` on each, in a thread of its own."""
+
+    def __init__(self, behaviour: Behaviour) -> None:
+        self.behaviour = behaviour
+        self.stop = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            _read_request(conn)
+            with contextlib.suppress(OSError):  # the client hung up: that is what the deadline does
+                self.behaviour(conn, self.stop)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+        for thread in self.threads:
+            thread.join(timeout=5)
+
+
+def _read_request(conn: socket.socket) -> None:
+    """Read the request's head and its Content-Length body, so the client's write never blocks."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lengths = [line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")]
+    length = int(lengths[0]) if lengths else 0
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        body += chunk
+
+
+def drip(conn: socket.socket, stop: threading.Event, data: bytes) -> None:
+    """Send `data` over and over, one byte every PACE seconds, until GIVE_UP."""
+    for index in range(int(GIVE_UP / PACE)):
+        if stop.wait(PACE):
+            return
+        conn.sendall(data[index % len(data) : index % len(data) + 1])
+
+
+def silent(conn: socket.socket, stop: threading.Event) -> None:
+    stop.wait(GIVE_UP)
+
+
+def drip_headers(conn: socket.socket, stop: threading.Event) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\n")
+    drip(conn, stop, b"X-Slow: still coming\r\n")
+
+
+def drip_sse_body(conn: socket.socket, stop: threading.Event) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
+    drip(conn, stop, b'data: {"content": "a"}\n\n')
+
+
+def events_then_drip(conn: socket.socket, stop: threading.Event) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
+    conn.sendall(b'data: {"content": "a"}\n\ndata: {"content": "b"}\n\n')
+    drip(conn, stop, b'data: {"content": "c"}\n\n')
+
+
+def drip_json_body(conn: socket.socket, stop: threading.Event) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+    drip(conn, stop, b'{"content": "aaaaaaaa')
+
+
+def headers_then_pause(pause: float) -> Behaviour:
+    """Headers at once, then silence for `pause` seconds (a long prompt being read), then a whole answer."""
+
+    def behaviour(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
+        if stop.wait(pause):
+            return
+        event = {"content": "done", "stop": True, "stop_type": "eos", "tokens_predicted": 1, "tokens_evaluated": 3}
+        conn.sendall(f"data: {json.dumps(event)}\n\n".encode())
+
+    return behaviour
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Behaviour], FakeServer]]:
+    servers: list[FakeServer] = []
+
+    def start(behaviour: Behaviour) -> FakeServer:
+        servers.append(FakeServer(behaviour))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def assert_one_line(error: BaseException, *parts: str) -> None:
+    message = str(error)
+    assert "\n" not in message, message
+    for part in parts:
+        assert part in message, message
+
+
+# -- the limits ------------------------------------------------------------------------------------
+def test_default_limits_give_control_back_within_the_first_byte_limit_but_let_a_generation_run() -> None:
+    limits = call_limits(None)
+    assert (limits.first_byte, limits.overall) == (DEFAULT_FIRST_BYTE_TIMEOUT, DEFAULT_TIMEOUT)
+    assert limits.first_byte < 60 < limits.overall
+
+
+def test_a_given_timeout_is_the_deadline_and_bounds_the_first_byte_too() -> None:
+    assert call_limits(90) == call_limits(90, 90)
+    assert (call_limits(90).first_byte, call_limits(90).overall) == (90, 90)
+    assert call_limits(5, first_byte_timeout=50).first_byte == 5  # never longer than the whole call
+    assert call_limits(None, first_byte_timeout=2).overall == DEFAULT_TIMEOUT
+
+
+@pytest.mark.parametrize("bad", [0, -1, "30", True])
+def test_a_bad_timeout_is_one_config_line(bad: Any) -> None:
+    with pytest.raises(Exception, match="positive number of seconds") as caught:
+        create_backend("llamacpp", context_length=4096, timeout=bad)
+    assert type(caught.value).__name__ == "ConfigError"
+
+
+# -- stalls and drips against a real socket --------------------------------------------------------
+def test_a_server_that_never_answers_is_cut_off_at_the_first_byte_limit(serve: Callable[..., FakeServer]) -> None:
+    server = serve(silent)
+    backend = create_backend("llamacpp", endpoint=server.url, context_length=4096, first_byte_timeout=0.5)
+    with backend, pytest.raises(BackendError) as caught:
+        backend.complete("p")
+    assert_one_line(caught.value, f"the llama.cpp server at {server.url}/completion", "not a byte within 0.5 s",
+                    "--timeout SECONDS", "MEMAGENT_TIMEOUT")
+
+
+def test_a_given_timeout_bounds_a_silent_server(serve: Callable[..., FakeServer]) -> None:
+    server = serve(silent)
+    backend = create_backend("ollama", endpoint=server.url, model="m", timeout=0.5)
+    with backend, pytest.raises(BackendError) as caught:
+        backend.complete("p")
+    assert_one_line(caught.value, f"the Ollama server at {server.url}/api/generate", "within the 0.5 s deadline",
+                    "--timeout SECONDS")
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "name", "options"),
+    [
+        pytest.param(drip_headers, "llamacpp", {"context_length": 4096}, id="headers"),
+        pytest.param(drip_sse_body, "llamacpp", {"context_length": 4096}, id="streamed-body"),
+        pytest.param(drip_json_body, "openai-completions", {}, id="whole-body"),
+    ],
+)
+def test_a_server_that_drips_forever_is_cut_off_at_the_deadline(
+    serve: Callable[..., FakeServer], behaviour: Behaviour, name: str, options: dict[str, Any]
+) -> None:
+    """A byte every 50 ms resets any per-read timeout forever; the overall deadline still ends the call."""
+    server = serve(behaviour)
+    backend = create_backend(name, endpoint=server.url, timeout=0.8, **options)
+    with backend, pytest.raises(BackendError) as caught:
+        backend.complete("p")
+    assert_one_line(caught.value, server.url, "within the 0.8 s deadline", "--timeout SECONDS")
+
+
+def test_a_streamed_call_shows_what_came_before_the_deadline(serve: Callable[..., FakeServer]) -> None:
+    server = serve(events_then_drip)
+    pieces: list[str] = []
+    backend = create_backend("llamacpp", endpoint=server.url, context_length=4096, timeout=1.0)
+    with backend, pytest.raises(BackendError, match="within the 1 s deadline"):
+        backend.complete("p", on_text=pieces.append)
+    assert pieces[:2] == ["a", "b"] and set(pieces) <= {"a", "b", "c"}
+
+
+def test_after_the_first_byte_only_the_deadline_bounds_the_wait(serve: Callable[..., FakeServer]) -> None:
+    """A server that answered at once and then reads a long prompt in silence is slow, not stalled."""
+    server = serve(headers_then_pause(1.0))
+    backend = create_backend("llamacpp", endpoint=server.url, context_length=4096, first_byte_timeout=0.3, timeout=60)
+    with backend:
+        result = backend.complete("p")
+    assert (result.text, result.prompt_tokens) == ("done", 3)
+
+
+def test_the_start_check_gives_up_on_a_silent_server_at_the_first_byte_limit(
+    serve: Callable[..., FakeServer],
+) -> None:
+    server = serve(silent)
+    backend = create_backend("koboldcpp", endpoint=server.url, first_byte_timeout=0.5)
+    with backend, pytest.raises(BackendError) as caught:
+        backend.check_reachable()
+    assert_one_line(caught.value, f"the KoboldCpp server at {server.url}", "not a byte within 0.5 s", "--timeout")
+
+
+def test_the_backend_works_again_after_a_deadline(serve: Callable[..., FakeServer]) -> None:
+    """The deadline ends one call, not the backend: the next call gets its own."""
+    server = serve(silent)
+    answer = {"content": "fine", "stop": True}
+    stalled = create_backend("llamacpp", endpoint=server.url, context_length=4096, timeout=0.5)
+    with stalled, pytest.raises(BackendError, match="deadline"):
+        stalled.complete("p")
+    calls = iter([httpx.ReadTimeout("stalled"), httpx.Response(200, json=answer)])
+
+    def play(request: httpx.Request) -> httpx.Response:
+        step = next(calls)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    backend = create_backend("llamacpp", context_length=4096, timeout=5, transport=httpx.MockTransport(play))
+    with pytest.raises(BackendError, match="not a byte within 5 s"):
+        backend.complete("p")
+    assert backend.complete("p").text == "fine"
+
+
+# -- the deadline covers retries and whatever the transport ----------------------------------------
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_retries_and_their_backoff_count_against_the_deadline() -> None:
+    clock = FakeClock()
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock.advance(seconds)
+
+    busy = httpx.Response(503, json={"error": {"message": "Loading model"}})
+    backend = create_backend(
+        "llamacpp", context_length=4096, timeout=2, retries=10, transport=httpx.MockTransport(lambda _: busy),
+        sleep=sleep, clock=clock,
+    )
+    with pytest.raises(BackendError) as caught:
+        backend.complete("p")
+    assert sleeps == [0.5, 1.0]  # the next wait (2 s) would end past the deadline: no third try
+    assert_one_line(caught.value, "HTTP 503", "Loading model", "3 attempts within the 2 s deadline", "--timeout")
+
+
+def test_a_stream_that_never_ends_is_cut_at_the_deadline_whatever_the_transport() -> None:
+    clock = FakeClock()
+
+    def endless() -> Iterator[bytes]:
+        while True:
+            clock.advance(1.0)
+            yield b'data: {"content": "x"}\n\n'
+
+    answer = httpx.Response(200, content=endless(), headers={"content-type": "text/event-stream"})
+    backend = create_backend(
+        "llamacpp", context_length=4096, timeout=5, transport=httpx.MockTransport(lambda _: answer), clock=clock
+    )
+    pieces: list[str] = []
+    with pytest.raises(BackendError) as caught:
+        backend.complete("p", on_text=pieces.append)
+    assert pieces == ["x"] * 4  # the fifth came at the deadline
+    assert_one_line(caught.value, "http://127.0.0.1:8080/completion", "within the 5 s deadline", "--timeout")
