@@ -304,3 +304,84 @@ def test_a_stream_that_never_ends_is_cut_at_the_deadline_whatever_the_transport(
         backend.complete("p", on_text=pieces.append)
     assert pieces == ["x"] * 4  # the fifth came at the deadline
     assert_one_line(caught.value, "http://127.0.0.1:8080/completion", "within the 5 s deadline", "--timeout")
+
+
+# -- in process: the deadline is checked after every token ----------------------------------------
+class FakeLlama:
+    """Stands in for llama_cpp.Llama: one token a second on `clock`, asking the stopping criterion after each."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.input_ids: list[int] = []
+        self.n_tokens = 0
+
+    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = True) -> list[int]:
+        return list(text)
+
+    def _tokens(self, max_tokens: int, stopping_criteria: Callable[[Any, Any], bool]) -> Iterator[str]:
+        for _ in range(max_tokens):
+            self.clock.advance(1.0)
+            yield "t"
+            if stopping_criteria(None, None):
+                return
+
+    def create_completion(self, prompt: str, *, stream: bool = False, max_tokens: int, **options: Any) -> Any:
+        pieces = self._tokens(max_tokens, options["stopping_criteria"])
+        if stream:
+            return ({"choices": [{"text": piece, "finish_reason": None}]} for piece in pieces)
+        text = "".join(pieces)
+        usage = {"prompt_tokens": len(prompt), "completion_tokens": len(text)}
+        return {"choices": [{"text": text, "finish_reason": "length"}], "usage": usage}
+
+
+def embedded_backend(timeout: float | None) -> Any:
+    from pathlib import Path
+
+    from memagent.llm.backends.deadline import DEFAULT_EMBEDDED_TIMEOUT
+    from memagent.llm.backends.embedded import EmbeddedBackend
+
+    clock = FakeClock()
+    backend = EmbeddedBackend.__new__(EmbeddedBackend)  # no model file: the fake stands in for llama.cpp
+    backend.limits = call_limits(timeout, default=DEFAULT_EMBEDDED_TIMEOUT)
+    backend._clock = clock
+    backend.model_path = Path("model.gguf")
+    backend.temperature, backend.repeat_penalty, backend._grammars = 0.3, 1.1, {}
+    backend._llm = FakeLlama(clock)
+    return backend
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_an_embedded_generation_past_its_deadline_is_one_line(streamed: bool) -> None:
+    backend = embedded_backend(timeout=5)
+    pieces: list[str] = []
+    with pytest.raises(BackendError) as caught:
+        backend.complete("p", max_tokens=100, on_text=pieces.append if streamed else None)
+    assert_one_line(caught.value, "embedded model model.gguf", "within the 5 s deadline", "--timeout SECONDS")
+    assert backend._llm.clock.now == 1005.0  # stopped at the deadline, not after 100 tokens
+    assert pieces == (["t"] * 5 if streamed else [])
+
+
+def test_an_embedded_generation_within_its_deadline_is_untouched() -> None:
+    backend = embedded_backend(timeout=None)  # the generous default
+    result = backend.complete("p", max_tokens=100)
+    assert result.text == "t" * 100 and result.finish_reason == "length"
+
+
+def test_a_huggingface_generation_past_its_deadline_is_one_line() -> None:
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from memagent.llm.backends.huggingface import HuggingFaceBackend
+
+    clock = FakeClock()
+    backend = HuggingFaceBackend.__new__(HuggingFaceBackend)  # no torch: the model's steps are faked
+    backend.limits, backend._clock, backend.model_path = call_limits(3), clock, Path("m.gguf")
+    backend._eos = frozenset()
+    backend._tokenizer = SimpleNamespace(decode=lambda ids, skip_special_tokens=False: "t" * len(ids))
+    backend._prefill = lambda ids: (None, len(ids))  # type: ignore[method-assign]
+    backend._pick = lambda logits, history: 7  # type: ignore[method-assign]
+    backend._forward = lambda tokens: clock.advance(1.0)  # type: ignore[method-assign]
+    with pytest.raises(BackendError) as caught:
+        backend._generate([1, 2], [], 100, None)
+    assert_one_line(caught.value, "huggingface model m.gguf", "within the 3 s deadline", "--timeout SECONDS")
+    assert clock.now == 1003.0
