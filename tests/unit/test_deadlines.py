@@ -7,125 +7,25 @@ broken deadline fails the test instead of hanging it."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from stalling_server import (
+    Behaviour,
+    FakeServer,
+    drip_headers,
+    drip_json_body,
+    drip_sse_body,
+    events_then_drip,
+    headers_then_pause,
+    silent,
+)
 
 from memagent.errors import BackendError
 from memagent.llm.backends.deadline import DEFAULT_FIRST_BYTE_TIMEOUT, DEFAULT_TIMEOUT, call_limits
 from memagent.llm.backends.registry import create_backend
-
-GIVE_UP = 60.0  # seconds a fake server keeps stalling or dripping before it hangs up
-PACE = 0.05  # seconds between dripped bytes
-
-Behaviour = Callable[[socket.socket, threading.Event], None]
-
-
-class FakeServer:
-    """Accepts connections on 127.0.0.1 and plays `behaviour` on each, in a thread of its own."""
-
-    def __init__(self, behaviour: Behaviour) -> None:
-        self.behaviour = behaviour
-        self.stop = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.2)
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.threads = [threading.Thread(target=self._accept, daemon=True)]
-        self.threads[0].start()
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self.threads.append(thread)
-            thread.start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            _read_request(conn)
-            with contextlib.suppress(OSError):  # the client hung up: that is what the deadline does
-                self.behaviour(conn, self.stop)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.listener.close()
-        for thread in self.threads:
-            thread.join(timeout=5)
-
-
-def _read_request(conn: socket.socket) -> None:
-    """Read the request's head and its Content-Length body, so the client's write never blocks."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lengths = [line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")]
-    length = int(lengths[0]) if lengths else 0
-    while len(body) < length:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return
-        body += chunk
-
-
-def drip(conn: socket.socket, stop: threading.Event, data: bytes) -> None:
-    """Send `data` over and over, one byte every PACE seconds, until GIVE_UP."""
-    for index in range(int(GIVE_UP / PACE)):
-        if stop.wait(PACE):
-            return
-        conn.sendall(data[index % len(data) : index % len(data) + 1])
-
-
-def silent(conn: socket.socket, stop: threading.Event) -> None:
-    stop.wait(GIVE_UP)
-
-
-def drip_headers(conn: socket.socket, stop: threading.Event) -> None:
-    conn.sendall(b"HTTP/1.1 200 OK\r\n")
-    drip(conn, stop, b"X-Slow: still coming\r\n")
-
-
-def drip_sse_body(conn: socket.socket, stop: threading.Event) -> None:
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
-    drip(conn, stop, b'data: {"content": "a"}\n\n')
-
-
-def events_then_drip(conn: socket.socket, stop: threading.Event) -> None:
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
-    conn.sendall(b'data: {"content": "a"}\n\ndata: {"content": "b"}\n\n')
-    drip(conn, stop, b'data: {"content": "c"}\n\n')
-
-
-def drip_json_body(conn: socket.socket, stop: threading.Event) -> None:
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
-    drip(conn, stop, b'{"content": "aaaaaaaa')
-
-
-def headers_then_pause(pause: float) -> Behaviour:
-    """Headers at once, then silence for `pause` seconds (a long prompt being read), then a whole answer."""
-
-    def behaviour(conn: socket.socket, stop: threading.Event) -> None:
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
-        if stop.wait(pause):
-            return
-        event = {"content": "done", "stop": True, "stop_type": "eos", "tokens_predicted": 1, "tokens_evaluated": 3}
-        conn.sendall(f"data: {json.dumps(event)}\n\n".encode())
-
-    return behaviour
 
 
 @pytest.fixture

@@ -316,7 +316,7 @@ def test_create_backend_passes_settings_and_the_key_only_where_they_belong(tmp_p
     backend = create_backend(settings)
     try:
         assert backend.name == "llamacpp" and backend.context_length == 2048
-        assert backend.settings == {"temperature": 0.1} and backend._client.timeout.read == 30
+        assert backend.settings == {"temperature": 0.1} and backend.limits.overall == 30
         assert "authorization" not in backend._client.headers
     finally:
         backend.close()
