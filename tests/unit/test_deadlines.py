@@ -7,6 +7,8 @@ broken deadline fails the test instead of hanging it."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -154,6 +156,38 @@ def test_the_backend_works_again_after_a_deadline(serve: Callable[..., FakeServe
     with pytest.raises(BackendError, match="not a byte within 5 s"):
         backend.complete("p")
     assert backend.complete("p").text == "fine"
+
+
+# -- Ctrl-C works as before: the read stays in the main thread -------------------------------------
+def interrupt_once_asked(conn: Any, stop: Any, request: bytes = b"") -> None:
+    """Ctrl-C while the client waits: the request has been read, so the client is in (or entering) its read."""
+    os.kill(os.getpid(), signal.SIGINT)
+    silent(conn, stop, request)
+
+
+def test_ctrl_c_while_waiting_for_a_server_interrupts_at_once(serve: Callable[..., FakeServer]) -> None:
+    def on_interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # as the REPL's handler does
+
+    server = serve(interrupt_once_asked)
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        backend = create_backend("llamacpp", endpoint=server.url, context_length=4096, timeout=60)
+        with backend, pytest.raises(KeyboardInterrupt):  # not the deadline's BackendError a minute later
+            backend.complete("p")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_in_a_streaming_callback_is_not_turned_into_a_backend_error(serve: Callable[..., FakeServer]) -> None:
+    server = serve(events_then_drip)
+
+    def show(piece: str) -> None:
+        raise KeyboardInterrupt
+
+    backend = create_backend("llamacpp", endpoint=server.url, context_length=4096, timeout=60)
+    with backend, pytest.raises(KeyboardInterrupt):
+        backend.complete("p", on_text=show)
 
 
 # -- the deadline covers retries and whatever the transport ----------------------------------------

@@ -332,6 +332,9 @@ class HTTPBackend(ServerWording, Backend):
                 if timed_out is not None:
                     raise timed_out from exc
                 fault = self._transport_fault(path, exc)
+            except BaseException:  # Ctrl-C, or a bug: nothing may cut a later request's socket
+                watch.stop()
+                raise
             else:
                 watch.stop()
                 response.close()
