@@ -13,8 +13,8 @@ one that retries, backoff and a dripping body all count against. The wording of 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from memagent.errors import BackendError, ConfigError
@@ -208,8 +208,8 @@ class HTTPBackend(ServerWording, Backend):
         path = self.stream_path or self.completion_path
         parts: list[str] = []
         events: list[dict[str, Any]] = []
-        with self._call():
-            for event in self.stream_json(path, body):
+        with self._call(), closing(self.stream_json(path, body)) as stream:
+            for event in stream:
                 if isinstance(event, WholeAnswer):
                     return self._whole(event, path, on_text)
                 piece = self.stream_piece(event)
@@ -262,7 +262,7 @@ class HTTPBackend(ServerWording, Backend):
             response, _ = self._send("GET", path, None)
             return self._decode(response, path)
 
-    def stream_json(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def stream_json(self, path: str, body: dict[str, Any]) -> Generator[dict[str, Any], None, None]:
         """POST `body` and yield each streamed event (SSE `data:` lines up to `[DONE]`, or NDJSON lines);
         an answer in one body (a server that doesn't stream) is yielded whole, as the one WholeAnswer.
 
