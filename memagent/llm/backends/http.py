@@ -273,7 +273,7 @@ class HTTPBackend(ServerWording, Backend):
         with self._call() as deadline:
             response, watch = self._send("POST", path, body, stream=True)
             try:
-                yield from self._events(response, path, deadline)
+                yield from self._read_events(response, path, deadline)
                 cut = watch.fired  # the watchdog's cut can look like a body that simply ended
             except (httpx.TransportError, BackendError) as exc:
                 if not (watch.fired or deadline.expired):
@@ -285,7 +285,7 @@ class HTTPBackend(ServerWording, Backend):
             if cut:
                 raise self._deadline_error(path, deadline)
 
-    def _events(self, response: httpx.Response, path: str, deadline: Deadline) -> Iterator[dict[str, Any]]:
+    def _read_events(self, response: httpx.Response, path: str, deadline: Deadline) -> Iterator[dict[str, Any]]:
         if not _is_stream(response):
             response.read()
             yield WholeAnswer(self._decode(response, path))
