@@ -61,6 +61,11 @@ def chat(
         str | None, typer.Option("--backend-model", help="Model name a server needs (Ollama, vLLM).")
     ] = None,
     context_length: Annotated[int | None, typer.Option("--context-length", help="Context window in tokens.")] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", metavar="SECONDS", help="Deadline for one model call, a silent server's wait "
+                     "included (default: 30 s of silence, 600 s in all). [env MEMAGENT_TIMEOUT]"),
+    ] = None,
     no_verify: Annotated[
         bool, typer.Option("--no-verify", "--no_verify", help="Skip first-message verification.")
     ] = False,
@@ -96,6 +101,7 @@ def chat(
             backend_model=backend_model,
             llm_config=llm_config,
             context_length=context_length,
+            timeout=timeout,
             no_verify=no_verify,
             no_constraint=no_constraint,
             json_output=json_output,

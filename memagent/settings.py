@@ -2,11 +2,12 @@
 
 Precedence, highest first:
 
-1. a command-line flag (--backend, --endpoint, --model, --model-path, --backend-model, --context-length);
+1. a command-line flag (--backend, --endpoint, --model, --model-path, --backend-model, --context-length,
+   --timeout);
 2. the LLM config chosen with --llm-config NAME (or MEMAGENT_LLM_CONFIG): its backend, model_id, endpoint,
-   wrapper, context_length and settings;
+   wrapper, context_length, timeout and settings;
 3. an environment variable (BACKEND_TYPE, OPENAI_API_BASE, MEMAGENT_MODEL, MEMAGENT_MODEL_PATH,
-   MEMAGENT_CONTEXT_LENGTH...);
+   MEMAGENT_CONTEXT_LENGTH, MEMAGENT_TIMEOUT...);
 4. a `.env` file (the current directory's over $MEMAGENT_HOME/.env);
 5. the default (the embedded backend on SmolLM2).
 
@@ -20,6 +21,8 @@ Values that only some backends take (an endpoint, a model path) are used from th
 config only when the chosen backend takes them: OPENAI_API_BASE exported for other tools must not break
 the embedded default. Typed flags always reach the backend, which refuses what it can't use in one line.
 OPENAI_API_KEY is read for the openai backend only (never sent to a local server) and never printed.
+The timeout (the deadline of one model call, see llm/backends/deadline.py) reaches every backend that
+calls a model; `human` (a person typing) has none.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ ENV_VARS = (
     "MEMAGENT_MODEL",
     "MEMAGENT_MODEL_PATH",
     "MEMAGENT_CONTEXT_LENGTH",
+    "MEMAGENT_TIMEOUT",
     "NO_COLOR",
 )
 DEFAULT_BACKEND = "embedded"
@@ -61,6 +65,7 @@ class Settings:
     backend_model: str | None = None  # the model name a server needs (Ollama, vLLM, OpenAI)
     api_key: str | None = field(default=None, repr=False)  # a secret: never in a repr, a log or an error
     context_length: int | None = None
+    timeout: float | None = None  # seconds one model call may take; None: the backend's defaults
     no_verify: bool = False
     constrain: bool = True
     json_output: bool = False
@@ -143,6 +148,8 @@ def build_settings(
     backend_model = _first(flags.get("backend_model"), config.model_id if config and not local else None, None)
     wrapper = _first(flags.get("model"), config and config.wrapper, env.get("MEMAGENT_MODEL"))
     context = _first(flags.get("context_length"), config and config.context_length, env.get("MEMAGENT_CONTEXT_LENGTH"))
+    timeout = _timeout(_first(flags.get("timeout"), config and config.timeout, env.get("MEMAGENT_TIMEOUT")), config)
+    timeout = timeout if takes_option(backend, "timeout") else None
     _check_model_name(backend, backend_model.value, config)
     return Settings(
         home=home,
@@ -155,13 +162,14 @@ def build_settings(
         backend_model=backend_model.value,
         api_key=env.get("OPENAI_API_KEY") or None if backend == "openai" else None,
         context_length=_context_length(context, config),
+        timeout=timeout,
         no_verify=bool(flags.get("no_verify")),
         constrain=not bool(flags.get("no_constraint")),
         json_output=bool(flags.get("json_output")),
         color=not flags.get("no_color") and "NO_COLOR" not in env,
         debug=bool(flags.get("debug")),
         llm_config=config.name if config else None,
-        backend_settings=MappingProxyType(_backend_settings(config, backend)),
+        backend_settings=MappingProxyType(_backend_settings(config, backend, timeout)),
     )
 
 
@@ -188,17 +196,33 @@ def _context_length(choice: _Choice, config: LLMConfig | None) -> int | None:
     return value
 
 
-def _backend_settings(config: LLMConfig | None, backend: str) -> dict[str, Any]:
-    """The config's settings; when a flag switched to another backend, only those that backend takes."""
-    if config is None:
-        return {}
-    if backend == config.backend:
-        return dict(config.settings)
+def _timeout(choice: _Choice, config: LLMConfig | None) -> float | None:
+    if choice.value is None:
+        return None
+    where = {"flag": "--timeout", "config": config.label if config else "", "env": "MEMAGENT_TIMEOUT"}
+    try:
+        value = float(str(choice.value).strip())
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < float("inf"):
+        source = where[choice.source or "flag"]
+        raise ConfigError(f"Timeout {choice.value!r} (from {source}) is not a positive number of seconds.")
+    return value
+
+
+def _backend_settings(config: LLMConfig | None, backend: str, timeout: float | None) -> dict[str, Any]:
+    """The config's settings (when a flag switched to another backend, only those that backend takes),
+    with the timeout chosen by precedence in place of the config's own."""
+    settings = {key: value for key, value in (config.settings if config else {}).items() if key != "timeout"}
+    if timeout is not None:
+        settings["timeout"] = timeout
+    if config is None or backend == config.backend:
+        return settings
     try:
         accepted = setting_names(backend)
     except ConfigError:  # an unknown backend: creating it reports that
         return {}
-    return {key: value for key, value in config.settings.items() if accepted is None or key in accepted}
+    return {key: value for key, value in settings.items() if accepted is None or key in accepted}
 
 
 def _check_model_name(backend: str, model: Any, config: LLMConfig | None) -> None:

@@ -6,9 +6,9 @@
     context_length: 8192      # the model's window in tokens
     wrapper: chatml           # optional: the prompt format (else picked from the model, else the default)
     endpoint: http://127.0.0.1:11434   # optional: the server's URL
-    settings:                 # per-backend settings: sampling, timeouts; merged key by key with inherited ones
+    timeout: 900              # optional: the deadline of one model call in seconds, as --timeout
+    settings:                 # per-backend settings: sampling, retries; merged key by key with inherited ones
       temperature: 0.3
-      timeout: 900
     description: Qwen 2.5 7B on Ollama   # optional: one line for listings
 
 A config is chosen by name (never a path). `$MEMAGENT_HOME/llm_configs/NAME.yaml` comes before the bundled
@@ -35,12 +35,13 @@ from memagent.llm.backends.registry import BACKENDS, RESERVED_OPTIONS, setting_n
 BUNDLED_FOLDER = Path(str(resources.files("memagent") / "data" / "llm_configs"))
 SUFFIX = ".yaml"
 TEXT_KEYS = ("backend", "model_id", "wrapper", "endpoint", "description")
-KNOWN_KEYS = frozenset({"defaults", "context_length", "settings", *TEXT_KEYS})
+KNOWN_KEYS = frozenset({"defaults", "context_length", "timeout", "settings", *TEXT_KEYS})
 # Settings that are numbers whatever the backend: a quoted "0.7" would reach a server as a string.
 NUMERIC_SETTINGS = frozenset(
     {
         "temperature", "top_p", "top_k", "min_p", "typical_p", "repetition_penalty", "repeat_penalty",
-        "presence_penalty", "frequency_penalty", "seed", "threads", "timeout", "connect_timeout", "retries",
+        "presence_penalty", "frequency_penalty", "seed", "threads", "timeout", "first_byte_timeout", "connect_timeout",
+        "retries",
     }
 )  # fmt: skip
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -55,6 +56,7 @@ class LLMConfig:
     backend: str
     model_id: str | None = None
     context_length: int | None = None
+    timeout: float | None = None  # the top-level `timeout`, else `settings.timeout` (the older spelling)
     wrapper: str | None = None
     endpoint: str | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
@@ -196,6 +198,9 @@ def _check_fields(raw: dict[str, Any], path: Path) -> None:
         raise ConfigError(
             f"LLM config {path}: `context_length` must be a positive whole number of tokens, not {length!r}."
         )
+    timeout = raw.get("timeout")
+    if "timeout" in raw and (not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0):
+        raise ConfigError(f"LLM config {path}: `timeout` must be a positive number of seconds, not {timeout!r}.")
     if "endpoint" in raw:
         try:
             normalize_endpoint(raw["endpoint"], "LLM config")
@@ -237,7 +242,7 @@ def _finish(name: str, path: Path, merged: _Merged) -> LLMConfig:
     if "backend" not in values:
         raise ConfigError(f"LLM config {path}: no `backend` (set one, or inherit one with `defaults:`).")
     backend = values["backend"].strip().lower()
-    for key, option in (("endpoint", ("endpoint",)), ("model_id", ("model", "model_path"))):
+    for key, option in (("endpoint", ("endpoint",)), ("model_id", ("model", "model_path")), ("timeout", ("timeout",))):
         if key in values and not any(takes_option(backend, o) for o in option):
             raise ConfigError(f"LLM config {merged.values[key][1]}: `{key}` means nothing to the {backend} backend.")
     accepted = setting_names(backend)
@@ -254,6 +259,7 @@ def _finish(name: str, path: Path, merged: _Merged) -> LLMConfig:
         backend=backend,
         model_id=values.get("model_id"),
         context_length=values.get("context_length"),
+        timeout=values.get("timeout", merged.settings.get("timeout", (None, None))[0]),
         wrapper=values.get("wrapper"),
         endpoint=values.get("endpoint"),
         settings={key: value for key, (value, _) in merged.settings.items()},

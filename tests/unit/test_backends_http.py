@@ -106,7 +106,7 @@ def test_llamacpp_sends_native_completion_with_gbnf_and_reads_stats() -> None:
         "stop": STOP,
         "cache_prompt": True,
         "temperature": 0.2,
-        "stream": False,
+        "stream": True,  # always: the first byte then comes with the first token (deadline.py)
         "grammar": GBNF,
     }
     assert result.text == '{"answer": "ye'
@@ -169,6 +169,34 @@ def test_llamacpp_streams_sse_pieces_as_they_arrive() -> None:
     assert log == ["sent 0", "Hel", "sent 1", "lo", "sent 2"]  # each piece before the next is sent
     assert result.text == "Hello"
     assert (result.finish_reason, result.completion_tokens, result.prompt_tokens) == ("length", 2, 5)
+
+
+@pytest.mark.parametrize(
+    ("name", "answer", "options"),
+    [
+        (
+            "llamacpp",
+            stream(sse({"content": "Hel"}), sse({"content": "lo", "stop": True, "stop_type": "eos",
+                                                 "tokens_predicted": 2, "tokens_evaluated": 5})),
+            {"context_length": 4096},
+        ),
+        (
+            "ollama",
+            stream('{"response": "Hel"}', '{"response": "lo", "done": true, "done_reason": "stop", '
+                   '"prompt_eval_count": 5, "eval_count": 2}'),
+            {"model": "m"},
+        ),
+    ],
+)
+def test_a_call_nobody_watches_still_streams_and_keeps_the_whole_answers_stats(
+    name: str, answer: httpx.Response, options: dict[str, Any]
+) -> None:
+    """Streamed so a stalled server is told from a slow one by its first byte, yet the Completion is the same."""
+    backend, server, _ = make(name, answer, **options)
+    result = backend.complete("p")
+    assert server.body["stream"] is True
+    assert (result.text, result.finish_reason) == ("Hello", "stop")
+    assert (result.prompt_tokens, result.completion_tokens) == (5, 2)
 
 
 # -- OpenAI-compatible /v1/completions -------------------------------------------------------------
@@ -258,7 +286,7 @@ def test_ollama_sends_raw_generate_with_num_ctx_and_schema_format() -> None:
         "model": "qwen2.5:7b",
         "prompt": "PROMPT",
         "raw": True,
-        "stream": False,
+        "stream": True,
         "format": SCHEMA,
         "options": {"num_ctx": 8192, "num_predict": 100, "stop": STOP, "temperature": 0.2},
     }
@@ -352,7 +380,7 @@ def test_koboldcpp_sends_max_length_and_discovered_context() -> None:
 
     first, second = server.requests
     assert (first.method, first.url.path) == ("GET", "/api/extra/true_max_context_length")
-    assert str(second.url) == "http://127.0.0.1:5001/api/v1/generate"
+    assert str(second.url) == "http://127.0.0.1:5001/api/extra/generate/stream"
     assert json.loads(second.content) == {
         "prompt": "PROMPT",
         "max_length": 400,
@@ -582,13 +610,14 @@ def test_any_http_answer_passes_the_start_check(status: int) -> None:
     assert [r.url.path for r in server.requests] == ["/"]
 
 
-def test_read_timeout_is_not_retried() -> None:
+def test_read_timeout_is_not_retried_and_names_the_first_byte_limit_and_the_flag() -> None:
     backend, server, sleeps = make("llamacpp", httpx.ReadTimeout("timed out"), context_length=4096, timeout=30)
     with pytest.raises(BackendError) as caught:
         backend.complete("p")
     assert len(server.requests) == 1 and sleeps == []
     assert caught.value.transient
-    assert_one_line(caught.value, "http://127.0.0.1:8080/completion", "read timeout after 30s", "--timeout")
+    assert_one_line(caught.value, "http://127.0.0.1:8080/completion", "not a byte within 30 s", "--timeout SECONDS",
+                    "MEMAGENT_TIMEOUT")
 
 
 def test_503_is_retried_with_growing_delays_then_succeeds() -> None:
@@ -675,6 +704,25 @@ def test_context_overflow_without_numbers_uses_prompt_estimate_and_known_context
     with pytest.raises(ContextOverflowError) as caught:
         backend.complete("x" * 400)
     assert (caught.value.prompt_tokens, caught.value.context_length) == (100, 1000)
+    assert "about 100 tokens (estimated) > 1000 tokens" in str(caught.value)  # not passed off as the server's
+
+
+def test_context_overflow_without_any_known_context_leaves_the_number_out() -> None:
+    backend, _, _ = make("openai-completions", httpx.Response(400, text="prompt exceeds the context window"))
+    with pytest.raises(ContextOverflowError) as caught:
+        backend.complete("x" * 400)
+    assert str(caught.value) == (
+        "Request exceeds maximum context length (about 100 tokens (estimated); the server did not say its "
+        "context length)"
+    )
+
+
+def test_context_overflow_with_the_servers_numbers_says_them_plainly() -> None:
+    error = {"error": {"message": "the request exceeds the available context size", "n_prompt_tokens": 5000,
+                       "n_ctx": 4096}}
+    backend, _, _ = make("llamacpp", httpx.Response(400, json=error), context_length=4096)
+    with pytest.raises(ContextOverflowError, match=r"\(5000 > 4096 tokens\)"):
+        backend.complete("p")
 
 
 def test_html_answer_is_a_backend_error() -> None:

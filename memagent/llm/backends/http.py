@@ -4,33 +4,38 @@ Each server backend is a small subclass saying where to POST, what body to send 
 the answer. Everything that can go wrong on the wire is handled here once: bounded retries with
 exponential backoff for faults that go away by themselves, and every failure reaches the user as ONE
 line naming the URL and what to check. httpx is imported lazily so listing backends costs nothing.
-The pure helpers (endpoint checks, JSON digging, stream lines, failure wording) are in ``http_util.py``
-and re-exported here.
+Every call has a deadline (``deadline.py``): a first-byte limit for a server that stalls and an overall
+one that retries, backoff and a dripping body all count against. The wording of failures is in
+``http_faults.py``; the pure helpers (endpoint checks, JSON digging, stream lines) are in
+``http_util.py`` and re-exported here.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from memagent.errors import BackendError, ConfigError, ContextOverflowError
+from memagent.errors import BackendError, ConfigError
 from memagent.llm.backends.base import Backend, Completion, Constraint, estimate_tokens
+from memagent.llm.backends.deadline import (
+    DEFAULT_TIMEOUT,
+    Clock,
+    Deadline,
+    Watchdog,
+    call_limits,
+    first_byte_message,
+)
+from memagent.llm.backends.http_faults import BackendHTTPError, ServerWording
 from memagent.llm.backends.http_util import (
     as_int,
     check_numbers,
     dig,
     finish_reason,
-    generic_advice,
     ndjson_payload,
     normalize_endpoint,
     one_line,
-    overflow_numbers,
-    retry_after,
-    says_context_overflow,
     sse_payload,
     stream_payloads,
 )
@@ -55,51 +60,15 @@ __all__ = [
     "sse_payload",
 ]
 
-# A whole non-streamed generation must arrive within the read timeout: CPU inference of a long prompt
-# plus a few hundred tokens takes minutes, so it is generous. Connecting to a live server is instant.
-DEFAULT_TIMEOUT = 600.0
+# The deadlines of a call (DEFAULT_TIMEOUT and the first-byte limit) are in deadline.py. Connecting to a
+# live server is instant.
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_RETRIES = 3
 BACKOFF_BASE = 0.5
 BACKOFF_MAX = 8.0
 
 
-# What a crashed llama.cpp-based server most often means on a machine other than the one that built it.
-_CRASH_HINT = (
-    "'Illegal instruction' there means llama.cpp was built for CPU features this machine lacks: "
-    "rebuild the server with -DGGML_NATIVE=OFF."
-)
-
-
-class BackendHTTPError(BackendError):
-    """A BackendError for an HTTP error status, keeping the status so callers can tell 404 from 503."""
-
-    def __init__(self, message: str, *, status: int, transient: bool = False) -> None:
-        super().__init__(message, transient=transient)
-        self.status = status
-
-
-@dataclass
-class _Fault:
-    """One failed attempt: the parts of the final message, and whether waiting could fix it."""
-
-    what: str
-    detail: str
-    advice: str
-    retry: bool
-    transient: bool
-    status: int | None = None
-    retry_after: float | None = None
-
-    def error(self, attempts: int) -> BackendError:
-        detail = f"{self.detail}, gave up after {attempts} attempts" if attempts > 1 else self.detail
-        message = f"{self.what} ({detail}). {self.advice}".strip()
-        if self.status is None:
-            return BackendError(message, transient=self.transient)
-        return BackendHTTPError(message, status=self.status, transient=self.transient)
-
-
-class HTTPBackend(Backend):
+class HTTPBackend(ServerWording, Backend):
     """A Backend reached over HTTP. Subclasses set the class attributes and the four request hooks."""
 
     label: ClassVar[str] = "server"  # "the llama.cpp server at <url>" in every message
@@ -110,6 +79,10 @@ class HTTPBackend(Backend):
     tokenize_path: ClassVar[str | None] = None  # None: count_tokens estimates
     default_context_length: ClassVar[int | None] = None  # None: ask the server or demand --context-length
     model_hint: ClassVar[str | None] = None  # set when the server needs a model name
+    # Ask for a stream even when nobody shows the pieces: then the first byte comes with the first token, not
+    # when the whole answer is done, so a stalled server is told from a slow one within the first-byte limit.
+    # Off where the stream lacks what a non-streamed answer has (token usage).
+    stream_always: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -118,33 +91,44 @@ class HTTPBackend(Backend):
         model: str | None = None,
         context_length: int | None = None,
         api_key: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float | None = None,
+        first_byte_timeout: float | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Clock = time.monotonic,
         **settings: Any,
     ) -> None:
-        """`settings` are extra sampling fields (temperature, top_p...) sent to the server as they are."""
+        """`settings` are extra sampling fields (temperature, top_p...) sent to the server as they are.
+
+        `timeout` is the overall deadline of one model call and `first_byte_timeout` how long the server
+        may stay silent (see deadline.py); None means the defaults."""
         import httpx
 
         self.endpoint = normalize_endpoint(endpoint or self.default_endpoint, self.label)
         if self.model_hint and not model:
             hint = self.model_hint
             raise ConfigError(f"The {self.name} backend needs a model name: pass --backend-model ({hint}).")
-        check_numbers(context_length, timeout, connect_timeout, retries)
+        self.limits = call_limits(timeout, first_byte_timeout)
+        check_numbers(context_length, self.limits.overall, connect_timeout, retries)
         self.model = model
         self.settings = settings
         self.retries = retries
         self._context_length = context_length
         self._secret = api_key or None
         self._sleep = sleep
+        self._clock = clock
+        self._connect_timeout = connect_timeout
+        self._deadline: Deadline | None = None  # the model call in progress, retries included
         self._can_tokenize = self.tokenize_path is not None
         self._answered = False  # whether the server has answered a request in this session
         self._client = httpx.Client(
             base_url=self.endpoint,
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            timeout=httpx.Timeout(self.limits.overall, connect=connect_timeout),
             transport=transport,
+            # No idle connections: each request opens its own, so the watchdog always learns its socket.
+            limits=httpx.Limits(max_keepalive_connections=0),
             headers={"Authorization": f"Bearer {api_key}"} if api_key else None,
         )
 
@@ -164,14 +148,13 @@ class HTTPBackend(Backend):
         """One GET of the server's root: any HTTP answer will do, no answer is one BackendError line."""
         import httpx
 
+        deadline, watch = Deadline(self.limits.overall, self._clock), Watchdog()  # waits for headers only
         try:
-            self._client.get("/").close()
+            self._exchange("GET", "/", None, deadline, watch).close()
         except httpx.TransportError as exc:
-            raise self._transport_fault("", exc).error(1) from exc
-
-    def url(self, path: str) -> str:
-        """The full URL for messages, without any user:password part of the endpoint."""
-        return re.sub(r"^(https?://)[^/@]*@", r"\1", self.endpoint + path)
+            raise self._failure("", deadline, watch, exc) from exc
+        finally:
+            watch.stop()
 
     # -- Backend -----------------------------------------------------------------------------------
     @property
@@ -216,19 +199,32 @@ class HTTPBackend(Backend):
         constraint: Constraint | None = None,
         on_text: Callable[[str], None] | None = None,
     ) -> Completion:
-        body = self.request_body(prompt, list(stop), max_tokens, constraint, stream=on_text is not None)
-        if on_text is None:
+        """Streamed when `on_text` is given or the server streams what a whole answer says (stream_always);
+        a server that answers a streamed request in one JSON body is fine too."""
+        streamed = on_text is not None or self.stream_always
+        body = self.request_body(prompt, list(stop), max_tokens, constraint, stream=streamed)
+        if not streamed:
             return self.parse_completion(self.post_json(self.completion_path, body), self.completion_path)
         path = self.stream_path or self.completion_path
         parts: list[str] = []
         events: list[dict[str, Any]] = []
-        for event in self.stream_json(path, body):
-            piece = self.stream_piece(event)
-            if piece:
-                on_text(piece)
-                parts.append(piece)
-            events.append(event)
+        with self._call(), closing(self.stream_json(path, body)) as stream:
+            for event in stream:
+                if isinstance(event, WholeAnswer):
+                    return self._whole(event, path, on_text)
+                piece = self.stream_piece(event)
+                if piece:
+                    if on_text is not None:
+                        on_text(piece)
+                    parts.append(piece)
+                events.append(event)
         return self.parse_completion(self.merge_stream("".join(parts), events), path)
+
+    def _whole(self, data: dict[str, Any], path: str, on_text: Callable[[str], None] | None) -> Completion:
+        completion = self.parse_completion(data, path)
+        if on_text is not None:
+            on_text(completion.text)
+        return completion
 
     # -- hooks for the raw-completion backends -----------------------------------------------------
     def request_body(
@@ -254,194 +250,155 @@ class HTTPBackend(Backend):
         tokens = data.get("tokens")
         return len(tokens) if isinstance(tokens, list) else None
 
-    def status_advice(self, status: int, message: str) -> str | None:
-        """A backend-specific hint for an error status, if the generic one would mislead."""
-        return None
-
-    # -- helpers for subclasses --------------------------------------------------------------------
-    def require_text(self, text: Any, path: str, where: str) -> str:
-        """The generated text, or one line saying it's missing (wrong server) or empty (retry may help)."""
-        if not isinstance(text, str):
-            raise self._shape_error(path, where)
-        if not text.strip():
-            raise BackendError(
-                f"The {self.label} at {self.url(path)} returned no text. The model stopped at once: check "
-                "the stop strings and the prompt format; trying again may help.",
-                transient=True,
-            )
-        return text
-
-    def _shape_error(self, path: str, where: str) -> BackendError:
-        return BackendError(
-            f"The {self.label} at {self.url(path)} answered without {where}. Is --backend {self.name} "
-            "right for this server?"
-        )
-
     # -- the wire ----------------------------------------------------------------------------------
     def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST `body` as JSON and return the decoded JSON object, retrying transient faults."""
-        return self._decode(self._send("POST", path, body), path)
+        with self._call():
+            response, _ = self._send("POST", path, body)
+            return self._decode(response, path)
 
     def get_json(self, path: str) -> dict[str, Any]:
-        return self._decode(self._send("GET", path, None), path)
+        with self._call():
+            response, _ = self._send("GET", path, None)
+            return self._decode(response, path)
 
-    def stream_json(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """POST `body` and yield each streamed event (SSE `data:` lines up to `[DONE]`, or NDJSON lines).
+    def stream_json(self, path: str, body: dict[str, Any]) -> Generator[dict[str, Any], None, None]:
+        """POST `body` and yield each streamed event (SSE `data:` lines up to `[DONE]`, or NDJSON lines);
+        an answer in one body (a server that doesn't stream) is yielded whole, as the one WholeAnswer.
 
         Faults before the first byte are retried like post_json; a fault mid-stream is not (the text
         already shown can't be taken back) and becomes one transient BackendError."""
         import httpx
 
-        response = self._send("POST", path, body, stream=True)
-        try:
-            for payload in stream_payloads(response.iter_lines(), self.stream_format):
-                yield self._event(payload, path)
-        except httpx.TransportError as exc:
-            raise self._transport_fault(path, exc).error(1) from exc
-        finally:
-            response.close()
+        with self._call() as deadline:
+            response, watch = self._send("POST", path, body, stream=True)
+            try:
+                yield from self._read_events(response, path, deadline)
+                cut = watch.fired  # the watchdog's cut can look like a body that simply ended
+            except (httpx.TransportError, BackendError) as exc:
+                if not (watch.fired or deadline.expired):
+                    raise exc if isinstance(exc, BackendError) else self._transport_fault(path, exc).error(1) from exc
+                raise self._deadline_error(path, deadline) from exc  # or like a half line
+            finally:
+                watch.stop()
+                response.close()
+            if cut:
+                raise self._deadline_error(path, deadline)
 
-    def _send(self, method: str, path: str, body: Any, *, stream: bool = False) -> httpx.Response:
-        """One request, retried with exponential backoff while the fault is one that waiting can fix."""
+    def _read_events(self, response: httpx.Response, path: str, deadline: Deadline) -> Iterator[dict[str, Any]]:
+        if not _is_stream(response):
+            response.read()
+            yield WholeAnswer(self._decode(response, path))
+            return
+        for payload in stream_payloads(response.iter_lines(), self.stream_format):
+            event = self._event(payload, path)
+            if deadline.expired:  # a server that streams forever, however fast
+                raise self._deadline_error(path, deadline)
+            yield event
+
+    @contextmanager
+    def _call(self) -> Iterator[Deadline]:
+        """The deadline of the model call in progress: a complete() and everything in it (retries, backoff,
+        the streamed body) share one; a request on its own gets its own."""
+        if self._deadline is not None:
+            yield self._deadline
+            return
+        self._deadline = Deadline(self.limits.overall, self._clock)
+        try:
+            yield self._deadline
+        finally:
+            self._deadline = None
+
+    def _send(self, method: str, path: str, body: Any, *, stream: bool = False) -> tuple[httpx.Response, Watchdog]:
+        """One request, retried with exponential backoff while the fault is one that waiting can fix, all
+        within the current call's deadline. The response comes with its body read, or with `stream` still
+        to read, and then its watchdog still armed: the caller stops it when done."""
         import httpx
 
+        deadline = self._deadline or Deadline(self.limits.overall, self._clock)
         for attempt in range(1, self.retries + 2):
+            watch = Watchdog()
             try:
-                request = self._client.build_request(method, path, json=body)
-                response = self._client.send(request, stream=stream)
+                response = self._exchange(method, path, body, deadline, watch)
+                if response.is_success and stream:
+                    self._answered = True
+                    return response, watch
+                response.read()  # a body that drips is cut off by the watchdog at the deadline
+                if watch.fired:  # cut where a body without a length may seem to end: not the whole answer
+                    raise httpx.ReadTimeout("cut off at the deadline")
             except httpx.TransportError as exc:
+                watch.stop()
+                timed_out = self._timeout_error(path, deadline, watch, exc)
+                if timed_out is not None:
+                    raise timed_out from exc
                 fault = self._transport_fault(path, exc)
+            except BaseException:  # Ctrl-C, or a bug: nothing may cut a later request's socket
+                watch.stop()
+                raise
             else:
+                watch.stop()
+                response.close()
                 if response.is_success:
                     self._answered = True
-                    return response
-                if stream:
-                    response.read()
-                    response.close()
+                    return response, watch
                 fault = self._status_fault(path, response, body)
             if not fault.retry or attempt > self.retries:
                 raise fault.error(attempt)
             delay = min(BACKOFF_BASE * 2 ** (attempt - 1), BACKOFF_MAX)
-            self._sleep(max(delay, min(fault.retry_after or 0.0, BACKOFF_MAX)))
+            delay = max(delay, min(fault.retry_after or 0.0, BACKOFF_MAX))
+            if delay >= deadline.remaining():  # the next try could not finish in time: this fault is the answer
+                raise fault.error(attempt, deadline=deadline.seconds)
+            self._sleep(delay)
         raise AssertionError("unreachable")
 
-    def _transport_fault(self, path: str, exc: httpx.TransportError) -> _Fault:
+    def _exchange(self, method: str, path: str, body: Any, deadline: Deadline, watch: Watchdog) -> httpx.Response:
+        """Send one request and wait for the answer's headers, at most the first-byte limit (or the time
+        left, if less); the body is left to read, with only the overall deadline left to bound it."""
         import httpx
 
-        where = f"the {self.label} at {self.url(path)}"
-        if isinstance(exc, httpx.ConnectError):
-            text = one_line(str(exc), 120)
-            detail = "connection refused" if "refused" in text.lower() else text or "can't connect"
-            advice = "Is it running? Start it or pass --endpoint."
-            if self._answered:  # it answered earlier in this session: it went away since
-                advice = f"It answered before, so it has stopped or crashed: check its log. {_CRASH_HINT}"
-            return _Fault(f"Can't reach {where}", detail, advice, True, False)
-        if isinstance(exc, httpx.ReadTimeout):
-            # Not retried: the server is probably still busy with this very request.
-            seconds = self._client.timeout.read
-            return _Fault(
-                f"No answer from {where}",
-                f"read timeout after {seconds:g}s",
-                "The model may be too slow for this prompt: pass a larger --timeout or use a smaller model.",
-                False,
-                True,
-            )
-        if isinstance(exc, httpx.TimeoutException):
-            return _Fault(
-                f"Can't reach {where}",
-                "timed out connecting",
-                "Is it running and reachable? Check --endpoint.",
-                True,
-                True,
-            )
-        if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
-            return _Fault(
-                f"Lost the connection to {where}",
-                one_line(str(exc), 120) or "connection dropped",
-                f"The server may have crashed or restarted: check its log. {_CRASH_HINT}",
-                True,
-                True,
-            )
-        return _Fault(
-            f"Can't talk to {where}", one_line(str(exc), 120) or type(exc).__name__, "Check --endpoint.", False, False
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            raise httpx.ReadTimeout("the deadline passed before the request was sent")
+        silence = min(self.limits.first_byte, remaining)
+        timeout = httpx.Timeout(remaining, connect=min(self._connect_timeout, remaining), read=silence)
+        request = self._client.build_request(
+            method, path, json=body, timeout=timeout, extensions={"trace": watch.trace}
         )
+        watch.arm(silence)
+        watch.silence = self.limits.first_byte
+        response = self._client.send(request, stream=True)
+        # The first byte came: from here on only the overall deadline bounds the wait. The socket's read
+        # timeout is read from this dict when the body is read; the watchdog covers any transport.
+        timeouts = request.extensions.get("timeout")
+        if isinstance(timeouts, dict):
+            timeouts["read"] = max(deadline.remaining(), 0.001)
+        watch.first_byte_seen = True
+        watch.arm(deadline.remaining())
+        return response
 
-    def _status_fault(self, path: str, response: httpx.Response, body: Any) -> _Fault:
-        status = response.status_code
-        message, payload = self._server_message(response)
-        if says_context_overflow(message):
-            raise self._overflow(message, payload, body)
-        where = f"The {self.label} at {self.url(path)} answered HTTP {status}"
-        advice = self.status_advice(status, message) or generic_advice(status, self.name)
-        retry = status == 429 or status >= 500
-        return _Fault(
-            where,
-            message or response.reason_phrase or "no message",
-            advice,
-            retry,
-            retry,
-            status=status,
-            retry_after=retry_after(response),
-        )
+    def _timeout_error(
+        self, path: str, deadline: Deadline, watch: Watchdog, exc: httpx.TransportError
+    ) -> BackendError | None:
+        """The one line for a request cut off by the deadline or the first-byte limit; None for other faults."""
+        import httpx
 
-    def _server_message(self, response: httpx.Response) -> tuple[str, Any]:
-        """The error text a server put in its answer (OpenAI, llama.cpp, Ollama, FastAPI shapes)."""
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
-        message: Any = None
-        if isinstance(payload, dict):
-            error = payload.get("error")
-            message = error.get("message") if isinstance(error, dict) else error
-            message = message or payload.get("detail") or payload.get("message")
-        if message is None:
-            message = response.text
-        text = message if isinstance(message, str) else json.dumps(message)
-        return self._redact(one_line(text)), payload
+        if deadline.expired or (watch.fired and watch.first_byte_seen):
+            return self._deadline_error(path, deadline)
+        if watch.fired or isinstance(exc, httpx.ReadTimeout):
+            where = f"the {self.label} at {self.url(path)}"
+            return BackendError(first_byte_message(where, watch.silence), transient=True)
+        return None
 
-    def _overflow(self, message: str, payload: Any, body: Any) -> ContextOverflowError:
-        """Turn "prompt too long" into the error the agent answers by summarizing, with the best numbers."""
-        text = message + " " + (json.dumps(payload) if isinstance(payload, dict) else "")
-        prompt_tokens, context = overflow_numbers(text)
-        if prompt_tokens is None:
-            sent = (body.get("prompt") or body.get("messages") or "") if isinstance(body, dict) else ""
-            prompt_tokens = estimate_tokens(sent if isinstance(sent, str) else json.dumps(sent))
-        return ContextOverflowError(prompt_tokens, context or self._context_length or 0)
+    def _failure(self, path: str, deadline: Deadline, watch: Watchdog, exc: httpx.TransportError) -> BackendError:
+        """A fault that is not retried: the deadline's line, or the fault's own."""
+        return self._timeout_error(path, deadline, watch, exc) or self._transport_fault(path, exc).error(1)
 
-    def _decode(self, response: httpx.Response, path: str) -> dict[str, Any]:
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            snippet = one_line(response.text, 60) or "an empty body"
-            raise BackendError(
-                f"The {self.label} at {self.url(path)} did not answer with JSON (got: {snippet}). "
-                f"Is --endpoint pointing at a {self.label}?"
-            )
-        return data
+class WholeAnswer(dict[str, Any]):
+    """A streamed request answered in one body, as a non-streamed request would be."""
 
-    def _event(self, payload: str, path: str) -> dict[str, Any]:
-        """One streamed event as a dict; an error event becomes the same one-line error as a status."""
-        try:
-            event = json.loads(payload)
-        except ValueError:
-            event = None
-        if not isinstance(event, dict):
-            raise BackendError(
-                f"The {self.label} at {self.url(path)} streamed something that isn't JSON "
-                f"({one_line(payload, 60)}). Is --backend {self.name} right for this server?",
-                transient=True,
-            )
-        error = event.get("error")
-        if error:
-            message = self._redact(one_line(str(dig(error, "message") or error)))
-            if says_context_overflow(message):
-                raise self._overflow(message, error, None)
-            raise BackendError(f"The {self.label} at {self.url(path)} failed mid-answer: {message}", transient=True)
-        return event
 
-    def _redact(self, text: str) -> str:
-        """Servers sometimes echo a rejected key back: never let it reach a message."""
-        return text.replace(self._secret, "***") if self._secret else text
+def _is_stream(response: httpx.Response) -> bool:
+    """Whether an answer is a stream of events (SSE or NDJSON) rather than one body: servers that ignore
+    `stream` answer with application/json, errors may come as HTML."""
+    kind = response.headers.get("content-type", "").lower()
+    return any(word in kind for word in ("event-stream", "ndjson", "jsonl"))

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from memagent.errors import ConfigError
+from memagent.errors import ConfigError, ContextOverflowError
 from memagent.llm.backends.base import FinishReason
 
 if TYPE_CHECKING:
@@ -127,6 +127,17 @@ def says_context_overflow(message: str) -> bool:
 def overflow_numbers(text: str) -> tuple[int | None, int | None]:
     """(prompt tokens, context length) as a "prompt too long" message states them, where it does."""
     return _first_number(_PROMPT_NUMBERS, text), _first_number(_CONTEXT_NUMBERS, text)
+
+
+def overflow_error(prompt_tokens: int, context_length: int | None, *, estimated: bool = False) -> ContextOverflowError:
+    """The error for a prompt the server found too long, saying which numbers are only estimates (a server
+    that gave none) and leaving out a context length nobody knows."""
+    error = ContextOverflowError(prompt_tokens, context_length or 0)
+    if estimated or not context_length:
+        size = f"about {prompt_tokens} tokens (estimated)" if estimated else f"{prompt_tokens} tokens"
+        limit = f" > {context_length} tokens" if context_length else "; the server did not say its context length"
+        error.args = (f"Request exceeds maximum context length ({size}{limit})",)
+    return error
 
 
 def generic_advice(status: int, name: str) -> str:

@@ -13,6 +13,8 @@ No constraint: transformers has no GBNF, and enforcing the JSON-schema grammar f
 every vocabulary entry at every step, far too slow on a CPU. `constraint_kinds` is empty, so the wrapper
 describes the format in the prompt and the parser repairs or retries what comes back.
 
+A call has a deadline (`timeout`, generous by default), checked after every generated token.
+
 torch and transformers are imported only when a model is loaded (importing torch alone takes seconds).
 """
 
@@ -29,6 +31,7 @@ from typing import Any
 
 from memagent.errors import BackendError, ConfigError, ContextOverflowError, ModelFileError
 from memagent.llm.backends.base import Backend, Completion, Constraint
+from memagent.llm.backends.deadline import DEFAULT_EMBEDDED_TIMEOUT, TIMEOUT_ADVICE, Clock, Deadline, call_limits
 
 DEFAULT_CONTEXT = 8192
 INSTALL_HINT = "Install the huggingface extra: pip install 'memagent[huggingface]'."
@@ -50,9 +53,13 @@ class HuggingFaceBackend(Backend):
         repetition_penalty: float = 1.0,
         seed: int = 42,
         threads: int | None = None,
+        timeout: float | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
         """`temperature` 0 is greedy decoding; `top_k` 0 and `top_p` 1.0 turn those filters off."""
         _check_sampling(temperature, top_p, top_k, repetition_penalty)
+        self.limits = call_limits(timeout, default=DEFAULT_EMBEDDED_TIMEOUT)
+        self._clock = clock
         self.model_path = _resolve_model_path(model_path)
         self._torch, transformers = _import_libraries(self.model_path)
         if threads:
@@ -111,6 +118,7 @@ class HuggingFaceBackend(Backend):
         self, ids: list[int], stop: list[str], budget: int, on_text: Callable[[str], None] | None
     ) -> Completion:
         started = time.perf_counter()
+        deadline = Deadline(self.limits.overall, self._clock)
         logits, evaluated = self._prefill(ids)
         prompt_ms = (time.perf_counter() - started) * 1000
         stream = _StopStream(stop, on_text)
@@ -125,6 +133,11 @@ class HuggingFaceBackend(Backend):
             if stream.update(self._tokenizer.decode(generated, skip_special_tokens=False)):
                 finish = "stop"
                 break
+            if deadline.expired:
+                raise BackendError(
+                    f"The huggingface model {self.model_path.name} did not finish within the "
+                    f"{self.limits.overall:g} s deadline: {TIMEOUT_ADVICE}."
+                )
             if step + 1 < budget:
                 logits = self._forward([token])
         stream.flush()

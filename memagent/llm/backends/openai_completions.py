@@ -21,6 +21,9 @@ class OpenAICompletionsBackend(HTTPBackend):
     completion_path = "/v1/completions"
     tokenize_path = "/extras/tokenize"  # llama-cpp-python only; elsewhere a 404 switches to the estimate
     constraint_kinds = frozenset({"gbnf"})
+    # These servers' streams carry no token usage (llama-cpp-python's never does), which a non-streamed
+    # answer has: so a call is streamed only when its pieces are shown.
+    stream_always = False
 
     def request_body(
         self, prompt: str, stop: list[str], max_tokens: int, constraint: Constraint | None, *, stream: bool

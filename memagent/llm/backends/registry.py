@@ -33,7 +33,10 @@ if TYPE_CHECKING:
 # Constructor arguments that are options of their own (flags, top-level config keys, injected test
 # doubles), never "settings": a config's `settings:` may not set them.
 RESERVED_OPTIONS = frozenset(
-    {"endpoint", "model", "model_path", "context_length", "api_key", "transport", "sleep", "input_fn", "output_fn"}
+    {
+        "endpoint", "model", "model_path", "context_length", "api_key", "transport", "sleep", "clock", "input_fn",
+        "output_fn",
+    }
 )
 
 
