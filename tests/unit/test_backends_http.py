@@ -872,3 +872,16 @@ def test_human_input_ends_at_eof_and_stop_strings_cut() -> None:
     result = backend.complete("p", stop=STOP, on_text=pieces.append)
     assert result.text == "hello"
     assert pieces == ["hello"]
+
+
+@pytest.mark.parametrize("name", ["llamacpp", "openai-completions", "ollama"])
+def test_an_answer_larger_than_any_reply_is_refused_before_it_is_read(name: str) -> None:
+    def huge(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-length": "50000000"}, content=b"{}")
+
+    backend, server, _ = make(name, huge, context_length=4096, model="m")
+    with pytest.raises(BackendError) as caught:
+        backend.complete("hi", max_tokens=8)
+    message = str(caught.value)
+    assert "50 MB" in message and "--endpoint" in message and "\n" not in message
+    assert len(server.requests) == 1  # not retried: a wrong endpoint does not get better

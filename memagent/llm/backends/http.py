@@ -63,6 +63,7 @@ __all__ = [
 # The deadlines of a call (DEFAULT_TIMEOUT and the first-byte limit) are in deadline.py. Connecting to a
 # live server is instant.
 DEFAULT_CONNECT_TIMEOUT = 10.0
+MAX_BODY_BYTES = 16_000_000  # a whole reply is a few hundred KB at most; a longer body is no model's answer
 DEFAULT_RETRIES = 3
 BACKOFF_BASE = 0.5
 BACKOFF_MAX = 8.0
@@ -320,6 +321,7 @@ class HTTPBackend(ServerWording, Backend):
             watch = Watchdog()
             try:
                 response = self._exchange(method, path, body, deadline, watch)
+                self._check_size(response, path)
                 if response.is_success and stream:
                     self._answered = True
                     return response, watch
@@ -350,6 +352,16 @@ class HTTPBackend(ServerWording, Backend):
                 raise fault.error(attempt, deadline=deadline.seconds)
             self._sleep(delay)
         raise AssertionError("unreachable")
+
+    def _check_size(self, response: httpx.Response, path: str) -> None:
+        """Refuse, before reading it, an answer larger than any model's (a wrong endpoint, a broken server)."""
+        size = _content_length(response)
+        if size is not None and size > MAX_BODY_BYTES:
+            response.close()
+            raise BackendError(
+                f"The {self.label} at {self.url(path)} sent an answer of {size / 1e6:.0f} MB, more than any model "
+                f"reply (memagent reads at most {MAX_BODY_BYTES // 1_000_000} MB). Is --endpoint a model server?"
+            )
 
     def _exchange(self, method: str, path: str, body: Any, deadline: Deadline, watch: Watchdog) -> httpx.Response:
         """Send one request and wait for the answer's headers, at most the first-byte limit (or the time
@@ -395,6 +407,13 @@ class HTTPBackend(ServerWording, Backend):
 
 class WholeAnswer(dict[str, Any]):
     """A streamed request answered in one body, as a non-streamed request would be."""
+
+
+def _content_length(response: httpx.Response) -> int | None:
+    try:
+        return int(response.headers.get("content-length", ""))
+    except ValueError:
+        return None
 
 
 def _is_stream(response: httpx.Response) -> bool:
