@@ -313,9 +313,9 @@ def run(plan: Plan) -> Section:
         work = Path(tempfile.mkdtemp(prefix="memagent-reliability-"))
         try:
             for part in plan.only:
-                started = time.perf_counter()
+                part_start = time.perf_counter()
                 figures[part] = JOBS[part](plan, work)
-                figures[part]["seconds"] = round(time.perf_counter() - started, 1)
+                figures[part]["seconds"] = round(time.perf_counter() - part_start, 1)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     kept = {"latest": figures, "baseline": {}}

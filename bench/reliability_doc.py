@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from bench.common import ROOT, Section, Target, machine_info, md_table, targets_table
+from memagent.text import clean_text
 
 FIGURES = ROOT / "bench" / "results" / "reliability-figures.json"
 DOC = ROOT / "docs" / "RELIABILITY.md"
@@ -146,7 +147,12 @@ def soak_table(figures: dict[str, Any]) -> str:
 def concurrent_table(figures: dict[str, Any]) -> str:
     columns = ("messages", "OK edits", "lost edits", "not stored once", "out of order", "half-applied")
     rows = [
-        (r["processes"], *(r.get(c, 0) for c in columns), r.get("exit non-zero", 0), "; ".join(r["lines"])[:200])
+        (
+            r["processes"],
+            *(r.get(c, 0) for c in columns),
+            r.get("exit non-zero", 0),
+            clean_text("; ".join(r["lines"]))[:200],
+        )
         for r in figures["rounds"]
     ]
     pair = figures["side_by_side"]
@@ -166,7 +172,7 @@ def faults_table(figures: dict[str, Any]) -> str:
         code = "killed" if c["exit code"] is None else c["exit code"]
         stored = {None: "n/a", True: "yes", False: "**no**"}[c["message stored"]]
         intact = "yes" if c["intact"] else f"**no**: {c['why not intact'][:100]}"
-        line = c["line"].replace("|", "\\|")[:160]
+        line = clean_text(c["line"]).replace("|", "\\|")[:160]
         rows.append((c["fault"], code, c["told"], seconds, intact, stored, line))
     return md_table(
         ("fault", "exit code", "user told", "s until control", "agent intact after", "message kept", "the line"), rows
@@ -278,7 +284,8 @@ def write(kept: dict[str, dict[str, Any]]) -> None:
                 parts += [TABLES[part](records[part]["figures"]), ""]
                 notes = records[part]["figures"].get("notes")
                 if notes:
-                    parts += ["Notes: " + "; ".join(n.replace("|", "\\|")[:200] for n in notes[:8]) + ".", ""]
+                    shown = "; ".join(clean_text(n).replace("|", "\\|")[:200] for n in notes[:8])
+                    parts += [f"Notes: {shown}.", ""]
             else:
                 parts += [f"{label}: not measured yet.", ""]
     if after:
