@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from memagent.errors import LLMOutputError
-from memagent.llm.json_repair import NO_CALL, extract_json_value, iter_values
+from memagent.llm.json_repair import NO_CALL, CallReader, extract_json_value, iter_values
 from memagent.llm.validate import HEARTBEAT, dump, match_name, validate_call
 
 __all__ = ["ParsedCall", "extract_json_value", "normalise_call", "parse_function_call", "validate_call"]
@@ -77,8 +77,8 @@ def _arguments(call: dict[str, Any], name_key: str, name: str) -> tuple[dict[str
     raw_args, repairs = call[key], []
     if isinstance(raw_args, str):  # double-encoded: `"arguments": "{\"message\": \"hi\"}"`
         repairs.append("arguments_string")
-        values = list(iter_values(raw_args, None, None))[:1] if raw_args.strip() else [({}, [])]
-        raw_args = values[0][0] if values else raw_args
+        first = next(iter_values(raw_args, None, None), None) if raw_args.strip() else ({}, [])
+        raw_args = first[0] if first is not None else raw_args
     if not isinstance(raw_args, dict | None):
         raise LLMOutputError(f'The arguments of "{name}" must be a JSON object.', dump(call))
     args = dict(raw_args or {})
@@ -162,8 +162,9 @@ def _parse(
     first_error: LLMOutputError | None = None
     # Every candidate as the model wrote it first; only when none of them is a call, the same candidates
     # again, closed where stray text begins (a call the model left open to write a special token or prose).
+    reader = CallReader(text, start_marker, end_marker)  # the second round reuses the first's work
     for before_stray in (False, True):
-        for value, repairs in iter_values(text, start_marker, end_marker, before_stray):
+        for value, repairs in reader.values(before_stray):
             try:
                 return _checked_call(value, repairs, functions)
             except LLMOutputError as err:

@@ -180,9 +180,10 @@ def match_name(name: str, functions: Sequence[Mapping[str, Any]], repairs: list[
         return name
 
     def key(text: str) -> str:
-        return re.sub(r"[^a-z0-9]", "", text.lower().removeprefix("functions."))
+        return re.sub(r"[^a-z0-9]+", "", text.lower().removeprefix("functions."))
 
-    matches = [known for known in names if key(known) == key(name)]
+    wanted = key(name)  # once: a model's "name" can be the whole reply
+    matches = [known for known in names if key(known) == wanted]
     if len(matches) == 1:
         repairs.append("normalised_name")
         return matches[0]
