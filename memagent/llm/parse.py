@@ -21,9 +21,16 @@ from memagent.errors import LLMOutputError
 from memagent.llm.json_repair import NO_CALL, CallReader, extract_json_value, iter_values
 from memagent.llm.validate import HEARTBEAT, dump, match_name, validate_call
 
-__all__ = ["ParsedCall", "extract_json_value", "normalise_call", "parse_function_call", "validate_call"]
+__all__ = [
+    "ParsedCall",
+    "check_reply_length",
+    "extract_json_value",
+    "normalise_call",
+    "parse_function_call",
+    "validate_call",
+]
 
-_MAX_CHARS = 200_000  # far beyond any generation budget
+_MAX_CHARS = 200_000  # far beyond any generation budget; a reply this long still parses in well under a second
 _NAME_KEYS = ("function", "name", "tool_name", "function_name")
 _ARGS_KEYS = ("params", "arguments", "parameters", "args", "input")
 _THOUGHT_KEYS = ("inner_thoughts", "thoughts", "thought")
@@ -125,6 +132,13 @@ def normalise_call(value: object) -> tuple[str, dict[str, Any], str | None, list
 # ---------------------------------------------------------------------------------------------- entry
 
 
+def check_reply_length(raw: str) -> None:
+    """LLMOutputError for a reply over the parser's cap. Wrappers that cut their markers off a reply before
+    parsing it check the reply as it came, so the cap is the same for every wrapper."""
+    if len(raw) > _MAX_CHARS:
+        raise LLMOutputError(f"Your reply was too long ({len(raw)} characters). Call one function.", raw)
+
+
 def parse_function_call(
     raw: str,
     functions: Sequence[Mapping[str, Any]] | None = None,
@@ -155,8 +169,7 @@ def _parse(
     end_marker: str | None,
     prefix: str,
 ) -> ParsedCall:
-    if len(raw) > _MAX_CHARS:
-        raise LLMOutputError(f"Your reply was too long ({len(raw)} characters). Call one function.", raw)
+    check_reply_length(raw)
     repeated = "".join(raw.split()).startswith("".join(prefix.split()))  # whitespace may differ
     text = raw if repeated else prefix + raw
     first_error: LLMOutputError | None = None

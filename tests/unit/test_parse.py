@@ -11,12 +11,14 @@ from hypothesis import strategies as st
 
 from memagent.errors import LLMOutputError
 from memagent.llm.parse import (
+    _MAX_CHARS,
     ParsedCall,
     extract_json_value,
     normalise_call,
     parse_function_call,
     validate_call,
 )
+from memagent.llm.wrappers.registry import available_wrappers
 
 
 def _fn(name: str, props: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -381,6 +383,29 @@ def test_hostile_text_only_raises_llm_output_error(raw: str) -> None:
     with pytest.raises(LLMOutputError) as info:
         parse(raw)
     assert info.value.raw == raw
+
+
+def _call_of_length(wrapper_name: str, length: int) -> tuple[str, str]:
+    """A whole send_message call in the wrapper's own format, exactly `length` characters long, and its message."""
+    wrapper = available_wrappers()[wrapper_name].cls()
+    function_call = {"name": "send_message", "arguments": {"message": "MESSAGE"}}
+    text = wrapper.render_call({"role": "assistant", "content": "t", "function_call": function_call})
+    message = "x" * (length - len(text) + len("MESSAGE"))
+    return text.replace("MESSAGE", message), message
+
+
+@pytest.mark.parametrize("wrapper_name", sorted(available_wrappers()))
+def test_the_length_cap_is_the_same_for_every_wrapper(wrapper_name: str) -> None:
+    # Wrappers that cut their opening marker off (hermes, mistral, smollm2) or rebuild the call (functionary)
+    # must still refuse a reply one character over the cap, as it came, and take one right at the cap.
+    wrapper = available_wrappers()[wrapper_name].cls()
+    at_cap, message = _call_of_length(wrapper_name, _MAX_CHARS)
+    assert len(at_cap) == _MAX_CHARS
+    assert wrapper.parse(at_cap, FUNCTIONS).arguments == {"message": message}
+    over = at_cap + " "
+    with pytest.raises(LLMOutputError, match=rf"^Your reply was too long \({_MAX_CHARS + 1} characters\)") as info:
+        wrapper.parse(over, FUNCTIONS)
+    assert info.value.raw == over
 
 
 # ------------------------------------------------------------------------------------- the layers alone

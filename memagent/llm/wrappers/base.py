@@ -20,7 +20,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from memagent.errors import LLMOutputError
 from memagent.llm.constraint import ThoughtsPlacement, function_call_schema
-from memagent.llm.parse import ParsedCall, extract_json_value, parse_function_call
+from memagent.llm.parse import ParsedCall, check_reply_length, extract_json_value, parse_function_call
 
 Message = dict[str, Any]
 FunctionSchema = dict[str, Any]
@@ -243,6 +243,7 @@ class JSONCallWrapper(LLMChatCompletionWrapper):
     def parse(self, raw_llm_output: str, functions: Sequence[FunctionSchema] | None = None) -> ParsedCall:
         # The prompt prefills `call_start`; a model that writes it again is fine too (and so is a past
         # turn's text, which makes render -> parse a round trip).
+        check_reply_length(raw_llm_output)
         text = raw_llm_output.lstrip()
         opener = self.call_start.strip()
         text = text[len(opener) :] if opener and text.startswith(opener) else raw_llm_output

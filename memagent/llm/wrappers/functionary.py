@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from memagent.llm.parse import ParsedCall, parse_function_call
+from memagent.llm.parse import ParsedCall, check_reply_length, parse_function_call
 from memagent.llm.wrappers.base import FunctionSchema, JSONCallWrapper, Message, Turn, parse_named_call
 
 _BLOCK = "<|from|>{role}\n<|recipient|>{recipient}\n<|content|>{text}"
@@ -79,6 +79,7 @@ class FunctionaryWrapper(JSONCallWrapper):
     def parse(self, raw_llm_output: str, functions: Sequence[FunctionSchema] | None = None) -> ParsedCall:
         """The first block addressed to a function gives the name (recipient) and the arguments (content);
         with none (the `all` channel under a constraint) the content is parsed as a JSON call."""
+        check_reply_length(raw_llm_output)
         full = raw_llm_output.lstrip().startswith(("<|from|>", "<|recipient|>"))
         text = raw_llm_output if full else "<|recipient|>" + raw_llm_output  # the prompt ended at the recipient
         call = next((match for match in _CALL.finditer(text) if match.group(1) != "all"), None)
