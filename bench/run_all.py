@@ -20,12 +20,12 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import cpu_builds, memory_scale, prompt_reuse, startup, valid_calls
+from bench import cpu_builds, memory_scale, parse_speed, prompt_reuse, startup, valid_calls
 from bench.common import ROOT, Section, Target, load_text, machine_info, md_table, targets_table
 
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 RESULTS = ROOT / "bench" / "results"
-ORDER = ("startup", "memory_scale", "prompt_reuse", "valid_calls", "cpu_builds")
+ORDER = ("startup", "memory_scale", "prompt_reuse", "valid_calls", "cpu_builds", "parse_speed")
 
 
 def plans(args: argparse.Namespace) -> dict[str, Callable[[], Section]]:
@@ -49,6 +49,9 @@ def plans(args: argparse.Namespace) -> dict[str, Callable[[], Section]]:
             (1 if quick else 7) if args.rounds is None else args.rounds,
             list(cpu_builds.BUILDS),
             emulate=[cpu for cpu in (args.emulate or "").split(",") if cpu],
+        ),
+        "parse_speed": lambda: parse_speed.run(
+            list(parse_speed.QUICK_SIZES if quick else parse_speed.SIZES), 1 if quick else 3
         ),
     }
 
