@@ -42,8 +42,8 @@ _TYPE_WORDS = {
 def _is_type(value: Any, kind: str) -> bool:
     if kind == "integer":
         return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if kind == "number":  # an int is finite however long (math.isfinite would overflow converting it to float)
+        return _is_type(value, "integer") or isinstance(value, float) and math.isfinite(value)
     python_type = _PYTHON_TYPES.get(kind)
     return python_type is not None and isinstance(value, python_type)
 

@@ -461,6 +461,16 @@ def test_validate_call_coerces_safely_and_drops_unknown_arguments() -> None:
         validate_call("pause_heartbeats", {"minutes": True}, FUNCTIONS)
 
 
+def test_a_huge_integer_is_a_number_not_an_internal_error() -> None:
+    # math.isfinite(10**400) raises OverflowError: it ended the parse with "no JSON function call".
+    measure = _fn("measure", {"ratio": {"type": "number"}, "label": S}, ["ratio"])
+    raw = '{"function": "measure", "params": {"ratio": 1' + "0" * 400 + ', "label": 2.5}}'
+    call = parse_function_call(raw, [measure])
+    assert call == ParsedCall("measure", {"ratio": 10**400, "label": "2.5"}, None, ("coerced_types",))
+    with pytest.raises(LLMOutputError, match='"ratio" of measure must be a number'):
+        parse_function_call('{"function": "measure", "params": {"ratio": 1e999}}', [measure])
+
+
 def test_function_names_are_matched_loosely_only_when_unambiguous() -> None:
     raw = '{"name": "functions.Send-Message", "arguments": {"message": "hi"}}'
     assert parse(raw) == ParsedCall("send_message", {"message": "hi"}, None, ("normalised_name",))
