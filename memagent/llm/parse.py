@@ -20,10 +20,12 @@ from typing import Any
 from memagent.errors import LLMOutputError
 from memagent.llm.json_repair import NO_CALL, CallReader, extract_json_value, iter_values
 from memagent.llm.validate import HEARTBEAT, dump, match_name, validate_call
+from memagent.text import clean_any, clean_text
 
 __all__ = [
     "ParsedCall",
     "check_reply_length",
+    "clean_call",
     "extract_json_value",
     "normalise_call",
     "parse_function_call",
@@ -155,9 +157,10 @@ def parse_function_call(
     try:
         return _parse(raw, functions, start_marker, end_marker, prefix)
     except LLMOutputError as err:
-        if err.raw == raw:
+        message = clean_text(str(err))  # it quotes the model's text, which may hold what the call may not
+        if err.raw == raw and message == str(err):
             raise
-        raise LLMOutputError(str(err), raw) from err
+        raise LLMOutputError(message, raw) from err
     except Exception as err:  # defensive: no model text may crash the agent (deep nesting, huge ints...)
         raise LLMOutputError(NO_CALL, raw) from err
 
@@ -193,3 +196,12 @@ def _checked_call(value: object, repairs: list[str], functions: Sequence[Mapping
         args, checked = validate_call(name, args, functions)
         repairs += checked
     return ParsedCall(name, args, thoughts, tuple(dict.fromkeys(repairs)))
+
+
+def clean_call(call: ParsedCall) -> ParsedCall:
+    """`call` with its text cleaned (memagent.text.clean_text): JSON escapes like `\\ud800` or `\\u0000` decode to
+    characters no encoder, database or terminal takes. Every wrapper's `parse` returns its call through this;
+    parse_function_call itself decodes faithfully (a grammar's output comes back exactly as it was written)."""
+    thoughts = None if call.inner_thoughts is None else clean_text(call.inner_thoughts)
+    arguments: dict[str, Any] = clean_any(call.arguments)  # type: ignore[assignment]  # a dict stays a dict
+    return ParsedCall(clean_text(call.name), arguments, thoughts, call.repairs)

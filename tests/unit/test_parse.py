@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from memagent.errors import LLMOutputError
 from memagent.llm.parse import (
     _MAX_CHARS,
     ParsedCall,
+    clean_call,
     extract_json_value,
     normalise_call,
     parse_function_call,
@@ -406,6 +408,45 @@ def test_the_length_cap_is_the_same_for_every_wrapper(wrapper_name: str) -> None
     with pytest.raises(LLMOutputError, match=rf"^Your reply was too long \({_MAX_CHARS + 1} characters\)") as info:
         wrapper.parse(over, FUNCTIONS)
     assert info.value.raw == over
+
+
+@pytest.mark.parametrize("wrapper_name", sorted(available_wrappers()))
+def test_a_parsed_call_carries_no_lone_surrogate_nul_or_escape_code(wrapper_name: str) -> None:
+    # JSON escapes decode to characters no encoder, database or terminal takes (issue 16: "\\ud800" ended the chat)
+    wrapper = available_wrappers()[wrapper_name].cls()
+    thoughts, message = "\ud800 ok\x00", "a\udc00b\x1b[31mc\U0001f600\x07"
+    function_call = {"name": "send_message", "arguments": {"message": message}}
+    text = wrapper.render_call({"role": "assistant", "content": thoughts, "function_call": function_call})
+    escaped = re.sub(r"[^\x00-\x7f]", lambda char: json.dumps(char.group())[1:-1], text)  # `\\ud800`, `\\u001b`
+    assert "\\udc00" in escaped and "\\u001b" in escaped
+    for raw in (text, escaped):
+        call = wrapper.parse(raw, FUNCTIONS)
+        assert call.arguments == {"message": "a\ufffdbc\U0001f600"}
+        assert call.inner_thoughts in ("\ufffd ok", None)  # None: the plain formats have no thoughts
+    # arguments given as a JSON string are decoded by the parser: cleaned all the same
+    double = '{"name": "send_message", "arguments": "{\\"message\\": \\"x\\\\ud800\\"}"}'
+    assert available_wrappers()["hermes"].cls().parse(double, FUNCTIONS).arguments == {"message": "x\ufffd"}
+
+
+def test_clean_call_cleans_every_string_and_keeps_the_rest() -> None:
+    call = ParsedCall("f\x00", {"a\ud800": ["\x1b[2Jx", 1, None, {"k": "\udfff"}]}, "t\x00", ("lenient_json",))
+    assert clean_call(call) == ParsedCall("f", {"a\ufffd": ["x", 1, None, {"k": "\ufffd"}]}, "t", ("lenient_json",))
+    assert parse('{"name": "send_message", "arguments": {"message": "\\ud800"}}').arguments == {"message": "\ud800"}
+
+
+def test_error_messages_quote_the_model_cleaned() -> None:
+    with pytest.raises(LLMOutputError) as info:
+        parse('{"function": "\\ud800\\u001b[2J", "params": {}}')
+    assert str(info.value).startswith('Unknown function "\ufffd".')
+    assert info.value.raw == '{"function": "\\ud800\\u001b[2J", "params": {}}'
+
+
+def test_functionary_errors_carry_the_reply_as_it_came() -> None:
+    wrapper = available_wrappers()["functionary"].cls()
+    raw = '<|from|>assistant\n<|recipient|>all\n<|content|>{"arguments": {}}'  # no function addressed
+    with pytest.raises(LLMOutputError, match="no function name") as info:
+        wrapper.parse(raw, FUNCTIONS)
+    assert info.value.raw == raw
 
 
 # ------------------------------------------------------------------------------------- the layers alone
