@@ -307,11 +307,6 @@ class _Candidate:
         return None if closed is None else _decoded(closed, [*self.fixes, closing], (_decode_json, _decode_python))
 
 
-def _parse_candidate(text: str, before_stray: bool = False) -> _Found | None:
-    """The first way of reading `text` as a JSON value that works (see _Candidate), or None."""
-    return _Candidate(text).parse(before_stray)
-
-
 class CallReader:
     """The candidate values of one reply, each scanned and decoded once however many rounds ask for them."""
 
