@@ -8,10 +8,10 @@ own format (arguments full of surrogates, escapes, NUL, special tokens, huge num
 point and mutated (pieces inserted, ranges deleted, doubled or replaced), hostile calls, random JSON values as
 replies and as arguments, and random JSON-ish text. Every test is derandomized, so CI runs the same inputs.
 
-Per run, for each registered wrapper: two calls cut at every point (plain and with `\\uXXXX` escapes, about
-600 cuts), 120 hostile calls, 180 mutated calls, 60 JSON values (two replies each) and 60 texts: about 13,900
-parses in all, which `test_the_fuzz_parses_at_least_10000_inputs` checks; plus 800 streamer runs. About 40 s
-on 2 busy cores.
+Per run, for each registered wrapper: three calls cut at every point (plain and with `\\uXXXX` escapes, about
+1,000 cuts), 140 hostile calls, 60 mutated calls, 40 JSON values (two replies each) and 40 texts: about
+15,400 parses in all, which `test_the_fuzz_parses_at_least_10000_inputs` checks; plus 500 streamer runs.
+About 25 s of CPU: under a minute on 2 busy cores.
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ json_values = st.recursive(
 SAMPLE_CALLS = [
     ("send_message", "Hi \"Chad\"!\nCafé ✓ 😀 \\o/ <|im_end|> }]", {"message": 'Sure: {"a": [1]} </tool_call>'}),
     ("core_memory_append", "Save it.", {"name": "human", "content": "Likes tea.", "request_heartbeat": True}),
+    ("probe", None, {"text": "é\\", "count": -12, "ratio": 2.5e-3, "flag": False, "tags": ["a", ""], "maybe": None}),
 ]
 parsed_inputs: list[int] = []  # one entry per parse, for the count test
 
@@ -250,7 +251,7 @@ def model_outputs(draw: st.DrawFn, wrapper: LLMChatCompletionWrapper) -> str:
 
 
 @pytest.mark.parametrize("name", WRAPPERS)
-@settings(FAST, max_examples=180)
+@settings(FAST, max_examples=60)
 @given(data=st.data())
 def test_mutated_calls_in_each_wrappers_format(name: str, data: st.DataObject) -> None:
     wrapper = make(name, constrained=data.draw(st.booleans()))
@@ -258,7 +259,7 @@ def test_mutated_calls_in_each_wrappers_format(name: str, data: st.DataObject) -
 
 
 @pytest.mark.parametrize("name", WRAPPERS)
-@settings(FAST, max_examples=60)
+@settings(FAST, max_examples=40)
 @given(value=json_values, name_key=st.sampled_from(["function", "name", "tool_name"]), ascii=st.booleans())
 def test_random_json_values_as_replies_and_as_calls(name: str, value: Any, name_key: str, ascii: bool) -> None:
     wrapper = make(name)
@@ -268,7 +269,7 @@ def test_random_json_values_as_replies_and_as_calls(name: str, value: Any, name_
 
 
 @pytest.mark.parametrize("name", WRAPPERS)
-@settings(FAST, max_examples=60)
+@settings(FAST, max_examples=40)
 @given(raw=st.lists(any_char | text_pieces | st.sampled_from(list("{}[]\":,'\\ntrue"))).map("".join))
 def test_random_text(name: str, raw: str) -> None:
     assert_parses_or_refuses(make(name), raw)
@@ -303,7 +304,7 @@ def stream(raw: str, sizes: list[int]) -> list[str]:
     return deltas
 
 
-@settings(FAST, max_examples=400)
+@settings(FAST, max_examples=250)
 @given(message=any_text, ascii=st.booleans(), sizes=chunk_sizes)
 def test_streamed_message_adds_up_to_the_message_cleaned(message: str, ascii: bool, sizes: list[int]) -> None:
     raw = json.dumps({"function": "send_message", "params": {"message": message}}, ensure_ascii=ascii)
@@ -313,10 +314,12 @@ def test_streamed_message_adds_up_to_the_message_cleaned(message: str, ascii: bo
         assert "".join(deltas) == message
 
 
-@settings(FAST, max_examples=400)
+@settings(FAST, max_examples=250)
 @given(data=st.data(), sizes=chunk_sizes)
 def test_the_streamer_takes_any_text(data: st.DataObject, sizes: list[int]) -> None:
     raw = data.draw(model_outputs(make("chatml")) | any_text)
     deltas = stream(raw, sizes)
     assert all(isinstance(delta, str) and encodable(delta) for delta in deltas)
+
+
 
