@@ -20,12 +20,12 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import cpu_builds, memory_scale, prompt_reuse, reliability, startup, valid_calls
+from bench import cpu_builds, memory_scale, parse_speed, prompt_reuse, reliability, startup, valid_calls
 from bench.common import ROOT, Section, Target, load_text, machine_info, md_table, targets_table
 
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 RESULTS = ROOT / "bench" / "results"
-ORDER = ("startup", "memory_scale", "prompt_reuse", "valid_calls", "cpu_builds", "reliability")
+ORDER = ("startup", "memory_scale", "prompt_reuse", "valid_calls", "cpu_builds", "parse_speed", "reliability")
 
 
 def plans(args: argparse.Namespace) -> dict[str, Callable[[], Section]]:
@@ -52,6 +52,9 @@ def plans(args: argparse.Namespace) -> dict[str, Callable[[], Section]]:
         ),
         # kill -9 soak, processes side by side, server faults; a full run also rewrites docs/RELIABILITY.md
         "reliability": lambda: reliability.run(reliability.Plan.quick_plan() if quick else reliability.Plan()),
+        "parse_speed": lambda: parse_speed.run(
+            list(parse_speed.QUICK_SIZES if quick else parse_speed.SIZES), 1 if quick else 3
+        ),
     }
 
 

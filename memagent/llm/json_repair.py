@@ -27,9 +27,24 @@ _MAX_CANDIDATES = 16  # start positions tried per reply: bounds the work on adve
 _MAX_DEPTH = 64  # no real call nests deeper; deeper text is rejected before any decoder sees it
 _CLOSER = {"{": "}", "[": "]"}
 _OPENER = re.compile(r"[{\[]")
-_VALUE_START = frozenset("{[,:")  # after these a `'` opens a Python-style string, elsewhere it's prose
+# A string opens at every `"`, and at a `'` whose previous non-space character is one of `{[,:` (a Python-style
+# string where a value starts; elsewhere a `'` is prose). A backslash escapes whatever follows it; a string left
+# open runs to the end. Loops are possessive, so no match ever backtracks: scanning is linear.
+_DQ_BODY = r'[^"\\]*+(?:\\.[^"\\]*+)*+'
+_SQ_BODY = r"[^'\\]*+(?:\\.[^'\\]*+)*+"
+_STRING = re.compile(
+    rf"\"{_DQ_BODY}(?:(?P<dq_end>\")|\\)?|(?<=[{{\[,:])\s*+(?P<sq>'{_SQ_BODY}(?:(?P<sq_end>')|\\)?)", re.DOTALL
+)
+# The same without groups, for use inside possessive loops (CPython 3.11's re mishandles groups inside them).
+_ANY_STRING = rf"\"{_DQ_BODY}(?:\"|\\)?|(?<=[{{\[,:])\s*+'{_SQ_BODY}(?:'|\\)?"
+# Bracket matching skips, in one match, everything up to the next bracket or comma outside strings (or a string
+# left open). Its `'` rule is _STRING's: after `:` here; after `{[,` the scanner checks with _OPENER_QUOTE.
+_SKIP = re.compile(rf"""(?:[^"'{{}}\[\],:]++|"{_DQ_BODY}"|:\s*+'{_SQ_BODY}'|:(?!\s*')|')*+""", re.DOTALL)
+_OPENER_QUOTE = re.compile(rf"\s*+'{_SQ_BODY}(')?", re.DOTALL)
 # What may stand between strings in JSON (or a Python literal); the first thing that can't starts stray text.
 _CODE_TOKEN = re.compile(r"\s+|[{}\[\],:]|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|(?:true|false|null|True|False|None)\b")
+# Strings and those tokens one after another, as far as they go: where this stops, stray text begins.
+_CODE_RUN = re.compile(f"(?:{_ANY_STRING}|{_CODE_TOKEN.pattern})*+", re.DOTALL)
 # Chat-template tokens a small model leaks into its call: `<|im_end|>`, `<|>`, `</s>`, `<end_of_turn>`...
 _SPECIAL_TOKEN = re.compile(r"<\|[^<>\s]{0,40}\|?>|</?s>|<(?:start|end)_of_turn>|\[/?INST\]|<\|?eot_id\|?>")
 NO_CALL = "Your reply had no JSON function call. Reply with exactly one JSON object that calls a function."
@@ -48,24 +63,17 @@ class _Span:
 
 def _spans(text: str) -> Iterator[_Span]:
     """Split text into code and string spans (string spans include their quotes), lazily."""
-    i, code_start, prev, n = 0, 0, "", len(text)
-    while i < n:
-        ch = text[i]
-        if ch == '"' or (ch == "'" and prev in _VALUE_START):
-            if code_start < i:
-                yield _Span(code_start, i, None)
-            j = i + 1
-            while j < n and text[j] != ch:
-                j += 2 if text[j] == "\\" else 1
-            yield _Span(i, min(j + 1, n), ch, closed=j < n)
-            i = code_start = j + 1
-            prev = ch
-            continue
-        if not ch.isspace():
-            prev = ch
-        i += 1
-    if code_start < n:
-        yield _Span(code_start, n, None)
+    code_start = 0
+    for string in _STRING.finditer(text):
+        single = string.group("sq") is not None
+        begin = string.start("sq") if single else string.start()
+        if code_start < begin:
+            yield _Span(code_start, begin, None)
+        closed = string.group("sq_end" if single else "dq_end") is not None
+        yield _Span(begin, string.end(), text[begin], closed)
+        code_start = string.end()
+    if code_start < len(text):
+        yield _Span(code_start, len(text), None)
 
 
 @dataclass
@@ -78,62 +86,84 @@ class _Scan:
 
 
 def _scan(text: str) -> _Scan:
-    """Bracket matching from text[0] (an opener), ignoring brackets inside strings."""
+    """Bracket matching from text[0] (an opener), ignoring brackets inside strings (which _SKIP jumps over)."""
     stack: list[str] = []
     last_sep: int | None = None
-    for span in _spans(text):
-        if span.quote is not None:
-            if not span.closed:
-                return _Scan(None, stack, span.quote, last_sep)
-            continue
-        for i in range(span.begin, span.end):
-            ch = text[i]
-            if ch in _CLOSER:
-                stack.append(_CLOSER[ch])
-                last_sep = i
-                if len(stack) > _MAX_DEPTH:
-                    return _Scan(None, stack, None, last_sep, mismatched=True)
-            elif ch in "}]":
-                if not stack or stack[-1] != ch:
-                    return _Scan(None, stack, None, last_sep, mismatched=True)
-                stack.pop()
-                if not stack:
-                    return _Scan(i + 1, [])
-            elif ch == ",":
-                last_sep = i
+    pos, n = 0, len(text)
+    while (pos := _SKIP.match(text, pos).end()) < n:  # type: ignore[union-attr]  # `*+` always matches
+        ch = text[pos]
+        if ch in "\":":  # a string left open (`:` only stops _SKIP before an open '...')
+            return _Scan(None, stack, '"' if ch == '"' else "'", last_sep)
+        if ch in _CLOSER:
+            stack.append(_CLOSER[ch])
+            last_sep = pos
+            if len(stack) > _MAX_DEPTH:
+                return _Scan(None, stack, None, last_sep, mismatched=True)
+        elif ch in "}]":
+            if not stack or stack[-1] != ch:
+                return _Scan(None, stack, None, last_sep, mismatched=True)
+            stack.pop()
+            if not stack:
+                return _Scan(pos + 1, [])
+        else:
+            last_sep = pos
+        pos += 1
+        quoted = _OPENER_QUOTE.match(text, pos) if ch != "}" and ch != "]" else None
+        if quoted is not None:
+            if quoted.group(1) is None:
+                return _Scan(None, stack, "'", last_sep)
+            pos = quoted.end()
     return _Scan(None, stack, None, last_sep)
 
 
-def _outside_strings(text: str, fix: Callable[[str], str]) -> str:
-    """Apply `fix` to the code between strings only, so string contents are never rewritten."""
-    return "".join(text[s.begin : s.end] if s.quote else fix(text[s.begin : s.end]) for s in _spans(text))
+class _CodeRewrite:
+    """Rewrites each match of `target` in the code between strings, never inside a string, in one pass: the
+    strings are an alternative of the same pattern, put back as they are. `target` must not match a quote or
+    start with whitespace, so that no match can reach into a string. `hint` is a quicker pattern that matches
+    wherever `target` does: without it anywhere, the text is left as it is without a pass."""
+
+    def __init__(self, target: str, replace: Callable[[str], str], hint: str | None = None) -> None:
+        self.hint = re.compile(hint or target)
+        self.pattern = re.compile(f"{_STRING.pattern}|(?P<code>{target})", re.DOTALL)
+        self.replace = replace
+
+    def __call__(self, text: str) -> str:
+        if self.hint.search(text) is None:  # nowhere at all, so nowhere outside strings
+            return text
+        return self.pattern.sub(self._swap, text)
+
+    def _swap(self, match: re.Match[str]) -> str:
+        code = match.group("code")
+        return match.group() if code is None else self.replace(code)
 
 
 # ---------------------------------------------------------------------------------------------- decoding
 
 
-def _fix_trailing_commas(text: str) -> str:
-    return _outside_strings(text, lambda code: re.sub(r",(\s*[}\]])", r"\1", code))
+_fix_trailing_commas = _CodeRewrite(r",\s*[}\]]", lambda comma_and_closer: comma_and_closer[1:])
 
 
 def _fix_escaped_underscores(text: str) -> str:
     """Markdown-escaped `\\_` (invalid in JSON) -> `_`; an escaped backslash before `_` is kept."""
+    if "\\_" not in text:  # the pattern below looks behind at every position: slow on long text
+        return text
     return re.sub(r"(?<!\\)((?:\\\\)*)\\_", r"\1_", text)
 
 
-def _fix_stray_escapes(text: str) -> str:
-    """Literal `\\n`/`\\t` between tokens (not inside strings) -> whitespace."""
-    return _outside_strings(text, lambda code: re.sub(r"\\[nrt]", " ", code))
+# Literal `\\n`/`\\t` between tokens (not inside strings) -> whitespace.
+_fix_stray_escapes = _CodeRewrite(r"\\[nrt]", lambda escape: " ")
 
 
 def _fix_special_tokens(text: str) -> str:
     """Chat-template tokens between the call's tokens (never inside its strings) -> nothing. One that only
     trails the text is left: it ends the call, which `_before_stray_text` then closes."""
-    kept, last = [], 0
+    if _SPECIAL_TOKEN.search(text) is None:
+        return text
+    kept, last, text_end = [], 0, len(text.rstrip())  # a token ending at text_end or later only trails
     for span in _spans(text):
         if span.quote is None:
             for token in _SPECIAL_TOKEN.finditer(text, span.begin, span.end):
-                if text[token.end() :].strip():
+                if token.end() < text_end:
                     kept.append(text[last : token.start()])
                     last = token.end()
     return "".join(kept) + text[last:]
@@ -171,16 +201,10 @@ def _cut_back(text: str) -> str | None:
 def _before_stray_text(text: str) -> str | None:
     """The text up to the first thing outside strings that JSON can't hold (prose, a `FUNCTION RETURN` the
     model made up), or None when there is none. For calls left open when the model wandered off."""
-    for span in _spans(text):
-        if span.quote is not None:
-            continue
-        i = span.begin
-        while i < span.end:
-            token = _CODE_TOKEN.match(text, i, span.end)
-            if token is None:
-                return text[:i] if text[:i].strip(" \t\r\n{[") else None  # `{` + prose must not become `{}`
-            i = token.end()
-    return None
+    i = _CODE_RUN.match(text).end()  # type: ignore[union-attr]  # `*+` always matches
+    if i == len(text):
+        return None
+    return text[:i] if text[:i].strip(" \t\r\n{[") else None  # `{` + prose must not become `{}`
 
 
 def _jsonable(value: Any) -> Any:
@@ -194,10 +218,9 @@ def _jsonable(value: Any) -> Any:
     raise ValueError(f"not JSON: {type(value).__name__}")
 
 
-def _python_names(code: str) -> str:
-    for json_word, python_word in (("true", "True"), ("false", "False"), ("null", "None")):
-        code = re.sub(rf"\b{json_word}\b", python_word, code)
-    return code
+_python_names = _CodeRewrite(
+    r"\b(?:true|false|null)\b", {"true": "True", "false": "False", "null": "None"}.__getitem__, "true|false|null"
+)
 
 
 def _decode_json(text: str) -> tuple[Any, list[str]] | None:
@@ -215,78 +238,123 @@ def _decode_python(text: str) -> tuple[Any, list[str]] | None:
     try:
         with warnings.catch_warnings():  # invalid escapes like `\\_` warn (3.11) or error (later)
             warnings.simplefilter("ignore")
-            value = _jsonable(ast.literal_eval(_outside_strings(text, _python_names)))
+            value = _jsonable(ast.literal_eval(_python_names(text)))
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return None
     single = any(span.quote == "'" for span in _spans(text))
     return value, ["single_quotes" if single else "python_literal"]
 
 
-def _parse_candidate(text: str, before_stray: bool = False) -> tuple[Any, list[str]] | None:
-    """JSON as is, then with each textual fix added in turn, then as a Python literal, then closed up.
+_Found = tuple[Any, list[str]]  # a decoded value and the repairs it needed
 
-    Python literals come after the text fixes because literal_eval also "succeeds" on `\\_` (keeping
-    the backslash), which would hide the better repair. `before_stray` also tries closing the value where
-    stray text begins; it can make a call out of text that holds none, so callers try it last.
-    """
-    attempts: list[tuple[str, list[str], Callable[[str], tuple[Any, list[str]] | None]]]
-    attempts = [(text, [], _decode_json)]
-    fixes: list[str] = []
-    for name, fix in _TEXT_FIXES:
-        fixed = fix(text)
-        if fixed != text:
-            text, fixes = fixed, [*fixes, name]
-            attempts.append((text, fixes, _decode_json))
-    attempts.append((text, fixes, _decode_python))
-    stray_cut = _before_stray_text(text) if before_stray else None
-    closings = [
-        (_close(text), CLOSED_BRACES),
-        (_close(stray_cut) if stray_cut else None, CLOSED_BEFORE_STRAY_TEXT),
-        (_cut_back(text), CLOSED_BRACES),
-    ]
-    for closed, closing in closings:
-        if closed is not None:
-            repairs = [*fixes, closing]
-            attempts += [(closed, repairs, _decode_json), (closed, repairs, _decode_python)]
-    for attempt, names, decode in attempts:
-        decoded = decode(attempt)
+
+def _decoded(text: str, repairs: list[str], decoders: tuple[Callable[[str], _Found | None], ...]) -> _Found | None:
+    for decode in decoders:
+        decoded = decode(text)
         if decoded is not None and isinstance(decoded[0], dict | list):
-            return decoded[0], [*names, *decoded[1]]
+            return decoded[0], [*repairs, *decoded[1]]
     return None
+
+
+class _Candidate:
+    """One candidate value's text and what each way of reading it gave, each worked out once, when first asked.
+
+    The ways, best first: JSON as is, then with each textual fix added in turn, then as a Python literal (all on
+    `fixed`); then closed up (`_close`), closed where stray text begins, closed one member back (`_cut_back`).
+    Python literals come after the text fixes because literal_eval also "succeeds" on `\\_` (keeping the
+    backslash), which would hide the better repair. Closing before stray text can make a call out of text that
+    holds none, so it is only tried when asked for (`before_stray`), after the first round found no call.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.fixed, self.fixes = text, list[str]()
+        self._found: dict[str, _Found | None] = {}
+
+    def parse(self, before_stray: bool) -> _Found | None:
+        for way in ("as_written", "closed", "closed_before_stray", "cut_back"):
+            if way == "closed_before_stray" and not before_stray:
+                continue
+            if way not in self._found:
+                self._found[way] = getattr(self, way)()
+            found = self._found[way]
+            if found is not None:
+                return found[0], list(found[1])  # callers add to the repairs: never to the kept list
+        return None
+
+    def as_written(self) -> _Found | None:
+        found = _decoded(self.text, [], (_decode_json,))
+        for name, fix in _TEXT_FIXES:
+            if found is not None:
+                return found
+            fixed = fix(self.fixed)
+            if fixed != self.fixed:
+                self.fixed, self.fixes = fixed, [*self.fixes, name]
+                found = _decoded(fixed, self.fixes, (_decode_json,))
+        return found or _decoded(self.fixed, self.fixes, (_decode_python,))
+
+    def closed(self) -> _Found | None:
+        return self._decoded_closed(_close(self.fixed), CLOSED_BRACES)
+
+    def closed_before_stray(self) -> _Found | None:
+        stray_cut = _before_stray_text(self.fixed)
+        return self._decoded_closed(_close(stray_cut) if stray_cut else None, CLOSED_BEFORE_STRAY_TEXT)
+
+    def cut_back(self) -> _Found | None:
+        return self._decoded_closed(_cut_back(self.fixed), CLOSED_BRACES)
+
+    def _decoded_closed(self, closed: str | None, closing: str) -> _Found | None:
+        return None if closed is None else _decoded(closed, [*self.fixes, closing], (_decode_json, _decode_python))
+
+
+class CallReader:
+    """The candidate values of one reply, each scanned and decoded once however many rounds ask for them."""
+
+    def __init__(self, text: str, start_marker: str | None, end_marker: str | None) -> None:
+        self.region = text.split(start_marker, 1)[1] if start_marker and start_marker in text else text
+        self.end_marker = end_marker
+        self._candidates: dict[int, tuple[int, _Candidate] | None] = {}  # start -> (stop, candidate)
+
+    def _candidate(self, start: int) -> tuple[int, _Candidate] | None:
+        if start not in self._candidates:
+            region, end_marker = self.region, self.end_marker
+            scan = _scan(region[start:])
+            if scan.mismatched:  # can't be repaired into a value
+                self._candidates[start] = None
+            else:
+                cut = region.find(end_marker, start) if end_marker and scan.end is None else -1
+                stop = start + scan.end if scan.end is not None else cut if cut >= 0 else len(region)
+                self._candidates[start] = stop, _Candidate(region[start:stop])
+        return self._candidates[start]
+
+    def values(self, before_stray: bool = False) -> Iterator[_Found]:
+        """Every JSON object/array in the call region, first first, each with the repairs it needed."""
+        region, end_marker, pos = self.region, self.end_marker, 0
+        for _ in range(_MAX_CANDIDATES):
+            match = _OPENER.search(region, pos)
+            if match is None:
+                return
+            start = match.start()
+            candidate = self._candidate(start)
+            parsed = candidate[1].parse(before_stray) if candidate is not None else None
+            if candidate is None or parsed is None:
+                pos = start + 1
+                continue
+            stop, (value, repairs) = candidate[0], parsed
+            if region[:start].strip():
+                repairs.append("stripped_prefix_text")
+            tail = region[stop:].split(end_marker, 1)[0] if end_marker else region[stop:]
+            if tail.strip():
+                repairs.append("ignored_trailing_text")
+            yield value, repairs
+            pos = stop
 
 
 def iter_values(
     text: str, start_marker: str | None, end_marker: str | None, before_stray: bool = False
-) -> Iterator[tuple[Any, list[str]]]:
+) -> Iterator[_Found]:
     """Every JSON object/array in the call region, first first, each with the repairs it needed."""
-    region = text.split(start_marker, 1)[1] if start_marker and start_marker in text else text
-    pos = 0
-    for _ in range(_MAX_CANDIDATES):
-        match = _OPENER.search(region, pos)
-        if match is None:
-            return
-        start = match.start()
-        scan = _scan(region[start:])
-        if scan.mismatched:  # can't be repaired into a value
-            pos = start + 1
-            continue
-        if scan.end is not None:
-            stop = start + scan.end
-        else:
-            cut = region.find(end_marker, start) if end_marker else -1
-            stop = cut if cut >= 0 else len(region)
-        parsed = _parse_candidate(region[start:stop], before_stray)
-        if parsed is None:
-            pos = start + 1
-            continue
-        value, repairs = parsed
-        if region[:start].strip():
-            repairs.append("stripped_prefix_text")
-        tail = region[stop:].split(end_marker, 1)[0] if end_marker else region[stop:]
-        if tail.strip():
-            repairs.append("ignored_trailing_text")
-        yield value, repairs
-        pos = stop
+    return CallReader(text, start_marker, end_marker).values(before_stray)
 
 
 def extract_json_value(
@@ -297,7 +365,8 @@ def extract_json_value(
     The end is found by string-aware bracket matching, not by `end_marker`, so a closing tag quoted
     inside an argument can't cut the call; `end_marker` only bounds a value that never closes.
     """
+    reader = CallReader(text, start_marker, end_marker)
     for before_stray in (False, True):
-        for value, repairs in iter_values(text, start_marker, end_marker, before_stray):
+        for value, repairs in reader.values(before_stray):
             return value, repairs
     raise LLMOutputError(NO_CALL, text)

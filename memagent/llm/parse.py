@@ -18,12 +18,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from memagent.errors import LLMOutputError
-from memagent.llm.json_repair import NO_CALL, extract_json_value, iter_values
+from memagent.llm.json_repair import NO_CALL, CallReader, extract_json_value, iter_values
 from memagent.llm.validate import HEARTBEAT, dump, match_name, validate_call
+from memagent.text import clean_any, clean_text
 
-__all__ = ["ParsedCall", "extract_json_value", "normalise_call", "parse_function_call", "validate_call"]
+__all__ = [
+    "ParsedCall",
+    "check_reply_length",
+    "clean_call",
+    "extract_json_value",
+    "normalise_call",
+    "parse_function_call",
+    "validate_call",
+]
 
-_MAX_CHARS = 200_000  # far beyond any generation budget
+_MAX_CHARS = 200_000  # far beyond any generation budget; a reply this long still parses in well under a second
 _NAME_KEYS = ("function", "name", "tool_name", "function_name")
 _ARGS_KEYS = ("params", "arguments", "parameters", "args", "input")
 _THOUGHT_KEYS = ("inner_thoughts", "thoughts", "thought")
@@ -77,8 +86,8 @@ def _arguments(call: dict[str, Any], name_key: str, name: str) -> tuple[dict[str
     raw_args, repairs = call[key], []
     if isinstance(raw_args, str):  # double-encoded: `"arguments": "{\"message\": \"hi\"}"`
         repairs.append("arguments_string")
-        values = list(iter_values(raw_args, None, None))[:1] if raw_args.strip() else [({}, [])]
-        raw_args = values[0][0] if values else raw_args
+        first = next(iter_values(raw_args, None, None), None) if raw_args.strip() else ({}, [])
+        raw_args = first[0] if first is not None else raw_args
     if not isinstance(raw_args, dict | None):
         raise LLMOutputError(f'The arguments of "{name}" must be a JSON object.', dump(call))
     args = dict(raw_args or {})
@@ -125,6 +134,13 @@ def normalise_call(value: object) -> tuple[str, dict[str, Any], str | None, list
 # ---------------------------------------------------------------------------------------------- entry
 
 
+def check_reply_length(raw: str) -> None:
+    """LLMOutputError for a reply over the parser's cap. Wrappers that cut their markers off a reply before
+    parsing it check the reply as it came, so the cap is the same for every wrapper."""
+    if len(raw) > _MAX_CHARS:
+        raise LLMOutputError(f"Your reply was too long ({len(raw)} characters). Call one function.", raw)
+
+
 def parse_function_call(
     raw: str,
     functions: Sequence[Mapping[str, Any]] | None = None,
@@ -141,9 +157,10 @@ def parse_function_call(
     try:
         return _parse(raw, functions, start_marker, end_marker, prefix)
     except LLMOutputError as err:
-        if err.raw == raw:
+        message = clean_text(str(err))  # it quotes the model's text, which may hold what the call may not
+        if err.raw == raw and message == str(err):
             raise
-        raise LLMOutputError(str(err), raw) from err
+        raise LLMOutputError(message, raw) from err
     except Exception as err:  # defensive: no model text may crash the agent (deep nesting, huge ints...)
         raise LLMOutputError(NO_CALL, raw) from err
 
@@ -155,15 +172,15 @@ def _parse(
     end_marker: str | None,
     prefix: str,
 ) -> ParsedCall:
-    if len(raw) > _MAX_CHARS:
-        raise LLMOutputError(f"Your reply was too long ({len(raw)} characters). Call one function.", raw)
+    check_reply_length(raw)
     repeated = "".join(raw.split()).startswith("".join(prefix.split()))  # whitespace may differ
     text = raw if repeated else prefix + raw
     first_error: LLMOutputError | None = None
     # Every candidate as the model wrote it first; only when none of them is a call, the same candidates
     # again, closed where stray text begins (a call the model left open to write a special token or prose).
+    reader = CallReader(text, start_marker, end_marker)  # the second round reuses the first's work
     for before_stray in (False, True):
-        for value, repairs in iter_values(text, start_marker, end_marker, before_stray):
+        for value, repairs in reader.values(before_stray):
             try:
                 return _checked_call(value, repairs, functions)
             except LLMOutputError as err:
@@ -179,3 +196,12 @@ def _checked_call(value: object, repairs: list[str], functions: Sequence[Mapping
         args, checked = validate_call(name, args, functions)
         repairs += checked
     return ParsedCall(name, args, thoughts, tuple(dict.fromkeys(repairs)))
+
+
+def clean_call(call: ParsedCall) -> ParsedCall:
+    """`call` with its text cleaned (memagent.text.clean_text): JSON escapes like `\\ud800` or `\\u0000` decode to
+    characters no encoder, database or terminal takes. Every wrapper's `parse` returns its call through this;
+    parse_function_call itself decodes faithfully (a grammar's output comes back exactly as it was written)."""
+    thoughts = None if call.inner_thoughts is None else clean_text(call.inner_thoughts)
+    arguments: dict[str, Any] = clean_any(call.arguments)  # type: ignore[assignment]  # a dict stays a dict
+    return ParsedCall(clean_text(call.name), arguments, thoughts, call.repairs)

@@ -6,11 +6,20 @@ from __future__ import annotations
 import json
 import re
 
+from memagent.text import clean_text
+
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_HIGH_SURROGATE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}")
+_LOW_SURROGATE = re.compile(r"\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+_ESCAPE_START = re.compile(r"\\(?:u[0-9a-fA-F]{0,3})?")  # what may still become a `\uXXXX` escape
 
 
 class ArgumentStreamer:
-    """Feed raw pieces; get back newly decoded characters of the `key` string value, if any."""
+    """Feed raw pieces; get back newly decoded characters of the `key` string value, if any.
+
+    What comes back is clean text (memagent.text.clean_text): the message's escapes may decode to a lone
+    surrogate or a control character, which must never reach the terminal. A surrogate pair (`\\ud83d\\ude00`,
+    how ASCII-only JSON writes an emoji) is decoded as one character, waiting for its second half if need be."""
 
     def __init__(self, key: str = "message", function: str = "send_message") -> None:
         self._opening = re.compile(r'"' + re.escape(key) + r'"\s*:\s*"')
@@ -50,15 +59,30 @@ class ArgumentStreamer:
                 break  # wait for the rest of the escape
             code = raw[i + 1]
             if code == "u":
-                if i + 6 > len(raw):
-                    break
+                size = _unicode_escape_size(raw, i)
+                if size == 0:
+                    break  # wait for the rest of the escape (or of the surrogate pair)
                 try:
-                    out.append(json.loads(f'"{raw[i:i + 6]}"'))
+                    out.append(json.loads(f'"{raw[i:i + size]}"'))
                 except json.JSONDecodeError:
-                    out.append(raw[i:i + 6])
-                i += 6
+                    out.append(raw[i : i + size])
+                i += size
                 continue
             out.append(_ESCAPES.get(code, code))
             i += 2
         self._pos = i
-        return "".join(out)
+        return clean_text("".join(out))
+
+
+def _unicode_escape_size(raw: str, i: int) -> int:
+    """How many characters the `\\u` escape at raw[i] takes: 6, or 12 for a surrogate pair; 0 while the text
+    ends before that can be told."""
+    if i + 6 > len(raw):
+        return 0
+    if not _HIGH_SURROGATE.match(raw, i):
+        return 6
+    if _LOW_SURROGATE.match(raw, i + 6):
+        return 12
+    rest = raw[i + 6 : i + 12]  # shorter than 6: the text ends within it
+    may_be_low_half = not rest or (len(rest) < 6 and _ESCAPE_START.fullmatch(rest) is not None)
+    return 0 if may_be_low_half else 6

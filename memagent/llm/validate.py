@@ -42,8 +42,8 @@ _TYPE_WORDS = {
 def _is_type(value: Any, kind: str) -> bool:
     if kind == "integer":
         return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if kind == "number":  # an int is finite however long (math.isfinite would overflow converting it to float)
+        return _is_type(value, "integer") or isinstance(value, float) and math.isfinite(value)
     python_type = _PYTHON_TYPES.get(kind)
     return python_type is not None and isinstance(value, python_type)
 
@@ -180,9 +180,10 @@ def match_name(name: str, functions: Sequence[Mapping[str, Any]], repairs: list[
         return name
 
     def key(text: str) -> str:
-        return re.sub(r"[^a-z0-9]", "", text.lower().removeprefix("functions."))
+        return re.sub(r"[^a-z0-9]+", "", text.lower().removeprefix("functions."))
 
-    matches = [known for known in names if key(known) == key(name)]
+    wanted = key(name)  # once: a model's "name" can be the whole reply
+    matches = [known for known in names if key(known) == wanted]
     if len(matches) == 1:
         repairs.append("normalised_name")
         return matches[0]

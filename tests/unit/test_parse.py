@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -11,12 +12,15 @@ from hypothesis import strategies as st
 
 from memagent.errors import LLMOutputError
 from memagent.llm.parse import (
+    _MAX_CHARS,
     ParsedCall,
+    clean_call,
     extract_json_value,
     normalise_call,
     parse_function_call,
     validate_call,
 )
+from memagent.llm.wrappers.registry import available_wrappers
 
 
 def _fn(name: str, props: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -383,6 +387,68 @@ def test_hostile_text_only_raises_llm_output_error(raw: str) -> None:
     assert info.value.raw == raw
 
 
+def _call_of_length(wrapper_name: str, length: int) -> tuple[str, str]:
+    """A whole send_message call in the wrapper's own format, exactly `length` characters long, and its message."""
+    wrapper = available_wrappers()[wrapper_name].cls()
+    function_call = {"name": "send_message", "arguments": {"message": "MESSAGE"}}
+    text = wrapper.render_call({"role": "assistant", "content": "t", "function_call": function_call})
+    message = "x" * (length - len(text) + len("MESSAGE"))
+    return text.replace("MESSAGE", message), message
+
+
+@pytest.mark.parametrize("wrapper_name", sorted(available_wrappers()))
+def test_the_length_cap_is_the_same_for_every_wrapper(wrapper_name: str) -> None:
+    # Wrappers that cut their opening marker off (hermes, mistral, smollm2) or rebuild the call (functionary)
+    # must still refuse a reply one character over the cap, as it came, and take one right at the cap.
+    wrapper = available_wrappers()[wrapper_name].cls()
+    at_cap, message = _call_of_length(wrapper_name, _MAX_CHARS)
+    assert len(at_cap) == _MAX_CHARS
+    assert wrapper.parse(at_cap, FUNCTIONS).arguments == {"message": message}
+    over = at_cap + " "
+    with pytest.raises(LLMOutputError, match=rf"^Your reply was too long \({_MAX_CHARS + 1} characters\)") as info:
+        wrapper.parse(over, FUNCTIONS)
+    assert info.value.raw == over
+
+
+@pytest.mark.parametrize("wrapper_name", sorted(available_wrappers()))
+def test_a_parsed_call_carries_no_lone_surrogate_nul_or_escape_code(wrapper_name: str) -> None:
+    # JSON escapes decode to characters no encoder, database or terminal takes (issue 16: "\\ud800" ended the chat)
+    wrapper = available_wrappers()[wrapper_name].cls()
+    thoughts, message = "\ud800 ok\x00", "a\udc00b\x1b[31mc\U0001f600\x07"
+    function_call = {"name": "send_message", "arguments": {"message": message}}
+    text = wrapper.render_call({"role": "assistant", "content": thoughts, "function_call": function_call})
+    escaped = re.sub(r"[^\x00-\x7f]", lambda char: json.dumps(char.group())[1:-1], text)  # `\\ud800`, `\\u001b`
+    assert "\\udc00" in escaped and "\\u001b" in escaped
+    for raw in (text, escaped):
+        call = wrapper.parse(raw, FUNCTIONS)
+        assert call.arguments == {"message": "a\ufffdbc\U0001f600"}
+        assert call.inner_thoughts in ("\ufffd ok", None)  # None: the plain formats have no thoughts
+    # arguments given as a JSON string are decoded by the parser: cleaned all the same
+    double = '{"name": "send_message", "arguments": "{\\"message\\": \\"x\\\\ud800\\"}"}'
+    assert available_wrappers()["hermes"].cls().parse(double, FUNCTIONS).arguments == {"message": "x\ufffd"}
+
+
+def test_clean_call_cleans_every_string_and_keeps_the_rest() -> None:
+    call = ParsedCall("f\x00", {"a\ud800": ["\x1b[2Jx", 1, None, {"k": "\udfff"}]}, "t\x00", ("lenient_json",))
+    assert clean_call(call) == ParsedCall("f", {"a\ufffd": ["x", 1, None, {"k": "\ufffd"}]}, "t", ("lenient_json",))
+    assert parse('{"name": "send_message", "arguments": {"message": "\\ud800"}}').arguments == {"message": "\ud800"}
+
+
+def test_error_messages_quote_the_model_cleaned() -> None:
+    with pytest.raises(LLMOutputError) as info:
+        parse('{"function": "\\ud800\\u001b[2J", "params": {}}')
+    assert str(info.value).startswith('Unknown function "\ufffd".')
+    assert info.value.raw == '{"function": "\\ud800\\u001b[2J", "params": {}}'
+
+
+def test_functionary_errors_carry_the_reply_as_it_came() -> None:
+    wrapper = available_wrappers()["functionary"].cls()
+    raw = '<|from|>assistant\n<|recipient|>all\n<|content|>{"arguments": {}}'  # no function addressed
+    with pytest.raises(LLMOutputError, match="no function name") as info:
+        wrapper.parse(raw, FUNCTIONS)
+    assert info.value.raw == raw
+
+
 # ------------------------------------------------------------------------------------- the layers alone
 
 
@@ -434,6 +500,16 @@ def test_validate_call_coerces_safely_and_drops_unknown_arguments() -> None:
         validate_call("archival_memory_insert", {"content": "x", "request_heartbeat": "maybe"}, FUNCTIONS)
     with pytest.raises(LLMOutputError, match="must be an integer"):
         validate_call("pause_heartbeats", {"minutes": True}, FUNCTIONS)
+
+
+def test_a_huge_integer_is_a_number_not_an_internal_error() -> None:
+    # math.isfinite(10**400) raises OverflowError: it ended the parse with "no JSON function call".
+    measure = _fn("measure", {"ratio": {"type": "number"}, "label": S}, ["ratio"])
+    raw = '{"function": "measure", "params": {"ratio": 1' + "0" * 400 + ', "label": 2.5}}'
+    call = parse_function_call(raw, [measure])
+    assert call == ParsedCall("measure", {"ratio": 10**400, "label": "2.5"}, None, ("coerced_types",))
+    with pytest.raises(LLMOutputError, match='"ratio" of measure must be a number'):
+        parse_function_call('{"function": "measure", "params": {"ratio": 1e999}}', [measure])
 
 
 def test_function_names_are_matched_loosely_only_when_unambiguous() -> None:

@@ -17,6 +17,20 @@ def test_the_message_is_decoded_piece_by_piece_whatever_the_split():
         assert feed_all(raw, size) == message
 
 
+def test_a_surrogate_pair_is_one_character_whatever_the_split():
+    # ASCII-only JSON writes an emoji as two escapes; decoded one by one they were two lone surrogates,
+    # which the terminal can't print
+    raw = '{"function": "send_message", "params": {"message": "a\\ud83d\\ude00b"}}'
+    for size in range(1, 14):
+        assert feed_all(raw, size) == "a\U0001f600b"
+
+
+def test_what_the_streamer_shows_is_clean_text():
+    raw = '{"function": "send_message", "params": {"message": "a\\ud800b\\u0000c\x00d\\udc00"}}'
+    for size in (1, 5, 1000):
+        assert feed_all(raw, size) == "a\ufffdbcd\ufffd"
+
+
 def test_other_functions_and_other_string_fields_are_not_streamed():
     assert feed_all(call("archival_memory_insert", thoughts="x", content="secret"), 1) == ""
     assert feed_all('{"function": "send_message", "params": {"inner_thoughts": "hmm", "message": "ok"}}', 4) == "ok"

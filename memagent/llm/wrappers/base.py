@@ -20,7 +20,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from memagent.errors import LLMOutputError
 from memagent.llm.constraint import ThoughtsPlacement, function_call_schema
-from memagent.llm.parse import ParsedCall, extract_json_value, parse_function_call
+from memagent.llm.parse import ParsedCall, check_reply_length, clean_call, extract_json_value, parse_function_call
 
 Message = dict[str, Any]
 FunctionSchema = dict[str, Any]
@@ -89,7 +89,7 @@ def parse_named_call(name: str, args_text: str, functions: Sequence[FunctionSche
         parsed = parse_function_call(call, list(functions) if functions is not None else None)
     except LLMOutputError as err:
         raise LLMOutputError(str(err), raw) from err
-    return dataclasses.replace(parsed, repairs=tuple(dict.fromkeys([*repairs, *parsed.repairs])))
+    return clean_call(dataclasses.replace(parsed, repairs=tuple(dict.fromkeys([*repairs, *parsed.repairs]))))
 
 
 def user_text(content: str) -> str:
@@ -243,11 +243,12 @@ class JSONCallWrapper(LLMChatCompletionWrapper):
     def parse(self, raw_llm_output: str, functions: Sequence[FunctionSchema] | None = None) -> ParsedCall:
         # The prompt prefills `call_start`; a model that writes it again is fine too (and so is a past
         # turn's text, which makes render -> parse a round trip).
+        check_reply_length(raw_llm_output)
         text = raw_llm_output.lstrip()
         opener = self.call_start.strip()
         text = text[len(opener) :] if opener and text.startswith(opener) else raw_llm_output
         try:
-            return parse_function_call(
+            call = parse_function_call(
                 text,
                 list(functions) if functions is not None else None,
                 end_marker=self.call_end.strip() or None,
@@ -257,3 +258,4 @@ class JSONCallWrapper(LLMChatCompletionWrapper):
             if err.raw == raw_llm_output:
                 raise
             raise LLMOutputError(str(err), raw_llm_output) from err
+        return clean_call(call)

@@ -15,7 +15,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from memagent.llm.parse import ParsedCall, parse_function_call
+from memagent.errors import LLMOutputError
+from memagent.llm.parse import ParsedCall, check_reply_length, clean_call, parse_function_call
 from memagent.llm.wrappers.base import FunctionSchema, JSONCallWrapper, Message, Turn, parse_named_call
 
 _BLOCK = "<|from|>{role}\n<|recipient|>{recipient}\n<|content|>{text}"
@@ -79,11 +80,16 @@ class FunctionaryWrapper(JSONCallWrapper):
     def parse(self, raw_llm_output: str, functions: Sequence[FunctionSchema] | None = None) -> ParsedCall:
         """The first block addressed to a function gives the name (recipient) and the arguments (content);
         with none (the `all` channel under a constraint) the content is parsed as a JSON call."""
+        check_reply_length(raw_llm_output)
         full = raw_llm_output.lstrip().startswith(("<|from|>", "<|recipient|>"))
         text = raw_llm_output if full else "<|recipient|>" + raw_llm_output  # the prompt ended at the recipient
         call = next((match for match in _CALL.finditer(text) if match.group(1) != "all"), None)
         if call is None:
-            return parse_function_call(raw_llm_output.split("<|content|>")[-1], functions, end_marker="<|stop|>")
+            content = raw_llm_output.split("<|content|>")[-1]
+            try:
+                return clean_call(parse_function_call(content, functions, end_marker="<|stop|>"))
+            except LLMOutputError as err:  # the error carries the reply as it came, as every wrapper's does
+                raise LLMOutputError(str(err), raw_llm_output) from err
         content = text[call.end() :].split("<|stop|>")[0].split("<|from|>")[0]
         return parse_named_call(call.group(1), content, functions, raw_llm_output)
 
