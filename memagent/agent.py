@@ -47,6 +47,12 @@ RESULT_CHAR_LIMIT = 3000
 CORRECTION = "Your last reply could not be used: {error} Reply with exactly one function call in the JSON format shown."
 FIRST_REPLY_FUNCTIONS = ("send_message", "archival_memory_search")
 _LEAK_CHARS = set('(){}[]"')
+ERROR_CHAR_LIMIT = 300
+
+
+def shorten(text: str, limit: int = ERROR_CHAR_LIMIT) -> str:
+    """A parse error as the model and the user see it: errors quote the output, which can be any length."""
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 @dataclass(frozen=True)
@@ -322,8 +328,8 @@ class Agent:
                         "before the call was complete.",
                         completion.text,
                     )
-                emit(Event("retry", str(last_error), {"attempt": attempt + 1, "raw": completion.text}))
-                corrections = [system_alert(CORRECTION.format(error=last_error))]
+                emit(Event("retry", shorten(str(last_error)), {"attempt": attempt + 1, "raw": completion.text}))
+                corrections = [system_alert(CORRECTION.format(error=shorten(str(last_error))))]
                 continue
             if completion.finish_reason == "length" and CLOSED_BRACES in call.repairs:
                 emit(
@@ -340,7 +346,7 @@ class Agent:
             return call, completion
         assert last_error is not None
         raise LLMOutputError(
-            f"The model's output could not be parsed after {attempts} tries: {last_error}", last_error.raw
+            f"The model's output could not be parsed after {attempts} tries: {shorten(str(last_error))}", last_error.raw
         )
 
     @staticmethod

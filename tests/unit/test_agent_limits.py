@@ -31,6 +31,17 @@ def test_a_runaway_archival_insert_fails_readably_and_does_not_fill_the_context(
     assert "more characters]" in json.loads(stored[0]["function_call"]["arguments"])["content"]
 
 
+def test_a_lone_surrogate_in_the_model_output_is_shown_and_stored(make_agent, events, store):
+    raw = '{"function": "send_message", "params": {"inner_thoughts": "hm \\ud800", "message": "bad \\ud800 char"}}'
+    agent, _ = make_agent([raw])
+    agent.run_turn("hi", events)
+    shown = events.of("assistant_message")[0]
+    assert "\ud800" not in shown.text and "bad" in shown.text
+    for event in events:
+        event.to_json().encode("utf-8")  # never raises
+    assert store.search_messages(agent.agent_id, "bad char").total >= 1
+
+
 def test_surrogates_in_raw_error_text_still_print_as_json(make_agent, events):
     agent, _ = make_agent(["no call here \ud800"] * 3)
     agent.run_turn("hi", events)
@@ -75,3 +86,12 @@ def test_search_hits_are_cut_so_a_page_fits_the_context(make_agent, events):
     agent.run_turn("what about zebras?", events)
     result = events.of("function_return")[0].data["message"]
     assert "more characters]" in result and len(result) < 2000
+
+
+def test_a_runaway_function_name_is_quoted_short_in_the_correction_and_the_error(make_agent, events):
+    name = "x" * 200_000
+    bad = '{"function": "' + name[:150_000] + '", "params": {"inner_thoughts": "hm"}}'
+    agent, backend = make_agent([bad, bad, bad])
+    agent.run_turn("hi", events)
+    assert len(backend.prompts[1]) < len(backend.prompts[0]) + 2000  # the correction did not carry the name
+    assert len(events.of("error")[0].text) < 1000
