@@ -8,30 +8,19 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import ClassVar
 
-FinishReason = Literal["stop", "length"]
-ConstraintKind = Literal["gbnf", "json_schema"]
+from memagent.llm.types import Completion, CompletionRequest, Constraint, ConstraintKind, FinishReason
 
-
-@dataclass(frozen=True)
-class Constraint:
-    """What the model's output must look like, in both forms backends accept."""
-
-    json_schema: dict[str, Any]
-    gbnf: str
-
-
-@dataclass
-class Completion:
-    text: str
-    finish_reason: FinishReason = "stop"
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    # Prompt tokens the backend actually evaluated (the rest came from its KV cache), when it says so.
-    prompt_tokens_evaluated: int | None = None
-    timings: dict[str, float] = field(default_factory=dict)
+__all__ = [
+    "Backend",
+    "Completion",
+    "CompletionRequest",
+    "Constraint",
+    "ConstraintKind",
+    "FinishReason",
+    "estimate_tokens",
+]
 
 
 class Backend(ABC):
@@ -46,7 +35,6 @@ class Backend(ABC):
     def context_length(self) -> int:
         """The model's context window in tokens, as this backend runs it."""
 
-    @abstractmethod
     def complete(
         self,
         prompt: str,
@@ -57,6 +45,12 @@ class Backend(ABC):
         on_text: Callable[[str], None] | None = None,
     ) -> Completion:
         """Generate a continuation of `prompt`. `on_text` receives pieces as they stream, if it streams."""
+        request = CompletionRequest(prompt, tuple(stop), max_tokens, constraint, on_text)
+        return self.generate(request)
+
+    @abstractmethod
+    def generate(self, request: CompletionRequest) -> Completion:
+        """Run one completion request through the model (what `complete` calls)."""
 
     @abstractmethod
     def count_tokens(self, text: str) -> int:

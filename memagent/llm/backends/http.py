@@ -13,12 +13,12 @@ one that retries, backoff and a dripping body all count against. The wording of 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from memagent.errors import BackendError, ConfigError
-from memagent.llm.backends.base import Backend, Completion, Constraint, estimate_tokens
+from memagent.llm.backends.base import Backend, Completion, CompletionRequest, Constraint, estimate_tokens
 from memagent.llm.backends.deadline import (
     DEFAULT_TIMEOUT,
     Clock,
@@ -191,19 +191,14 @@ class HTTPBackend(ServerWording, Backend):
             raise self._shape_error(self.tokenize_path, "a token count")
         return count
 
-    def complete(
-        self,
-        prompt: str,
-        *,
-        stop: Sequence[str] = (),
-        max_tokens: int = 512,
-        constraint: Constraint | None = None,
-        on_text: Callable[[str], None] | None = None,
-    ) -> Completion:
+    def generate(self, request: CompletionRequest) -> Completion:
         """Streamed when `on_text` is given or the server streams what a whole answer says (stream_always);
         a server that answers a streamed request in one JSON body is fine too."""
+        on_text = request.on_text
         streamed = on_text is not None or self.stream_always
-        body = self.request_body(prompt, list(stop), max_tokens, constraint, stream=streamed)
+        body = self.request_body(
+            request.prompt, list(request.stop), request.max_tokens, request.constraint, stream=streamed
+        )
         if not streamed:
             return self.parse_completion(self.post_json(self.completion_path, body), self.completion_path)
         path = self.stream_path or self.completion_path

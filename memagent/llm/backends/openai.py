@@ -9,11 +9,11 @@ caller's job, so this module never looks at the environment.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from memagent.errors import BackendError, ConfigError
-from memagent.llm.backends.base import Completion, Constraint, estimate_tokens
+from memagent.llm.backends.base import Completion, CompletionRequest, estimate_tokens
 from memagent.llm.backends.http import HTTPBackend, as_int, dig, finish_reason
 
 DEFAULT_CONTEXT_LENGTH = 8192  # conservative; pass the model's real window to use more of it
@@ -51,15 +51,7 @@ class OpenAIBackend(HTTPBackend):
             completion_tokens=as_int(usage.get("completion_tokens")),
         )
 
-    def complete(
-        self,
-        prompt: str,
-        *,
-        stop: Sequence[str] = (),
-        max_tokens: int = 512,
-        constraint: Constraint | None = None,
-        on_text: Callable[[str], None] | None = None,
-    ) -> Completion:
+    def generate(self, request: CompletionRequest) -> Completion:
         raise ConfigError(
             "The openai backend only does chat with native function calling; it can't run a raw prompt. "
             "For a local server with /v1/completions use --backend openai-completions."
