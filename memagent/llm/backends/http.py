@@ -79,7 +79,6 @@ class HTTPBackend(ServerWording, Backend):
     stream_format: ClassVar[str] = "sse"  # or "ndjson"
     tokenize_path: ClassVar[str | None] = None  # None: count_tokens estimates
     default_context_length: ClassVar[int | None] = None  # None: ask the server or demand --context-length
-    model_hint: ClassVar[str | None] = None  # set when the server needs a model name
     # Ask for a stream even when nobody shows the pieces: then the first byte comes with the first token, not
     # when the whole answer is done, so a stalled server is told from a slow one within the first-byte limit.
     # Off where the stream lacks what a non-streamed answer has (token usage).
@@ -108,8 +107,8 @@ class HTTPBackend(ServerWording, Backend):
         import httpx
 
         self.endpoint = normalize_endpoint(endpoint or self.default_endpoint, self.label)
-        if self.model_hint and not model:
-            hint = self.model_hint
+        hint = self.capabilities.needs_model_name
+        if hint and not model:
             raise ConfigError(f"The {self.name} backend needs a model name: pass --backend-model ({hint}).")
         self.limits = call_limits(timeout, first_byte_timeout)
         check_numbers(context_length, self.limits.overall, connect_timeout, retries)

@@ -32,6 +32,7 @@ from typing import Any
 from memagent.errors import BackendError, ConfigError, ContextOverflowError, ModelFileError
 from memagent.llm.backends.base import Backend, Completion, CompletionRequest
 from memagent.llm.backends.deadline import DEFAULT_EMBEDDED_TIMEOUT, TIMEOUT_ADVICE, Clock, Deadline, call_limits
+from memagent.llm.types import Capabilities
 
 DEFAULT_CONTEXT = 8192
 INSTALL_HINT = "Install the huggingface extra: pip install 'memagent[huggingface]'."
@@ -40,7 +41,7 @@ _INCOMPLETE = "\ufffd"  # what a token holding half of a UTF-8 character decodes
 
 class HuggingFaceBackend(Backend):
     name = "huggingface"
-    constraint_kinds = frozenset()
+    capabilities = Capabilities(exact_token_count=True, model_metadata=True, in_process=True)
 
     def __init__(
         self,

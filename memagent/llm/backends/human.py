@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from memagent.llm.backends.base import Backend, Completion, CompletionRequest, estimate_tokens
+from memagent.llm.types import Capabilities
 
 DEFAULT_CONTEXT_LENGTH = 8192
 END_MARK = "."
@@ -18,6 +19,7 @@ END_MARK = "."
 
 class HumanBackend(Backend):
     name = "human"
+    capabilities = Capabilities(streams=False, typed_by_person=True)
 
     def __init__(
         self,
