@@ -360,7 +360,7 @@ class Agent:
     def _complete(self, extra: list[Message], emit: Emit) -> tuple[Completion, ParsedCall | LLMOutputError]:
         """The model's output and its call (or why it has none). Output cut at the token limit in the middle
         of its call is asked for again with twice the limit, up to the ceiling."""
-        if callable(getattr(self.backend, "chat_completion", None)):
+        if self.backend.capabilities.native_function_calls:
             completion = self._complete_native(extra, emit)
             return completion, self._parse(completion.text)
         prompt, prompt_tokens = self._fit_prompt(extra, emit)
@@ -410,7 +410,7 @@ class Agent:
         """Backends with native function calling (OpenAI's chat API) take messages, not a prompt. Their
         call is written as JSON text so it goes through the same parser and validation as any other."""
         self._fit_prompt(extra, emit)  # summarizes if the conversation no longer fits
-        reply, completion = self.backend.chat_completion(self.context_messages(extra), self.schemas)  # type: ignore[attr-defined]
+        reply, completion = self.backend.chat_completion(self.context_messages(extra), self.schemas)
         call = reply.get("function_call")
         if call:
             completion.text = json.dumps(

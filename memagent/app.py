@@ -41,16 +41,14 @@ class Session:
 
     def restore_cache(self) -> int:
         """Backends that can (embedded) reload the agent's KV cache, so its first turn skips re-reading."""
-        load = getattr(self.backend, "load_cache", None)
-        if self.cache_path is None or load is None or not self.cache_path.is_file():
+        if self.cache_path is None or not self.backend.capabilities.kv_cache or not self.cache_path.is_file():
             return 0
-        return load(self.cache_path)
+        return self.backend.load_cache(self.cache_path)
 
     def close(self) -> None:
-        save = getattr(self.backend, "save_cache", None)
         try:
-            if self.cache_path is not None and save is not None:
-                save(self.cache_path)
+            if self.cache_path is not None and self.backend.capabilities.kv_cache:
+                self.backend.save_cache(self.cache_path)
         except OSError:
             pass  # only a cache: the next start re-reads the prompt
         finally:
@@ -84,7 +82,7 @@ def constraint_notice(settings: Settings, backend: Backend) -> str | None:
     if not settings.constrain or backend.can_constrain:
         return None
     # A human types the output, and native function calling (openai) returns calls as structured data.
-    if backend.name == "human" or callable(getattr(backend, "chat_completion", None)):
+    if backend.capabilities.typed_by_person or backend.capabilities.native_function_calls:
         return None
     return f"{backend.name} can't constrain output here: malformed calls are repaired or retried instead."
 
@@ -93,9 +91,8 @@ def choose_wrapper(settings: Settings, backend: Backend) -> LLMChatCompletionWra
     """--model if given; else the wrapper matching the GGUF's chat template; else the default."""
     constrained = settings.constrain and backend.can_constrain
     name = settings.model
-    if name is None:
-        metadata = getattr(backend, "metadata", None)
-        name = wrapper_for_chat_template(metadata().get("tokenizer.chat_template")) if metadata else None
+    if name is None and backend.capabilities.model_metadata:
+        name = wrapper_for_chat_template(backend.metadata().get("tokenizer.chat_template"))
     return create_wrapper(name, constrained=constrained, user_folder=settings.home / "wrappers")
 
 

@@ -2,7 +2,8 @@
 
 MemGPT's thresholds: warn once at 75% of the window; on overflow summarize the oldest ~75% of the
 message tokens and always keep the last 3 messages. Unlike MemGPT, the summarizer's own request is cut to
-fit before it is sent (MemGPT could loop here), and evicted messages stay in recall memory.
+fit before it is sent (MemGPT could loop here), and evicted messages stay in recall memory. The summary is
+asked for as a raw prompt where the backend runs one, else through its chat API (the openai backend).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from memagent.errors import BackendError, ConfigError
+from memagent.errors import BackendError
 from memagent.llm.backends.base import Backend
 from memagent.llm.wrappers.base import LLMChatCompletionWrapper
 from memagent.messages import HIDDEN_PREFIX, Message, searchable_text
@@ -23,6 +24,7 @@ SUMMARY_WORD_LIMIT = 100
 SUMMARY_MAX_TOKENS = 200
 LINE_CHAR_LIMIT = 600
 
+SUMMARY_PLACEHOLDER = "(The summary could not be generated; search recall memory for details.)"
 SUMMARIZER_SYSTEM = (
     "Your job is to summarize a history of previous messages in a conversation between an AI persona "
     'and a human. Write the summary from the AI\'s first-person perspective ("I", not "the AI"). Keep '
@@ -83,13 +85,25 @@ def fit_transcript(lines: list[str], budget: int, count_tokens: Callable[[str], 
 def write_summary(old: list[Message], backend: Backend, wrapper: LLMChatCompletionWrapper) -> str:
     """Ask the model for a short plain-text summary of `old`, in a request that fits the window."""
     budget = int(backend.context_length * SUMMARY_FRACTION) - SUMMARY_MAX_TOKENS
-    lines = fit_transcript([transcript_line(m) for m in old], budget, backend.count_tokens)
-    prompt = wrapper.plain_prompt(SUMMARIZER_SYSTEM, "\n".join(lines)) + "SUMMARY: "
+    transcript = "\n".join(fit_transcript([transcript_line(m) for m in old], budget, backend.count_tokens))
     try:
-        text = backend.complete(prompt, stop=wrapper.stop, max_tokens=SUMMARY_MAX_TOKENS).text
-    except (BackendError, ConfigError):  # e.g. a chat-only backend: keep going without a summary
+        text = _ask_for_summary(transcript, backend, wrapper)
+    except BackendError:  # the model failed just now: keep going without a summary
         text = ""
-    return text.strip() or "(The summary could not be generated; search recall memory for details.)"
+    return text.strip() or SUMMARY_PLACEHOLDER
+
+
+def _ask_for_summary(transcript: str, backend: Backend, wrapper: LLMChatCompletionWrapper) -> str:
+    """The summary by the route the backend declares: a raw prompt in the wrapper's format, or a chat turn
+    without functions (no wrapper, no stop strings: the API formats and ends the answer itself)."""
+    if backend.capabilities.raw_completion:
+        prompt = wrapper.plain_prompt(SUMMARIZER_SYSTEM, transcript) + "SUMMARY: "
+        return backend.complete(prompt, stop=wrapper.stop, max_tokens=SUMMARY_MAX_TOKENS).text
+    if backend.capabilities.native_function_calls:
+        messages = [{"role": "system", "content": SUMMARIZER_SYSTEM}, {"role": "user", "content": transcript}]
+        _, completion = backend.chat_completion(messages, [])
+        return completion.text
+    return ""
 
 
 def summary_alert_text(summary: str, hidden: int, total: int) -> str:

@@ -63,3 +63,7 @@ class LLMOutputError(MemagentError):
 
 class GenerationTruncatedError(LLMOutputError):
     """The generation stopped at the token limit before the call was complete."""
+
+
+class UnsupportedOperation(ConfigError):
+    """An operation this backend doesn't have (its capabilities say so), e.g. a raw prompt on a chat-only API."""

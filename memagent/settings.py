@@ -35,7 +35,7 @@ from types import MappingProxyType
 from typing import Any
 
 from memagent.errors import ConfigError
-from memagent.llm.backends.registry import IN_PROCESS, backend_class, setting_names, takes_option
+from memagent.llm.backends.registry import backend_class, runs_in_process, setting_names, takes_option
 from memagent.llm.configs import LLMConfig, load_llm_config
 
 ENV_VARS = (
@@ -139,7 +139,7 @@ def build_settings(
     config = load_llm_config(str(config_name), home) if config_name else None
     backend = str(_first(flags.get("backend"), config and config.backend, env.get("BACKEND_TYPE")).value or "")
     backend = backend.strip().lower() or DEFAULT_BACKEND
-    local = backend in IN_PROCESS
+    local = runs_in_process(backend)
 
     endpoint = _first(flags.get("endpoint"), config and config.endpoint, env.get("OPENAI_API_BASE"))
     model_path = _first(
@@ -228,7 +228,7 @@ def _backend_settings(config: LLMConfig | None, backend: str, timeout: float | N
 def _check_model_name(backend: str, model: Any, config: LLMConfig | None) -> None:
     """Servers that serve several models need a name; say which flag or config key gives it."""
     try:
-        hint = getattr(backend_class(backend), "model_hint", None)
+        hint = backend_class(backend).capabilities.needs_model_name
     except ConfigError:
         return
     if not hint or model:

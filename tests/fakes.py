@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from memagent.events import Event
-from memagent.llm.backends.base import Backend, Completion, Constraint, estimate_tokens
+from memagent.llm.backends.base import Backend, Completion, CompletionRequest, Constraint, estimate_tokens
 
 
 def call(function: str, thoughts: str = "thinking", **args: Any) -> str:
@@ -31,6 +31,7 @@ class ScriptedBackend(Backend):
         self.reports_usage = reports_usage
         self._context_length = context_length
         self.constraint_kinds = frozenset({"gbnf"}) if constrain else frozenset()
+        self.requests: list[CompletionRequest] = []
         self.prompts: list[str] = []
         self.constraints: list[Constraint | None] = []
         self.max_tokens: list[int] = []
@@ -42,11 +43,12 @@ class ScriptedBackend(Backend):
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)
 
-    def complete(self, prompt: str, *, stop: Sequence[str] = (), max_tokens: int = 512,
-                 constraint: Constraint | None = None, on_text: Callable[[str], None] | None = None) -> Completion:
+    def generate(self, request: CompletionRequest) -> Completion:
+        prompt = request.prompt
+        self.requests.append(request)
         self.prompts.append(prompt)
-        self.constraints.append(constraint)
-        self.max_tokens.append(max_tokens)
+        self.constraints.append(request.constraint)
+        self.max_tokens.append(request.max_tokens)
         if not self.outputs:
             raise AssertionError("ScriptedBackend ran out of outputs")
         item = self.outputs.pop(0)
@@ -55,8 +57,8 @@ class ScriptedBackend(Backend):
         completion = item if isinstance(item, Completion) else Completion(text=item)
         if completion.prompt_tokens is None and self.reports_usage:
             completion.prompt_tokens = self.count_tokens(prompt)
-        if on_text:
-            on_text(completion.text)
+        if request.on_text:
+            request.on_text(completion.text)
         return completion
 
 

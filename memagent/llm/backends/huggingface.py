@@ -25,13 +25,14 @@ import importlib.util
 import inspect
 import io
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from memagent.errors import BackendError, ConfigError, ContextOverflowError, ModelFileError
-from memagent.llm.backends.base import Backend, Completion, Constraint
+from memagent.llm.backends.base import Backend, Completion, CompletionRequest
 from memagent.llm.backends.deadline import DEFAULT_EMBEDDED_TIMEOUT, TIMEOUT_ADVICE, Clock, Deadline, call_limits
+from memagent.llm.types import Capabilities
 
 DEFAULT_CONTEXT = 8192
 INSTALL_HINT = "Install the huggingface extra: pip install 'memagent[huggingface]'."
@@ -40,7 +41,7 @@ _INCOMPLETE = "\ufffd"  # what a token holding half of a UTF-8 character decodes
 
 class HuggingFaceBackend(Backend):
     name = "huggingface"
-    constraint_kinds = frozenset()
+    capabilities = Capabilities(exact_token_count=True, model_metadata=True, in_process=True)
 
     def __init__(
         self,
@@ -87,24 +88,17 @@ class HuggingFaceBackend(Backend):
         template = getattr(self._tokenizer, "chat_template", None)
         return {"tokenizer.chat_template": template} if isinstance(template, str) else {}
 
-    def complete(
-        self,
-        prompt: str,
-        *,
-        stop: Sequence[str] = (),
-        max_tokens: int = 512,
-        constraint: Constraint | None = None,  # ignored: this backend can't constrain (see the module doc)
-        on_text: Callable[[str], None] | None = None,
-    ) -> Completion:
-        ids = self._encode(prompt)
+    def generate(self, request: CompletionRequest) -> Completion:
+        # request.constraint is ignored: this backend can't constrain (see the module doc)
+        ids = self._encode(request.prompt)
         if not ids:
             raise BackendError("The huggingface backend got an empty prompt: there is nothing to continue.")
         if len(ids) >= self._context_length:
             raise ContextOverflowError(len(ids), self._context_length)
-        budget = max(0, min(max_tokens, self._context_length - len(ids)))
+        budget = max(0, min(request.max_tokens, self._context_length - len(ids)))
         try:
             with self._torch.inference_mode():
-                return self._generate(ids, [s for s in stop if s], budget, on_text)
+                return self._generate(ids, [s for s in request.stop if s], budget, request.on_text)
         except RuntimeError as exc:  # torch's errors (out of memory, bad shapes) are RuntimeErrors
             self._cache, self._cached = None, []
             raise BackendError(f"The huggingface model {self.model_path.name} failed: {_one_line(exc)}") from exc

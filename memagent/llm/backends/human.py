@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from memagent.llm.backends.base import Backend, Completion, Constraint, estimate_tokens
+from memagent.llm.backends.base import Backend, Completion, CompletionRequest, estimate_tokens
+from memagent.llm.types import Capabilities
 
 DEFAULT_CONTEXT_LENGTH = 8192
 END_MARK = "."
@@ -18,6 +19,7 @@ END_MARK = "."
 
 class HumanBackend(Backend):
     name = "human"
+    capabilities = Capabilities(streams=False, typed_by_person=True)
 
     def __init__(
         self,
@@ -40,22 +42,15 @@ class HumanBackend(Backend):
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)
 
-    def complete(
-        self,
-        prompt: str,
-        *,
-        stop: Sequence[str] = (),
-        max_tokens: int = 512,
-        constraint: Constraint | None = None,
-        on_text: Callable[[str], None] | None = None,
-    ) -> Completion:
+    def generate(self, request: CompletionRequest) -> Completion:
+        prompt = request.prompt
         tail = prompt[-self._tail_chars :]
         cut = "" if len(tail) == len(prompt) else f" (last {len(tail)} of {len(prompt)} characters)"
         self._output(f"--- prompt{cut} ---\n{tail}")
         self._output(f"--- type the model's output; end with a line holding only {END_MARK!r} (or EOF) ---")
-        text = _cut_at_stop("\n".join(self._read_lines()), stop)
-        if on_text is not None and text:
-            on_text(text)
+        text = _cut_at_stop("\n".join(self._read_lines()), request.stop)
+        if request.on_text is not None and text:
+            request.on_text(text)
         return Completion(text=text, completion_tokens=estimate_tokens(text))
 
     def _read_lines(self) -> list[str]:

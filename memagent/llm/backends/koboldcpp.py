@@ -12,6 +12,7 @@ from typing import Any
 from memagent.errors import BackendError
 from memagent.llm.backends.base import Completion, Constraint
 from memagent.llm.backends.http import HTTPBackend, as_int, dig, finish_reason
+from memagent.llm.types import Capabilities
 
 
 class KoboldCppBackend(HTTPBackend):
@@ -21,7 +22,7 @@ class KoboldCppBackend(HTTPBackend):
     completion_path = "/api/v1/generate"
     stream_path = "/api/extra/generate/stream"
     tokenize_path = "/api/extra/tokencount"
-    constraint_kinds = frozenset({"gbnf"})
+    capabilities = Capabilities(constraint_kinds=frozenset({"gbnf"}), exact_token_count=True)
 
     def request_body(
         self, prompt: str, stop: list[str], max_tokens: int, constraint: Constraint | None, *, stream: bool

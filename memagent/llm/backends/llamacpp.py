@@ -12,6 +12,7 @@ from typing import Any
 from memagent.errors import BackendError
 from memagent.llm.backends.base import Completion, Constraint
 from memagent.llm.backends.http import HTTPBackend, as_int, dig
+from memagent.llm.types import Capabilities
 
 
 class LlamaCppBackend(HTTPBackend):
@@ -21,7 +22,7 @@ class LlamaCppBackend(HTTPBackend):
     completion_path = "/completion"
     tokenize_path = "/tokenize"
     # It takes both; the GBNF is sent because it is what the wrapper's grammar was written and tested as.
-    constraint_kinds = frozenset({"gbnf", "json_schema"})
+    capabilities = Capabilities(constraint_kinds=frozenset({"gbnf", "json_schema"}), exact_token_count=True)
 
     def request_body(
         self, prompt: str, stop: list[str], max_tokens: int, constraint: Constraint | None, *, stream: bool

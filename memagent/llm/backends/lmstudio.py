@@ -9,6 +9,7 @@ prompt and its parser repairs what comes back.
 from __future__ import annotations
 
 from memagent.llm.backends.openai_completions import OpenAICompletionsBackend
+from memagent.llm.types import Capabilities
 
 
 class LMStudioBackend(OpenAICompletionsBackend):
@@ -16,4 +17,4 @@ class LMStudioBackend(OpenAICompletionsBackend):
     label = "LM Studio server"
     default_endpoint = "http://127.0.0.1:1234"
     tokenize_path = None
-    constraint_kinds = frozenset()
+    capabilities = Capabilities()

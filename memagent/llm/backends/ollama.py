@@ -12,6 +12,7 @@ from typing import Any
 
 from memagent.llm.backends.base import Completion, Constraint
 from memagent.llm.backends.http import HTTPBackend, as_int, finish_reason
+from memagent.llm.types import Capabilities
 
 DEFAULT_NUM_CTX = 8192
 
@@ -23,8 +24,9 @@ class OllamaBackend(HTTPBackend):
     completion_path = "/api/generate"
     stream_format = "ndjson"
     default_context_length = DEFAULT_NUM_CTX  # we choose it: it is what num_ctx asks Ollama to allocate
-    model_hint = "a model name from `ollama list`, e.g. qwen2.5:7b"
-    constraint_kinds = frozenset({"json_schema"})
+    capabilities = Capabilities(
+        constraint_kinds=frozenset({"json_schema"}), needs_model_name="a model name from `ollama list`, e.g. qwen2.5:7b"
+    )
 
     def request_body(
         self, prompt: str, stop: list[str], max_tokens: int, constraint: Constraint | None, *, stream: bool

@@ -9,12 +9,13 @@ caller's job, so this module never looks at the environment.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from memagent.errors import BackendError, ConfigError
-from memagent.llm.backends.base import Completion, Constraint, estimate_tokens
+from memagent.errors import BackendError, UnsupportedOperation
+from memagent.llm.backends.base import Completion, CompletionRequest, estimate_tokens
 from memagent.llm.backends.http import HTTPBackend, as_int, dig, finish_reason
+from memagent.llm.types import Capabilities
 
 DEFAULT_CONTEXT_LENGTH = 8192  # conservative; pass the model's real window to use more of it
 
@@ -25,7 +26,9 @@ class OpenAIBackend(HTTPBackend):
     default_endpoint = "https://api.openai.com"
     completion_path = "/v1/chat/completions"
     default_context_length = DEFAULT_CONTEXT_LENGTH
-    model_hint = "e.g. gpt-4o-mini"
+    capabilities = Capabilities(
+        raw_completion=False, native_function_calls=True, needs_model_name="e.g. gpt-4o-mini", streams=False
+    )
 
     def chat_completion(
         self, messages: Sequence[dict[str, Any]], functions: Sequence[dict[str, Any]]
@@ -51,16 +54,8 @@ class OpenAIBackend(HTTPBackend):
             completion_tokens=as_int(usage.get("completion_tokens")),
         )
 
-    def complete(
-        self,
-        prompt: str,
-        *,
-        stop: Sequence[str] = (),
-        max_tokens: int = 512,
-        constraint: Constraint | None = None,
-        on_text: Callable[[str], None] | None = None,
-    ) -> Completion:
-        raise ConfigError(
+    def generate(self, request: CompletionRequest) -> Completion:
+        raise UnsupportedOperation(
             "The openai backend only does chat with native function calling; it can't run a raw prompt. "
             "For a local server with /v1/completions use --backend openai-completions."
         )

@@ -12,6 +12,7 @@ from typing import Any
 
 from memagent.llm.backends.base import Completion, Constraint
 from memagent.llm.backends.http import HTTPBackend, as_int, dig, finish_reason
+from memagent.llm.types import Capabilities
 
 
 class OpenAICompletionsBackend(HTTPBackend):
@@ -20,7 +21,7 @@ class OpenAICompletionsBackend(HTTPBackend):
     default_endpoint = "http://127.0.0.1:8000"
     completion_path = "/v1/completions"
     tokenize_path = "/extras/tokenize"  # llama-cpp-python only; elsewhere a 404 switches to the estimate
-    constraint_kinds = frozenset({"gbnf"})
+    capabilities = Capabilities(constraint_kinds=frozenset({"gbnf"}), exact_token_count=True)
     # These servers' streams carry no token usage (llama-cpp-python's never does), which a non-streamed
     # answer has: so a call is streamed only when its pieces are shown.
     stream_always = False

@@ -85,7 +85,6 @@ for _name, _cls in _SERVERS.items():
 # No model at all: you type the output.
 BACKENDS.register("human", HumanBackend)
 
-IN_PROCESS = frozenset({"embedded", "huggingface"})
 DEFAULT_ENDPOINTS: dict[str, str] = {name: cls.default_endpoint for name, cls in _SERVERS.items()}
 
 
@@ -95,6 +94,15 @@ def backend_class(name: str) -> type[Backend]:
     if key not in BACKENDS:
         raise ConfigError(f"Unknown backend {name!r}. Known backends: {', '.join(BACKENDS)}.")
     return BACKENDS[key]
+
+
+def runs_in_process(name: str) -> bool:
+    """Whether backend `name` loads a model into this process (its capabilities say so); False for an unknown
+    name, which creating the backend reports."""
+    try:
+        return backend_class(name).capabilities.in_process
+    except ConfigError:
+        return False
 
 
 def takes_option(name: str, option: str) -> bool:

@@ -13,6 +13,7 @@ from memagent.errors import BackendError
 from memagent.llm.backends.base import Constraint
 from memagent.llm.backends.http import as_int, dig
 from memagent.llm.backends.openai_completions import OpenAICompletionsBackend
+from memagent.llm.types import Capabilities
 
 
 class VLLMBackend(OpenAICompletionsBackend):
@@ -20,8 +21,11 @@ class VLLMBackend(OpenAICompletionsBackend):
     label = "vLLM server"
     default_endpoint = "http://127.0.0.1:8000"
     tokenize_path = "/tokenize"
-    model_hint = "the served model name, as listed by GET /v1/models"
-    constraint_kinds = frozenset({"json_schema"})
+    capabilities = Capabilities(
+        constraint_kinds=frozenset({"json_schema"}),
+        exact_token_count=True,
+        needs_model_name="the served model name, as listed by GET /v1/models",
+    )
 
     def default_fields(self) -> dict[str, Any]:
         return {"skip_special_tokens": False}

@@ -12,6 +12,7 @@ from typing import Any
 from memagent.llm.backends.base import Constraint
 from memagent.llm.backends.http import as_int
 from memagent.llm.backends.openai_completions import OpenAICompletionsBackend
+from memagent.llm.types import Capabilities
 
 
 class WebUIBackend(OpenAICompletionsBackend):
@@ -19,7 +20,7 @@ class WebUIBackend(OpenAICompletionsBackend):
     label = "text-generation-webui server"
     default_endpoint = "http://127.0.0.1:5000"
     tokenize_path = "/v1/internal/token-count"
-    constraint_kinds = frozenset({"gbnf"})
+    capabilities = Capabilities(constraint_kinds=frozenset({"gbnf"}), exact_token_count=True)
 
     def default_fields(self) -> dict[str, Any]:
         return {"truncation_length": self.context_length, "skip_special_tokens": False}
