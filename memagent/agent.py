@@ -13,7 +13,22 @@ from typing import Any
 from memagent import context as ctxwin
 from memagent.agent_state import AgentConfig, AgentState
 from memagent.errors import BackendError, ContextOverflowError, GenerationTruncatedError, LLMOutputError, StoreError
-from memagent.events import Event
+from memagent.events import (
+    AssistantMessage,
+    AssistantMessageDelta,
+    ContextOverflow,
+    Error,
+    Event,
+    FunctionCall,
+    FunctionReturn,
+    Heartbeat,
+    InnerThoughts,
+    ModelError,
+    Retry,
+    SystemAlert,
+    UserMessage,
+    Warning,
+)
 from memagent.functions.memory import SEARCH_FUNCTIONS
 from memagent.functions.registry import HEARTBEAT_PARAM, AgentFunction, FunctionFailed, clip_arguments
 from memagent.llm.backends.base import Backend, Completion, Constraint
@@ -93,14 +108,14 @@ class Agent:
     def run_turn(self, text: str, emit: Emit) -> None:
         """Handle one user message: store it first (it is never lost), then step until done."""
         if not text.strip():
-            emit(Event("error", "Empty message: type something to send, or /help for commands."))
+            emit(Error("Empty message: type something to send, or /help for commands."))
             return
         text = clean_text(text)
         in_context = self._fit_user_text(text, emit)
         try:
-            self._append_input(user_message(in_context), emit, Event("user_message", text), stored_text=text)
+            self._append_input(user_message(in_context), emit, UserMessage(text), stored_text=text)
         except StoreError as exc:
-            emit(Event("error", f"Your message was not saved: {exc}"))
+            emit(Error(f"Your message was not saved: {exc}"))
             return
         self._run_steps(emit)
 
@@ -110,7 +125,7 @@ class Agent:
         limit = max(1000, self.backend.context_length)  # characters: about a quarter of the window
         if len(text) <= limit:
             return text
-        emit(Event("warning", f"Your message has {len(text):,} characters; the agent sees the first {limit:,}. "
+        emit(Warning(f"Your message has {len(text):,} characters; the agent sees the first {limit:,}. "
                    "All of it is saved in recall memory; /attach loads long texts into archival memory."))
         return f"{text[:limit]}... [cut: {len(text) - limit:,} more characters, kept in recall memory]"
 
@@ -118,9 +133,9 @@ class Agent:
         self, emit: Emit, reason: str = "[This is an automated system message hidden from the user] Automated timer"
     ) -> None:
         try:
-            self._append_input(heartbeat_message(reason), emit, Event("heartbeat", reason))
+            self._append_input(heartbeat_message(reason), emit, Heartbeat(reason))
         except StoreError as exc:
-            emit(Event("error", f"The heartbeat was not saved: {exc}"))
+            emit(Error(f"The heartbeat was not saved: {exc}"))
             return
         self._run_steps(emit)
 
@@ -217,17 +232,16 @@ class Agent:
             try:
                 outcome = self.step(emit)
             except (LLMOutputError, BackendError) as exc:
-                emit(Event("error", str(exc), {"raw": getattr(exc, "raw", None)}))
+                emit(ModelError(str(exc), raw=getattr(exc, "raw", None)))
                 return
             except StoreError as exc:  # e.g. locked too long by another process: this step left nothing behind
-                emit(Event("error", f"{exc} (your message is saved; the interrupted step was not)"))
+                emit(Error(f"{exc} (your message is saved; the interrupted step was not)"))
                 return
             except ContextOverflowError as exc:
                 emit(
-                    Event(
-                        "error",
+                    ContextOverflow(
                         f"{exc}, even after summarizing. Use a larger --context-length, or /pop long messages.",
-                        {"prompt_tokens": exc.prompt_tokens},
+                        prompt_tokens=exc.prompt_tokens,
                     )
                 )
                 return
@@ -237,9 +251,9 @@ class Agent:
             payload = json.loads(outcome.next_input["content"])
             text = payload.get("reason") or payload.get("message") or ""
             self._append_input(
-                outcome.next_input, emit, Event("heartbeat" if kind == "heartbeat" else "system_alert", text)
+                outcome.next_input, emit, Heartbeat(text) if kind == "heartbeat" else SystemAlert(text)
             )
-        emit(Event("warning", f"Stopped after {self.config.max_steps_per_turn} steps in one turn; waiting for you."))
+        emit(Warning(f"Stopped after {self.config.max_steps_per_turn} steps in one turn; waiting for you."))
 
     def step(self, emit: Emit) -> StepOutcome:
         """Generate a call, run it and store it in one transaction; report it only once it is committed, so
@@ -248,8 +262,8 @@ class Agent:
         args = dict(call.arguments)
         heartbeat = bool(args.pop(HEARTBEAT_PARAM, False)) or self._heartbeat_correction(call.name)
         shown = [
-            Event("inner_thoughts", call.inner_thoughts or "", {"repairs": list(call.repairs)}),
-            Event("function_call", call.name, {"arguments": args}),
+            InnerThoughts(call.inner_thoughts or "", tuple(call.repairs)),
+            FunctionCall(call.name, args),
         ]
         with self._transaction() as tx:
             tools = AgentMemory(
@@ -257,7 +271,7 @@ class Agent:
                 self.agent_id,
                 self.core_memory,
                 tx,
-                on_send=lambda text: shown.append(Event("assistant_message", text)),
+                on_send=lambda text: shown.append(AssistantMessage(text)),
                 on_pause=self._pause_heartbeats,
             )
             ok, result = self._execute(call.name, args, tools)
@@ -270,7 +284,7 @@ class Agent:
             self.state.first_reply_done = True
             next_input = self._next_input(ok, heartbeat, completion)
             self._save(tx)
-        shown.append(Event("function_return", call.name, {"status": "OK" if ok else "Failed", "message": result}))
+        shown.append(FunctionReturn(call.name, "OK" if ok else "Failed", result))
         for event in shown:
             emit(event)
         return StepOutcome(next_input)
@@ -322,20 +336,19 @@ class Agent:
                         "before the call was complete.",
                         completion.text,
                     )
-                emit(Event("retry", str(last_error), {"attempt": attempt + 1, "raw": completion.text}))
+                emit(Retry(str(last_error), attempt + 1, completion.text))
                 corrections = [system_alert(CORRECTION.format(error=last_error))]
                 continue
             if completion.finish_reason == "length" and CLOSED_BRACES in call.repairs:
                 emit(
-                    Event(
-                        "warning",
+                    Warning(
                         "The reply was cut at the token limit; its call was completed from what was generated.",
-                        {"raw": completion.text},
+                        raw=completion.text,
                     )
                 )
             problem = self._first_reply_problem(call) if verify else None
             if problem and attempt < attempts - 1:
-                emit(Event("retry", f"First reply check: {problem}", {"attempt": attempt + 1, "raw": completion.text}))
+                emit(Retry(f"First reply check: {problem}", attempt + 1, completion.text))
                 continue
             return call, completion
         assert last_error is not None
@@ -366,7 +379,7 @@ class Agent:
             def on_text(piece: str, streamer: ArgumentStreamer = streamer) -> None:
                 delta = streamer.feed(piece)
                 if delta:
-                    emit(Event("assistant_message_delta", delta))
+                    emit(AssistantMessageDelta(delta))
 
             completion = self.backend.complete(
                 prompt,
@@ -460,7 +473,7 @@ class Agent:
             self._save(tx)
         if emit:
             text = f"Summarized {cutoff} older messages to fit the context window; they stay searchable."
-            emit(Event("system_alert", text, {"summary": summary}))
+            emit(SystemAlert(text, summary))
         return True
 
     def _pause_heartbeats(self, until: float) -> None:
