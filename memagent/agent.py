@@ -7,7 +7,6 @@ import copy
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from memagent import context as ctxwin
@@ -16,14 +15,11 @@ from memagent.errors import BackendError, ContextOverflowError, GenerationTrunca
 from memagent.events import (
     AssistantMessage,
     AssistantMessageDelta,
-    ContextOverflow,
     Error,
     Event,
     FunctionCall,
     FunctionReturn,
-    Heartbeat,
     InnerThoughts,
-    ModelError,
     Retry,
     SystemAlert,
     UserMessage,
@@ -48,12 +44,12 @@ from memagent.messages import (
     assistant_call,
     envelope_type,
     function_result,
-    heartbeat_message,
     now_text,
     searchable_text,
     system_alert,
     user_message,
 )
+from memagent.outcomes import AwaitUser, NextInput, NextStep, RunAgain, StepResult, Stopped, TurnEnd, step_error
 from memagent.prompts.template import MemoryStats, SystemPromptTemplate
 from memagent.text import clean_text
 
@@ -62,13 +58,6 @@ RESULT_CHAR_LIMIT = 3000
 CORRECTION = "Your last reply could not be used: {error} Reply with exactly one function call in the JSON format shown."
 FIRST_REPLY_FUNCTIONS = ("send_message", "archival_memory_search")
 _LEAK_CHARS = set('(){}[]"')
-
-
-@dataclass(frozen=True)
-class StepOutcome:
-    """What happens after a step: another step (with this input) or back to the user."""
-
-    next_input: Message | None = None
 
 
 class Agent:
@@ -105,19 +94,19 @@ class Agent:
     def schemas(self) -> list[dict[str, Any]]:
         return [f.schema for f in self.functions.values()]
 
-    def run_turn(self, text: str, emit: Emit) -> None:
+    def run_turn(self, text: str, emit: Emit) -> TurnEnd:
         """Handle one user message: store it first (it is never lost), then step until done."""
         if not text.strip():
             emit(Error("Empty message: type something to send, or /help for commands."))
-            return
+            return Stopped("error", "empty message")
         text = clean_text(text)
         in_context = self._fit_user_text(text, emit)
         try:
             self._append_input(user_message(in_context), emit, UserMessage(text), stored_text=text)
         except StoreError as exc:
             emit(Error(f"Your message was not saved: {exc}"))
-            return
-        self._run_steps(emit)
+            return Stopped("error", str(exc))
+        return self._run_steps(emit)
 
     def _fit_user_text(self, text: str, emit: Emit) -> str:
         """A message too long for the context window is kept whole in recall memory (searchable) while the
@@ -131,13 +120,14 @@ class Agent:
 
     def heartbeat(
         self, emit: Emit, reason: str = "[This is an automated system message hidden from the user] Automated timer"
-    ) -> None:
+    ) -> TurnEnd:
+        beat = NextInput.heartbeat(reason)
         try:
-            self._append_input(heartbeat_message(reason), emit, Heartbeat(reason))
+            self._append_input(beat.message, emit, beat.event())
         except StoreError as exc:
             emit(Error(f"The heartbeat was not saved: {exc}"))
-            return
-        self._run_steps(emit)
+            return Stopped("error", str(exc))
+        return self._run_steps(emit)
 
     def set_wrapper(self, wrapper: LLMChatCompletionWrapper) -> None:
         self.wrapper, self._constraint = wrapper, None
@@ -227,35 +217,23 @@ class Agent:
         return None
 
     # -- the loop ---------------------------------------------------------------------------------
-    def _run_steps(self, emit: Emit) -> None:
+    def _run_steps(self, emit: Emit) -> TurnEnd:
         for _ in range(self.config.max_steps_per_turn):
             try:
-                outcome = self.step(emit)
-            except (LLMOutputError, BackendError) as exc:
-                emit(ModelError(str(exc), raw=getattr(exc, "raw", None)))
-                return
-            except StoreError as exc:  # e.g. locked too long by another process: this step left nothing behind
-                emit(Error(f"{exc} (your message is saved; the interrupted step was not)"))
-                return
-            except ContextOverflowError as exc:
-                emit(
-                    ContextOverflow(
-                        f"{exc}, even after summarizing. Use a larger --context-length, or /pop long messages.",
-                        prompt_tokens=exc.prompt_tokens,
-                    )
-                )
-                return
-            if outcome.next_input is None:
-                return
-            kind = envelope_type(outcome.next_input)
-            payload = json.loads(outcome.next_input["content"])
-            text = payload.get("reason") or payload.get("message") or ""
-            self._append_input(
-                outcome.next_input, emit, Heartbeat(text) if kind == "heartbeat" else SystemAlert(text)
-            )
-        emit(Warning(f"Stopped after {self.config.max_steps_per_turn} steps in one turn; waiting for you."))
+                result = self.step(emit)
+            except (LLMOutputError, BackendError, StoreError, ContextOverflowError) as exc:
+                emit(step_error(exc))  # a failed step left nothing behind: the turn stops here
+                return Stopped("error", str(exc))
+            match result.next:
+                case RunAgain(input=next_input):
+                    self._append_input(next_input.message, emit, next_input.event())
+                case AwaitUser() | Stopped() as end:
+                    return end
+        limit = self.config.max_steps_per_turn
+        emit(Warning(f"Stopped after {limit} steps in one turn; waiting for you."))
+        return Stopped("step_limit", f"{limit} steps in one turn")
 
-    def step(self, emit: Emit) -> StepOutcome:
+    def step(self, emit: Emit) -> StepResult:
         """Generate a call, run it and store it in one transaction; report it only once it is committed, so
         nothing the user saw can vanish with a crash."""
         call, completion = self._generate_call(emit)
@@ -282,23 +260,23 @@ class Agent:
             if tools.memory_edited:
                 self._refresh_system_message(tx)
             self.state.first_reply_done = True
-            next_input = self._next_input(ok, heartbeat, completion)
+            next_step = self._next_step(ok, heartbeat, completion)
             self._save(tx)
         shown.append(FunctionReturn(call.name, "OK" if ok else "Failed", result))
         for event in shown:
             emit(event)
-        return StepOutcome(next_input)
+        return StepResult(next_step)
 
-    def _next_input(self, ok: bool, heartbeat: bool, completion: Completion) -> Message | None:
+    def _next_step(self, ok: bool, heartbeat: bool, completion: Completion) -> NextStep:
         used = completion.prompt_tokens or 0
         if not self.state.memory_pressure_alerted and ctxwin.over_warning(used, self.backend.context_length):
             self.state.memory_pressure_alerted = True
-            return system_alert(MEMORY_PRESSURE)
+            return RunAgain(NextInput.alert(MEMORY_PRESSURE))
         if not ok:
-            return heartbeat_message(HEARTBEAT_FAILED)
+            return RunAgain(NextInput.heartbeat(HEARTBEAT_FAILED))
         if heartbeat:
-            return heartbeat_message(HEARTBEAT_REQUESTED)
-        return None
+            return RunAgain(NextInput.heartbeat(HEARTBEAT_REQUESTED))
+        return AwaitUser()
 
     def _heartbeat_correction(self, name: str) -> bool:
         """Small models forget request_heartbeat after a user message: continue unless they replied."""
