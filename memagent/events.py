@@ -91,10 +91,6 @@ class FunctionReturn(_Event):
         return self.name
 
     @property
-    def ok(self) -> bool:
-        return self.status == "OK"
-
-    @property
     def data(self) -> dict[str, Any]:
         return {"status": self.status, "message": self.message}
 
