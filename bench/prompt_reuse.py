@@ -34,12 +34,13 @@ from bench.common import (
     targets_table,
 )
 from bench.kv_state import state_methods
-from memagent.agent import Agent, Emit, StepOutcome
+from memagent.agent import Agent, Emit
 from memagent.app import open_agent
 from memagent.events import Event
 from memagent.llm.backends.embedded import EmbeddedBackend
 from memagent.memory.store import Store
 from memagent.messages import now_text
+from memagent.outcomes import StepResult
 from memagent.settings import Settings
 
 AGENT = "bench"
@@ -72,7 +73,7 @@ SLACK = 1.05  # an ordinary turn may evaluate at most this many times its new to
 class MemGPTLayoutAgent(Agent):
     """MemGPT's system message: statistics and a timestamp rebuilt before every step (reference 1.7)."""
 
-    def step(self, emit: Emit) -> StepOutcome:
+    def step(self, emit: Emit) -> StepResult:
         self.state.memory_stats = {
             "edit_timestamp": now_text(),
             "recall_count": self.store.count_messages(self.agent_id),

@@ -7,13 +7,24 @@ import copy
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from memagent import context as ctxwin
 from memagent.agent_state import AgentConfig, AgentState
 from memagent.errors import BackendError, ContextOverflowError, GenerationTruncatedError, LLMOutputError, StoreError
-from memagent.events import Event
+from memagent.events import (
+    AssistantMessage,
+    AssistantMessageDelta,
+    Error,
+    Event,
+    FunctionCall,
+    FunctionReturn,
+    InnerThoughts,
+    Retry,
+    SystemAlert,
+    UserMessage,
+    Warning,
+)
 from memagent.functions.memory import SEARCH_FUNCTIONS
 from memagent.functions.registry import HEARTBEAT_PARAM, AgentFunction, FunctionFailed, clip_arguments
 from memagent.llm.backends.base import Backend, Completion, Constraint
@@ -33,12 +44,12 @@ from memagent.messages import (
     assistant_call,
     envelope_type,
     function_result,
-    heartbeat_message,
     now_text,
     searchable_text,
     system_alert,
     user_message,
 )
+from memagent.outcomes import AwaitUser, NextInput, NextStep, RunAgain, StepResult, Stopped, TurnEnd, step_error
 from memagent.prompts.template import MemoryStats, SystemPromptTemplate
 from memagent.text import clean_text
 
@@ -53,13 +64,6 @@ ERROR_CHAR_LIMIT = 300
 def shorten(text: str, limit: int = ERROR_CHAR_LIMIT) -> str:
     """A parse error as the model and the user see it: errors quote the output, which can be any length."""
     return text if len(text) <= limit else f"{text[:limit]}..."
-
-
-@dataclass(frozen=True)
-class StepOutcome:
-    """What happens after a step: another step (with this input) or back to the user."""
-
-    next_input: Message | None = None
 
 
 class Agent:
@@ -96,19 +100,19 @@ class Agent:
     def schemas(self) -> list[dict[str, Any]]:
         return [f.schema for f in self.functions.values()]
 
-    def run_turn(self, text: str, emit: Emit) -> None:
+    def run_turn(self, text: str, emit: Emit) -> TurnEnd:
         """Handle one user message: store it first (it is never lost), then step until done."""
         if not text.strip():
-            emit(Event("error", "Empty message: type something to send, or /help for commands."))
-            return
+            emit(Error("Empty message: type something to send, or /help for commands."))
+            return Stopped("error", "empty message")
         text = clean_text(text)
         in_context = self._fit_user_text(text, emit)
         try:
-            self._append_input(user_message(in_context), emit, Event("user_message", text), stored_text=text)
+            self._append_input(user_message(in_context), emit, UserMessage(text), stored_text=text)
         except StoreError as exc:
-            emit(Event("error", f"Your message was not saved: {exc}"))
-            return
-        self._run_steps(emit)
+            emit(Error(f"Your message was not saved: {exc}"))
+            return Stopped("error", str(exc))
+        return self._run_steps(emit)
 
     def _fit_user_text(self, text: str, emit: Emit) -> str:
         """A message too long for the context window is kept whole in recall memory (searchable) while the
@@ -116,19 +120,20 @@ class Agent:
         limit = max(1000, self.backend.context_length)  # characters: about a quarter of the window
         if len(text) <= limit:
             return text
-        emit(Event("warning", f"Your message has {len(text):,} characters; the agent sees the first {limit:,}. "
+        emit(Warning(f"Your message has {len(text):,} characters; the agent sees the first {limit:,}. "
                    "All of it is saved in recall memory; /attach loads long texts into archival memory."))
         return f"{text[:limit]}... [cut: {len(text) - limit:,} more characters, kept in recall memory]"
 
     def heartbeat(
         self, emit: Emit, reason: str = "[This is an automated system message hidden from the user] Automated timer"
-    ) -> None:
+    ) -> TurnEnd:
+        beat = NextInput.heartbeat(reason)
         try:
-            self._append_input(heartbeat_message(reason), emit, Event("heartbeat", reason))
+            self._append_input(beat.message, emit, beat.event())
         except StoreError as exc:
-            emit(Event("error", f"The heartbeat was not saved: {exc}"))
-            return
-        self._run_steps(emit)
+            emit(Error(f"The heartbeat was not saved: {exc}"))
+            return Stopped("error", str(exc))
+        return self._run_steps(emit)
 
     def set_wrapper(self, wrapper: LLMChatCompletionWrapper) -> None:
         self.wrapper, self._constraint = wrapper, None
@@ -218,44 +223,31 @@ class Agent:
         return None
 
     # -- the loop ---------------------------------------------------------------------------------
-    def _run_steps(self, emit: Emit) -> None:
+    def _run_steps(self, emit: Emit) -> TurnEnd:
         for _ in range(self.config.max_steps_per_turn):
             try:
-                outcome = self.step(emit)
-            except (LLMOutputError, BackendError) as exc:
-                emit(Event("error", str(exc), {"raw": getattr(exc, "raw", None)}))
-                return
-            except StoreError as exc:  # e.g. locked too long by another process: this step left nothing behind
-                emit(Event("error", f"{exc} (your message is saved; the interrupted step was not)"))
-                return
-            except ContextOverflowError as exc:
-                emit(
-                    Event(
-                        "error",
-                        f"{exc}, even after summarizing. Use a larger --context-length, or /pop long messages.",
-                        {"prompt_tokens": exc.prompt_tokens},
-                    )
-                )
-                return
-            if outcome.next_input is None:
-                return
-            kind = envelope_type(outcome.next_input)
-            payload = json.loads(outcome.next_input["content"])
-            text = payload.get("reason") or payload.get("message") or ""
-            self._append_input(
-                outcome.next_input, emit, Event("heartbeat" if kind == "heartbeat" else "system_alert", text)
-            )
-        emit(Event("warning", f"Stopped after {self.config.max_steps_per_turn} steps in one turn; waiting for you."))
+                result = self.step(emit)
+            except (LLMOutputError, BackendError, StoreError, ContextOverflowError) as exc:
+                emit(step_error(exc))  # a failed step left nothing behind: the turn stops here
+                return Stopped("error", str(exc))
+            match result.next:
+                case RunAgain(input=next_input):
+                    self._append_input(next_input.message, emit, next_input.event())
+                case AwaitUser() | Stopped() as end:
+                    return end
+        limit = self.config.max_steps_per_turn
+        emit(Warning(f"Stopped after {limit} steps in one turn; waiting for you."))
+        return Stopped("step_limit", f"{limit} steps in one turn")
 
-    def step(self, emit: Emit) -> StepOutcome:
+    def step(self, emit: Emit) -> StepResult:
         """Generate a call, run it and store it in one transaction; report it only once it is committed, so
         nothing the user saw can vanish with a crash."""
         call, completion = self._generate_call(emit)
         args = dict(call.arguments)
         heartbeat = bool(args.pop(HEARTBEAT_PARAM, False)) or self._heartbeat_correction(call.name)
         shown = [
-            Event("inner_thoughts", call.inner_thoughts or "", {"repairs": list(call.repairs)}),
-            Event("function_call", call.name, {"arguments": args}),
+            InnerThoughts(call.inner_thoughts or "", tuple(call.repairs)),
+            FunctionCall(call.name, args),
         ]
         with self._transaction() as tx:
             tools = AgentMemory(
@@ -263,7 +255,7 @@ class Agent:
                 self.agent_id,
                 self.core_memory,
                 tx,
-                on_send=lambda text: shown.append(Event("assistant_message", text)),
+                on_send=lambda text: shown.append(AssistantMessage(text)),
                 on_pause=self._pause_heartbeats,
             )
             ok, result = self._execute(call.name, args, tools)
@@ -274,23 +266,23 @@ class Agent:
             if tools.memory_edited:
                 self._refresh_system_message(tx)
             self.state.first_reply_done = True
-            next_input = self._next_input(ok, heartbeat, completion)
+            next_step = self._next_step(ok, heartbeat, completion)
             self._save(tx)
-        shown.append(Event("function_return", call.name, {"status": "OK" if ok else "Failed", "message": result}))
+        shown.append(FunctionReturn(call.name, "OK" if ok else "Failed", result))
         for event in shown:
             emit(event)
-        return StepOutcome(next_input)
+        return StepResult(next_step)
 
-    def _next_input(self, ok: bool, heartbeat: bool, completion: Completion) -> Message | None:
+    def _next_step(self, ok: bool, heartbeat: bool, completion: Completion) -> NextStep:
         used = completion.prompt_tokens or 0
         if not self.state.memory_pressure_alerted and ctxwin.over_warning(used, self.backend.context_length):
             self.state.memory_pressure_alerted = True
-            return system_alert(MEMORY_PRESSURE)
+            return RunAgain(NextInput.alert(MEMORY_PRESSURE))
         if not ok:
-            return heartbeat_message(HEARTBEAT_FAILED)
+            return RunAgain(NextInput.heartbeat(HEARTBEAT_FAILED))
         if heartbeat:
-            return heartbeat_message(HEARTBEAT_REQUESTED)
-        return None
+            return RunAgain(NextInput.heartbeat(HEARTBEAT_REQUESTED))
+        return AwaitUser()
 
     def _heartbeat_correction(self, name: str) -> bool:
         """Small models forget request_heartbeat after a user message: continue unless they replied."""
@@ -328,20 +320,19 @@ class Agent:
                         "before the call was complete.",
                         completion.text,
                     )
-                emit(Event("retry", shorten(str(last_error)), {"attempt": attempt + 1, "raw": completion.text}))
+                emit(Retry(shorten(str(last_error)), attempt + 1, completion.text))
                 corrections = [system_alert(CORRECTION.format(error=shorten(str(last_error))))]
                 continue
             if completion.finish_reason == "length" and CLOSED_BRACES in call.repairs:
                 emit(
-                    Event(
-                        "warning",
+                    Warning(
                         "The reply was cut at the token limit; its call was completed from what was generated.",
-                        {"raw": completion.text},
+                        raw=completion.text,
                     )
                 )
             problem = self._first_reply_problem(call) if verify else None
             if problem and attempt < attempts - 1:
-                emit(Event("retry", f"First reply check: {problem}", {"attempt": attempt + 1, "raw": completion.text}))
+                emit(Retry(f"First reply check: {problem}", attempt + 1, completion.text))
                 continue
             return call, completion
         assert last_error is not None
@@ -372,7 +363,7 @@ class Agent:
             def on_text(piece: str, streamer: ArgumentStreamer = streamer) -> None:
                 delta = streamer.feed(piece)
                 if delta:
-                    emit(Event("assistant_message_delta", delta))
+                    emit(AssistantMessageDelta(delta))
 
             completion = self.backend.complete(
                 prompt,
@@ -466,7 +457,7 @@ class Agent:
             self._save(tx)
         if emit:
             text = f"Summarized {cutoff} older messages to fit the context window; they stay searchable."
-            emit(Event("system_alert", text, {"summary": summary}))
+            emit(SystemAlert(text, summary))
         return True
 
     def _pause_heartbeats(self, until: float) -> None:

@@ -86,7 +86,7 @@ def chat(
     _DEBUG = debug
     from memagent.app import constraint_notice, open_session
     from memagent.crash_guard import guard_chat, note_agent
-    from memagent.events import Event
+    from memagent.events import SessionInfo
     from memagent.repl import chat as run_chat
     from memagent.settings import build_settings
 
@@ -122,9 +122,7 @@ def chat(
             f"{verb} agent {session.agent.name} ({session.agent.wrapper.name} wrapper, {session.backend.name} backend)"
         )
         if settings.json_output:
-            print(
-                Event("info", message, {"agent": session.agent.name, "created": session.created}).to_json(), flush=True
-            )
+            print(SessionInfo(message, session.agent.name, session.created).to_json(), flush=True)
         else:
             print(message, file=sys.stderr, flush=True)
         notice = constraint_notice(settings, session.backend)

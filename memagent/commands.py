@@ -15,7 +15,7 @@ from pathlib import Path
 
 from memagent.agent import Agent
 from memagent.errors import ConfigError, UserError
-from memagent.events import Event
+from memagent.events import Error, Event, Info
 from memagent.messages import envelope_type, searchable_text
 from memagent.text import clean_text
 
@@ -45,10 +45,10 @@ class CommandContext:
     home: Path | None = None  # $MEMAGENT_HOME: user wrappers live in home/wrappers
 
     def info(self, text: str) -> None:
-        self.emit(Event("info", text))
+        self.emit(Info(text))
 
     def error(self, text: str) -> None:
-        self.emit(Event("error", text))
+        self.emit(Error(text))
 
 
 @dataclass(frozen=True)
@@ -305,12 +305,12 @@ def run_command(line: str, agent: Agent, emit: Emit, ask: Ask, home: Path | None
     if command is None:
         near = [c for c in COMMANDS if c.startswith(name)] or difflib.get_close_matches(name, list(COMMANDS), n=1)
         hint = f" Did you mean /{' or /'.join(near)}?" if near else " Type /help for the list."
-        emit(Event("error", f"Unknown command /{name}.{hint}"))
+        emit(Error(f"Unknown command /{name}.{hint}"))
         return
     try:
         command.run(CommandContext(agent, emit, _cleaned(ask), home), args)
     except UserError as exc:
-        emit(Event("error", str(exc)))
+        emit(Error(str(exc)))
 
 
 def completions(text: str, agent: Agent, wrappers: Sequence[str] = ()) -> list[str]:

@@ -15,7 +15,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.status import Status
 
-from memagent.events import Event
+from memagent.events import (
+    AssistantMessage,
+    AssistantMessageDelta,
+    Event,
+    FunctionCall,
+    FunctionReturn,
+    InnerThoughts,
+    Retry,
+    UserMessage,
+)
 from memagent.text import clean_any, clean_text
 
 _STYLES = {
@@ -44,12 +53,11 @@ def safe(value: object) -> str:
 def json_line(event: Event) -> str:
     """The event as one line of JSON, cleaned: valid UTF-8, no raw control characters, whatever it held."""
     data = clean_any(event.data)
-    cleaned = Event(event.type, clean_text(event.text), data if isinstance(data, dict) else {})
+    line = {"type": event.type, "text": clean_text(event.text), **(data if isinstance(data, dict) else {})}
     try:
-        return cleaned.to_json()
+        return clean_text(json.dumps(line, ensure_ascii=False))
     except (TypeError, ValueError):  # a value JSON can't hold: show it as text rather than lose the event
-        return clean_text(json.dumps({"type": event.type, "text": cleaned.text, **cleaned.data},
-                                     ensure_ascii=False, default=str))
+        return clean_text(json.dumps(line, ensure_ascii=False, default=str))
 
 
 class EventPrinter:
@@ -70,24 +78,24 @@ class EventPrinter:
             self.console.file.write(json_line(event) + "\n")
             self.console.file.flush()
             return
-        if event.type == "user_message" and not self.echo_user:
-            return
-        if event.type == "assistant_message_delta":
-            return
-        if event.type == "function_call":
-            if event.text != "send_message":
-                arguments = clean_any(event.data.get("arguments"))
-                call = format_call(event.text, arguments if isinstance(arguments, dict) else {})
-                self.console.print(f"[magenta]⚡ {safe(call)}[/]")
-            return
-        if event.type == "function_return":
-            if self.show_returns and event.text != "send_message":
-                status = event.data.get("status")
-                style = "green" if status == "OK" else "red"
-                self.console.print(f"  [{style}]↳ {safe(status)}[/] [dim]{safe(event.data.get('message'))}[/]")
-            return
-        if event.type == "inner_thoughts" and not event.text:
-            return
+        match event:
+            case UserMessage() if not self.echo_user:
+                return
+            case AssistantMessageDelta():
+                return
+            case FunctionCall(name=name, arguments=arguments):
+                if name != "send_message":
+                    cleaned = clean_any(arguments)
+                    call = format_call(name, cleaned if isinstance(cleaned, dict) else {})
+                    self.console.print(f"[magenta]⚡ {safe(call)}[/]")
+                return
+            case FunctionReturn(name=name, status=status, message=message):
+                if self.show_returns and name != "send_message":
+                    style = "green" if status == "OK" else "red"
+                    self.console.print(f"  [{style}]↳ {safe(status)}[/] [dim]{safe(message)}[/]")
+                return
+            case InnerThoughts(text=""):
+                return
         icon, style = _STYLES.get(event.type, ("", ""))
         text = safe(event.text)
         self.console.print(f"[{style}]{icon} {text}[/]" if style else f"{icon} {text}")
@@ -120,13 +128,13 @@ class LivePrinter(EventPrinter):
             self._streamed = ""
 
     def __call__(self, event: Event) -> None:
-        if event.type == "assistant_message_delta":
+        if isinstance(event, AssistantMessageDelta):
             self._stream(event.text)
             return
-        if event.type == "retry":
+        if isinstance(event, Retry):
             self._streamed = ""  # that attempt's text was abandoned
         self._end_line()
-        if event.type == "assistant_message" and self._streamed:
+        if isinstance(event, AssistantMessage) and self._streamed:
             already_shown = self._streamed.strip() == clean_text(event.text).strip()
             self._streamed = ""
             if already_shown:

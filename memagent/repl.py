@@ -23,7 +23,7 @@ from rich.console import Console
 
 from memagent.agent import Agent
 from memagent.commands import Ask, Emit, ExitChat, completions, is_command, run_command, uses_model, wrapper_names
-from memagent.events import Event
+from memagent.events import Error, Event, Warning
 from memagent.render import EventPrinter, LivePrinter, safe
 from memagent.text import clean_text
 
@@ -87,7 +87,7 @@ def run_scripted(agent: Agent, lines: Iterable[str], emit: Emit, home: Path | No
 
     def noting_errors(event: Event) -> None:
         nonlocal failed
-        failed = failed or event.type == "error"
+        failed = failed or isinstance(event, Error)
         emit(event)
 
     try:
@@ -97,7 +97,7 @@ def run_scripted(agent: Agent, lines: Iterable[str], emit: Emit, home: Path | No
             except ExitChat:
                 break
     except KeyboardInterrupt:
-        emit(Event("warning", "Cancelled; the agent and its messages are kept."))
+        emit(Warning("Cancelled; the agent and its messages are kept."))
         return EXIT_INTERRUPTED
     return EXIT_FAILED if failed else EXIT_OK
 

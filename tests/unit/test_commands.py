@@ -13,7 +13,7 @@ from fakes import ScriptedBackend, call, reply
 from rich.console import Console
 
 from memagent.commands import COMMANDS, ExitChat, completions, run_command, uses_model
-from memagent.events import Event
+from memagent.events import AssistantMessage, AssistantMessageDelta, Retry
 from memagent.llm.backends.base import Completion
 from memagent.render import EventPrinter, LivePrinter
 from memagent.repl import run_interactive_line, run_scripted, scripted_messages
@@ -352,16 +352,16 @@ def test_a_streamed_reply_is_printed_once(make_agent):
 def test_a_reply_that_did_not_stream_is_printed_in_full():
     printer, out = live_printer()
     with printer.working():
-        printer(Event("assistant_message_delta", "Hel"))
-        printer(Event("retry", "bad output"))
-        printer(Event("assistant_message", "Hello"))
+        printer(AssistantMessageDelta("Hel"))
+        printer(Retry("bad output", 1))
+        printer(AssistantMessage("Hello"))
     lines = out.getvalue().splitlines()
     assert lines[0] == "🤖 Hel" and lines[-1] == "🤖 Hello"
 
 
 def test_json_lines_still_carry_the_deltas():
     out = io.StringIO()
-    EventPrinter(Console(file=out), json_output=True)(Event("assistant_message_delta", "Hi"))
+    EventPrinter(Console(file=out), json_output=True)(AssistantMessageDelta("Hi"))
     assert json.loads(out.getvalue()) == {"type": "assistant_message_delta", "text": "Hi"}
 
 

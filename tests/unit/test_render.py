@@ -9,23 +9,33 @@ import json
 import pytest
 from rich.console import Console
 
-from memagent.events import Event
+from memagent.events import (
+    AssistantMessage,
+    AssistantMessageDelta,
+    Event,
+    FunctionCall,
+    FunctionReturn,
+    Info,
+    InnerThoughts,
+    ModelError,
+    UserMessage,
+    Warning,
+)
 from memagent.render import EventPrinter, LivePrinter
 
 DIRTY = "a\ud800b\x00c\x1b[2J\x1b]0;pwned\x07d\x1b[31me"
-EVENTS = [
-    Event("assistant_message", DIRTY),
-    Event("inner_thoughts", DIRTY),
-    Event("user_message", DIRTY),
-    Event("error", DIRTY, {"raw": DIRTY}),
-    Event("function_call", "core_memory_append", {"arguments": {"content\x1b": DIRTY, "n": 1}}),
-    Event("function_call", "weird", {"arguments": "not a dict"}),
-    Event("function_return", "core_memory_append", {"status": "OK", "message": DIRTY}),
-    Event("function_return", "x", {"status": "Failed\ud800", "message": ["[bold]", DIRTY]}),
-    Event("info", "[/nonsense] [bold]" + DIRTY),
-    Event("warning", DIRTY, {"when": object()}),
+EVENTS: list[Event] = [
+    AssistantMessage(DIRTY),
+    InnerThoughts(DIRTY),
+    UserMessage(DIRTY),
+    ModelError(DIRTY, raw=DIRTY),
+    FunctionCall("core_memory_append", {"content\x1b": DIRTY, "n": 1}),
+    FunctionCall("weird", {"when": object()}),
+    FunctionReturn("core_memory_append", "OK", DIRTY),
+    FunctionReturn("x", "Failed\ud800", ["[bold]", DIRTY]),  # type: ignore[arg-type]
+    Info("[/nonsense] [bold]" + DIRTY),
+    Warning(DIRTY, raw=DIRTY),
 ]
-
 
 def strict_console() -> tuple[Console, io.BytesIO]:
     raw = io.BytesIO()
@@ -65,8 +75,8 @@ def test_a_streamed_reply_with_dirty_deltas_is_printed_clean_and_once():
     printer = LivePrinter(console)
     with printer.working():
         for delta in ("Hel", "lo\ud800", "\x1b[31m", " there"):
-            printer(Event("assistant_message_delta", delta))
-        printer(Event("assistant_message", "Hello\ud800\x1b[31m there"))
+            printer(AssistantMessageDelta(delta))
+        printer(AssistantMessage("Hello\ud800\x1b[31m there"))
     out = raw.getvalue().decode("utf-8")
     assert "\x1b[31m" not in out
     assert out.count("Hello\ufffd there") == 1, out
