@@ -140,3 +140,10 @@ def status(code: int, body: bytes = b"{}") -> Behaviour:
         conn.sendall(head.encode() + b"Connection: close\r\n\r\n" + body)
 
     return behaviour
+
+
+def drip_unfinished_line(conn: socket.socket, stop: threading.Event, request: bytes = b"") -> None:
+    """One whole event, then a line that never ends, a byte at a time."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
+    conn.sendall(b'data: {"content": "a"}\n\n')
+    drip(conn, stop, b'data: {"content": "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb')

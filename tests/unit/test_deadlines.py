@@ -20,6 +20,7 @@ from stalling_server import (
     drip_headers,
     drip_json_body,
     drip_sse_body,
+    drip_unfinished_line,
     events_then_drip,
     headers_then_pause,
     silent,
@@ -319,3 +320,22 @@ def test_a_huggingface_generation_past_its_deadline_is_one_line() -> None:
         backend._generate([1, 2], [], 100, None)
     assert_one_line(caught.value, "huggingface model m.gguf", "within the 3 s deadline", "--timeout SECONDS")
     assert clock.now == 1003.0
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "name", "options"),
+    [
+        (drip_json_body, "openai-completions", {}),
+        (drip_unfinished_line, "llamacpp", {"context_length": 4096}),
+    ],
+)
+def test_an_answer_begun_and_left_unfinished_is_cut_off_at_the_silence_limit(
+    serve: Callable[..., FakeServer], behaviour: Behaviour, name: str, options: dict[str, Any]
+) -> None:
+    """A dripped body or line never ends, yet a byte now and then keeps a socket's timeout from firing: the
+    silence limit, not the 30-minute deadline, ends it (a real server writes each line or body at once)."""
+    server = serve(behaviour)
+    backend = create_backend(name, endpoint=server.url, timeout=50, first_byte_timeout=0.5, **options)
+    with backend, pytest.raises(BackendError) as caught:
+        backend.complete("p", on_text=lambda piece: None)
+    assert_one_line(caught.value, server.url, "left it unfinished for 0.5 s", "--timeout SECONDS")

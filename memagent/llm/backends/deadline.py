@@ -94,7 +94,8 @@ class Watchdog:
         self._stopped = False
         self.fired = False
         self.silence = 0.0  # the first-byte limit of the request watched, for its message
-        self.first_byte_seen = False  # once the answer began, only the overall deadline is armed
+        self.first_byte_seen = False  # once the answer began, only the overall deadline is armed...
+        self.unfinished = False  # ...except while a line or body has begun and not ended (see HTTPBackend)
 
     def trace(self, event: str, info: dict[str, Any]) -> None:
         if not event.endswith(("connect_tcp.complete", "connect_unix_socket.complete")):
@@ -141,6 +142,13 @@ def _shut(sock: socket.socket) -> None:
 
 def deadline_message(where: str, seconds: float) -> str:
     return f"No complete answer from {where} within the {seconds:g} s deadline: {TIMEOUT_ADVICE}."
+
+
+def unfinished_message(where: str, seconds: float) -> str:
+    return (
+        f"{where[0].upper()}{where[1:]} began an answer and left it unfinished for {seconds:g} s (a server that "
+        f"hangs or sends a byte now and then); {TIMEOUT_ADVICE}."
+    )
 
 
 def first_byte_message(where: str, seconds: float) -> str:

@@ -26,6 +26,7 @@ from memagent.llm.backends.deadline import (
     Watchdog,
     call_limits,
     first_byte_message,
+    unfinished_message,
 )
 from memagent.llm.backends.http_faults import BackendHTTPError, ServerWording
 from memagent.llm.backends.http_util import (
@@ -268,28 +269,61 @@ class HTTPBackend(ServerWording, Backend):
         with self._call() as deadline:
             response, watch = self._send("POST", path, body, stream=True)
             try:
-                yield from self._read_events(response, path, deadline)
+                yield from self._read_events(response, path, deadline, watch)
                 cut = watch.fired  # the watchdog's cut can look like a body that simply ended
             except (httpx.TransportError, BackendError) as exc:
                 if not (watch.fired or deadline.expired):
                     raise exc if isinstance(exc, BackendError) else self._transport_fault(path, exc).error(1) from exc
-                raise self._deadline_error(path, deadline) from exc  # or like a half line
+                raise self._cut_error(path, deadline, watch) from exc  # or like a half line
             finally:
                 watch.stop()
                 response.close()
             if cut:
-                raise self._deadline_error(path, deadline)
+                raise self._cut_error(path, deadline, watch)
 
-    def _read_events(self, response: httpx.Response, path: str, deadline: Deadline) -> Iterator[dict[str, Any]]:
+    def _read_events(
+        self, response: httpx.Response, path: str, deadline: Deadline, watch: Watchdog
+    ) -> Iterator[dict[str, Any]]:
         if not _is_stream(response):
+            self._arm_unfinished(watch, deadline)
             response.read()
             yield WholeAnswer(self._decode(response, path))
             return
-        for payload in stream_payloads(response.iter_lines(), self.stream_format):
+        for payload in stream_payloads(self._lines(response, watch, deadline), self.stream_format):
             event = self._event(payload, path)
             if deadline.expired:  # a server that streams forever, however fast
                 raise self._deadline_error(path, deadline)
             yield event
+
+    def _lines(self, response: httpx.Response, watch: Watchdog, deadline: Deadline) -> Iterator[str]:
+        """The streamed lines as they complete. Between lines the server may think as long as the deadline
+        allows (a long prompt); a line it has begun must end within the silence limit, or it hangs or drips."""
+        pending: list[str] = []
+        size = 0
+        for chunk in response.iter_text():
+            if "\n" not in chunk:
+                if chunk and not pending:
+                    self._arm_unfinished(watch, deadline)
+                pending.append(chunk)
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise BackendError(f"The {self.label} streamed a line of over {MAX_BODY_BYTES:,} characters.")
+                continue
+            *complete, rest = "".join([*pending, chunk]).split("\n")
+            yield from (line.removesuffix("\r") for line in complete)
+            pending, size = ([rest], len(rest)) if rest else ([], 0)
+            if rest:
+                self._arm_unfinished(watch, deadline)
+            else:
+                watch.unfinished = False
+                watch.arm(deadline.remaining())
+        if pending:
+            yield "".join(pending)
+
+    def _arm_unfinished(self, watch: Watchdog, deadline: Deadline) -> None:
+        """A body or line has begun: it gets the silence limit to end (a real server writes each at once)."""
+        watch.unfinished = True
+        watch.arm(min(self.limits.first_byte, deadline.remaining()))
 
     @contextmanager
     def _call(self) -> Iterator[Deadline]:
@@ -319,7 +353,8 @@ class HTTPBackend(ServerWording, Backend):
                 if response.is_success and stream:
                     self._answered = True
                     return response, watch
-                response.read()  # a body that drips is cut off by the watchdog at the deadline
+                self._arm_unfinished(watch, deadline)  # a body that drips is cut off by the watchdog
+                response.read()
                 if watch.fired:  # cut where a body without a length may seem to end: not the whole answer
                     raise httpx.ReadTimeout("cut off at the deadline")
             except httpx.TransportError as exc:
@@ -389,11 +424,18 @@ class HTTPBackend(ServerWording, Backend):
         import httpx
 
         if deadline.expired or (watch.fired and watch.first_byte_seen):
-            return self._deadline_error(path, deadline)
+            return self._cut_error(path, deadline, watch)
         if watch.fired or isinstance(exc, httpx.ReadTimeout):
             where = f"the {self.label} at {self.url(path)}"
             return BackendError(first_byte_message(where, watch.silence), transient=True)
         return None
+
+    def _cut_error(self, path: str, deadline: Deadline, watch: Watchdog) -> BackendError:
+        """Why the watchdog cut an answer that had begun: left unfinished, or out of time."""
+        if watch.fired and watch.unfinished and not deadline.expired:
+            where = f"the {self.label} at {self.url(path)}"
+            return BackendError(unfinished_message(where, watch.silence), transient=True)
+        return self._deadline_error(path, deadline)
 
     def _failure(self, path: str, deadline: Deadline, watch: Watchdog, exc: httpx.TransportError) -> BackendError:
         """A fault that is not retried: the deadline's line, or the fault's own."""
