@@ -110,7 +110,7 @@ def headline(records: dict[str, dict[str, Any]]) -> list[tuple[str, str, bool | 
     if "faults" in records:
         cases = [c for c in records["faults"]["figures"]["cases"] if "setup" not in c]
         slow = [c["fault"] for c in cases if c["trapped"] or (c["seconds"] or 0) > CONTROL_GOAL]
-        unclear = [c["fault"] for c in cases if c["told"] != "one line"]
+        unclear = [c["fault"] for c in cases if c["told"] != "one line" and not _handled(c)]
         silent_failures = [c["fault"] for c in cases if c["exit code"] == 0 and c["line"]]
         broken = [c["fault"] for c in cases if not c["intact"] or c["message stored"] is False]
         rows += [
@@ -162,6 +162,11 @@ def concurrent_table(figures: dict[str, Any]) -> str:
     return text + f"\n\nTwo agents in one database side by side: {verdict}, {pair['lost edits']} edits lost. {lines}"
 
 
+def _handled(case: dict[str, Any]) -> bool:
+    """The fault was absorbed: the turn ended without an error (exit 0 now means that) and nothing was printed."""
+    return case["exit code"] == 0 and case["told"] == "nothing"
+
+
 def faults_table(figures: dict[str, Any]) -> str:
     rows = []
     for c in figures["cases"]:
@@ -173,7 +178,8 @@ def faults_table(figures: dict[str, Any]) -> str:
         stored = {None: "n/a", True: "yes", False: "**no**"}[c["message stored"]]
         intact = "yes" if c["intact"] else f"**no**: {c['why not intact'][:100]}"
         line = clean_text(c["line"]).replace("|", "\\|")[:160]
-        rows.append((c["fault"], code, c["told"], seconds, intact, stored, line))
+        told = "nothing to tell: the turn went through" if _handled(c) else c["told"]
+        rows.append((c["fault"], code, told, seconds, intact, stored, line))
     return md_table(
         ("fault", "exit code", "user told", "s until control", "agent intact after", "message kept", "the line"), rows
     )
