@@ -1,6 +1,6 @@
 # The two commands a new user needs:
 #   make chat   installs memagent with the embedded model and starts `memagent chat`
-#   make test   installs what the tests need and runs them all (what CI runs)
+#   make test   installs what the tests need and runs them all: ruff, mypy, pytest (what CI runs)
 # llama.cpp is compiled from source, for any x86-64 CPU with AVX2 (never -march=native: see
 # scripts/portable_wheels.py): ~5 minutes for llama-cpp-python, and for the tests ~9 more for llama-server
 # alone. The wheels are kept in ~/.cache/memagent/wheels, so this happens once per machine.
@@ -34,6 +34,7 @@ chat: install
 
 test: install-test
 	$(BIN)/ruff check memagent tests bench scripts
+	$(BIN)/mypy memagent
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 

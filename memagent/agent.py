@@ -245,7 +245,7 @@ class Agent:
         call, completion = self._generate_call(emit)
         args = dict(call.arguments)
         heartbeat = bool(args.pop(HEARTBEAT_PARAM, False)) or self._heartbeat_correction(call.name)
-        shown = [
+        shown: list[Event] = [
             InnerThoughts(call.inner_thoughts or "", tuple(call.repairs)),
             FunctionCall(call.name, args),
         ]

@@ -6,7 +6,7 @@ None of these load a backend, so they run in well under a second and never impor
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -40,7 +40,7 @@ def list_agents(no_color: NoColor = False) -> None:
     out = console()
     with open_store(current_settings(), create=False, read_only=True) as store:
         rows = store.list_agents() if store is not None else []
-        if not rows:
+        if store is None or not rows:
             out.print("No agents yet. Start one with `memagent chat` (or `memagent chat --agent NAME`).")
             return
         table = Table("name", "preset", "messages", "passages", "created", "updated", title="Agents")
@@ -56,7 +56,7 @@ def list_agents(no_color: NoColor = False) -> None:
     out.print(table)
 
 
-def _print_core_memory(out: Console, state: dict) -> None:
+def _print_core_memory(out: Console, state: dict[str, Any]) -> None:
     from memagent.memory.core import CoreMemory
     from memagent.render import safe
 
@@ -67,7 +67,7 @@ def _print_core_memory(out: Console, state: dict) -> None:
             out.print(f"    {safe(line)}")
 
 
-def _print_fields(out: Console, state: dict) -> None:
+def _print_fields(out: Console, state: dict[str, Any]) -> None:
     """The system prompt's template fields; edited ones (stored with the agent) are marked."""
     from memagent.app import build_template
     from memagent.errors import ConfigError

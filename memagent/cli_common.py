@@ -77,10 +77,10 @@ def open_store(settings: Settings, *, create: bool = True, read_only: bool = Fal
         store.close()
 
 
-def _store(path: Path, **options: bool) -> Store:
+def _store(path: Path, *, read_only: bool = False) -> Store:
     from memagent.memory.store import Store
 
-    return Store(path, **options)
+    return Store(path, read_only=read_only)
 
 
 def check_writable(db_path: Path) -> None:

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from memagent.agent import Agent
 from memagent.errors import ConfigError, UserError
@@ -105,7 +106,7 @@ def _count(args: str, default: int) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _describe(message: dict) -> str:
+def _describe(message: dict[str, Any]) -> str:
     """One message as a person reads it: who, then the words (and the call, for the agent)."""
     role = message.get("role", "?")
     label = envelope_type(message) or role

@@ -17,7 +17,7 @@ import os
 import shlex
 import signal
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from memagent.text import clean_text
 
@@ -105,7 +105,7 @@ def crash_message(signum: int, agent: str | None) -> str:
     return f"memagent: error: the chat stopped on {cause}: {fix}. Everything up to it is saved: `{resume}` resumes."
 
 
-def _wait_for_chat(pid: int, read_end: int, agent: str | None, terminal: object) -> NoReturn:
+def _wait_for_chat(pid: int, read_end: int, agent: str | None, terminal: list[Any] | None) -> NoReturn:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the chat, in the same process group
     for signum in _TO_CHILD:
         signal.signal(signum, lambda received, _frame: os.kill(pid, received))
@@ -114,12 +114,12 @@ def _wait_for_chat(pid: int, read_end: int, agent: str | None, terminal: object)
     code = os.waitstatus_to_exitcode(status)
     if code >= 0:
         os._exit(code)
-    signum = -code
-    if signum not in _QUIET:
+    killed_by = -code
+    if killed_by not in _QUIET:
         _restore_terminal(terminal)
-        print(crash_message(signum, named[-1] if named else agent), file=sys.stderr, flush=True)
+        print(crash_message(killed_by, named[-1] if named else agent), file=sys.stderr, flush=True)
         os._exit(1)
-    os._exit(128 + signum)
+    os._exit(128 + killed_by)
 
 
 def _read_all(fd: int) -> str:
@@ -130,7 +130,7 @@ def _read_all(fd: int) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-def _terminal_state() -> object:
+def _terminal_state() -> list[Any] | None:
     try:
         import termios
     except ImportError:
@@ -141,14 +141,14 @@ def _terminal_state() -> object:
         return None  # not a terminal (piped input, tests)
 
 
-def _restore_terminal(state: object) -> None:
+def _restore_terminal(state: list[Any] | None) -> None:
     """The chat may have died with the terminal in raw mode and its cursor hidden: put both back."""
     if state is None:
         return
     import termios
 
     with contextlib.suppress(termios.error, OSError, ValueError):
-        termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, state)  # type: ignore[arg-type]
+        termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, state)
         if sys.stdout.isatty():
             sys.stdout.write("\x1b[?25h\x1b[?2004l\r\n")  # show the cursor, end bracketed paste
             sys.stdout.flush()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 from memagent.text import clean_text
 
@@ -33,7 +33,11 @@ class _Event:
     """What every event has. `text` is a field or a property of the subclass."""
 
     type: ClassVar[EventType]
-    text: str
+    if TYPE_CHECKING:
+        # Read-only here, so a subclass may make it a field or a property; declared for the checker only, as a
+        # class-level property would intercept the dataclass fields' assignment.
+        @property
+        def text(self) -> str: ...
 
     @property
     def data(self) -> dict[str, Any]:
@@ -71,7 +75,7 @@ class FunctionCall(_Event):
     arguments: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def text(self) -> str:  # type: ignore[override]
+    def text(self) -> str:
         return self.name
 
     @property
@@ -87,7 +91,7 @@ class FunctionReturn(_Event):
     message: str | None = None
 
     @property
-    def text(self) -> str:  # type: ignore[override]
+    def text(self) -> str:
         return self.name
 
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -40,7 +41,7 @@ _STYLES = {
 }
 
 
-def format_call(name: str, arguments: dict) -> str:
+def format_call(name: str, arguments: dict[str, Any]) -> str:
     args = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, default=str)}" for k, v in arguments.items())
     return f"{name}({args})"
 

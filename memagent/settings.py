@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 from memagent.errors import ConfigError
 from memagent.llm.backends.registry import backend_class, runs_in_process, setting_names, takes_option
@@ -153,8 +153,9 @@ def build_settings(
     _check_model_name(backend, backend_model.value, config)
     return Settings(
         home=home,
-        agent=flags.get("agent"),  # type: ignore[arg-type]
-        preset=flags.get("preset"),  # type: ignore[arg-type]
+        # Names are passed through as given: the CLI's flags are text (or None when not given).
+        agent=cast("str | None", flags.get("agent")),
+        preset=cast("str | None", flags.get("preset")),
         model=wrapper.value,
         model_path=_path(_applicable(model_path, backend, "model_path")),
         backend=backend,

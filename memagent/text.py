@@ -13,6 +13,7 @@ Names that become paths or are echoed (agents, presets, LLM configs, wrappers) f
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from memagent.errors import ConfigError
 
@@ -51,6 +52,11 @@ def clean_any(value: object) -> object:
     if isinstance(value, list | tuple):
         return [clean_any(v) for v in value]
     return value
+
+
+def clean_dict(value: dict[str, Any]) -> dict[str, Any]:
+    """``clean_any`` of a dict with text keys, typed as the dict it returns."""
+    return {clean_text(k): clean_any(v) for k, v in value.items()}
 
 
 def decode_bytes(data: bytes) -> str:

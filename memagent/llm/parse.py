@@ -20,7 +20,7 @@ from typing import Any
 from memagent.errors import LLMOutputError
 from memagent.llm.json_repair import NO_CALL, CallReader, extract_json_value, iter_values
 from memagent.llm.validate import HEARTBEAT, dump, match_name, validate_call
-from memagent.text import clean_any, clean_text
+from memagent.text import clean_dict, clean_text
 
 __all__ = [
     "ParsedCall",
@@ -203,5 +203,4 @@ def clean_call(call: ParsedCall) -> ParsedCall:
     characters no encoder, database or terminal takes. Every wrapper's `parse` returns its call through this;
     parse_function_call itself decodes faithfully (a grammar's output comes back exactly as it was written)."""
     thoughts = None if call.inner_thoughts is None else clean_text(call.inner_thoughts)
-    arguments: dict[str, Any] = clean_any(call.arguments)  # type: ignore[assignment]  # a dict stays a dict
-    return ParsedCall(clean_text(call.name), arguments, thoughts, call.repairs)
+    return ParsedCall(clean_text(call.name), clean_dict(call.arguments), thoughts, call.repairs)

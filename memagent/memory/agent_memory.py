@@ -8,7 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 from memagent.memory.core import CoreMemory
-from memagent.memory.store import SearchPage, Store
+from memagent.memory.store import Passage, SearchPage, Store, StoredMessage
 
 RECALL_ROLES = ("user", "assistant")
 
@@ -35,17 +35,17 @@ class AgentMemory:
     def core_memory_changed(self) -> None:
         self.memory_edited = True
 
-    def search_recall(self, query: str, page: int) -> SearchPage:
+    def search_recall(self, query: str, page: int) -> SearchPage[StoredMessage]:
         return self._store.search_messages(self._agent_id, query, page=page, roles=RECALL_ROLES)
 
-    def search_recall_by_date(self, start: date, end: date, page: int) -> SearchPage:
+    def search_recall_by_date(self, start: date, end: date, page: int) -> SearchPage[StoredMessage]:
         return self._store.search_messages_by_date(self._agent_id, start, end, page=page)
 
     def insert_archival(self, content: str) -> None:
         self._tx.add_passage(self._agent_id, content)
         self.memory_edited = True  # the passage count in the system message changed
 
-    def search_archival(self, query: str, page: int) -> SearchPage:
+    def search_archival(self, query: str, page: int) -> SearchPage[Passage]:
         return self._store.search_passages(self._agent_id, query, page=page)
 
     def pause_heartbeats(self, minutes: int) -> None:

@@ -104,7 +104,8 @@ class EmbeddedBackend(Backend):
         return len(self._tokenize(text))
 
     def _tokenize(self, text: str) -> list[int]:
-        return self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        tokens: list[int] = self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)  # llama_cpp: untyped
+        return tokens
 
     def metadata(self) -> dict[str, str]:
         """The GGUF's metadata (chat template, architecture...), for choosing a wrapper."""

@@ -35,7 +35,7 @@ class LlamaCppBackend(HTTPBackend):
 
     def parse_completion(self, data: dict[str, Any], path: str) -> Completion:
         text = self.require_text(data.get("content"), path, "`content`")
-        timings = data.get("timings") if isinstance(data.get("timings"), dict) else {}
+        timings = found if isinstance(found := data.get("timings"), dict) else {}
         limited = data.get("stop_type") == "limit" or data.get("truncated") is True
         prompt_tokens = as_int(data.get("tokens_evaluated"))
         evaluated = as_int(timings.get("prompt_n"))

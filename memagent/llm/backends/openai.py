@@ -46,7 +46,7 @@ class OpenAIBackend(HTTPBackend):
         reply = from_openai_message(message)
         if not reply.get("content") and "function_call" not in reply:
             self.require_text("", self.completion_path, "a message")  # raises the transient "no text" error
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        usage = found if isinstance(found := data.get("usage"), dict) else {}
         return reply, Completion(
             text=reply.get("content") or "",
             finish_reason=finish_reason(dig(data, "choices", 0, "finish_reason")),

@@ -8,7 +8,7 @@ default it to 16, which cuts every function call in half.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from memagent.llm.backends.base import Completion, Constraint
 from memagent.llm.backends.http import HTTPBackend, as_int, dig, finish_reason
@@ -20,7 +20,8 @@ class OpenAICompletionsBackend(HTTPBackend):
     label = "OpenAI-compatible server"
     default_endpoint = "http://127.0.0.1:8000"
     completion_path = "/v1/completions"
-    tokenize_path = "/extras/tokenize"  # llama-cpp-python only; elsewhere a 404 switches to the estimate
+    # llama-cpp-python only; elsewhere a 404 switches to the estimate
+    tokenize_path: ClassVar[str | None] = "/extras/tokenize"
     capabilities = Capabilities(constraint_kinds=frozenset({"gbnf"}), exact_token_count=True)
     # These servers' streams carry no token usage (llama-cpp-python's never does), which a non-streamed
     # answer has: so a call is streamed only when its pieces are shown.
@@ -46,7 +47,7 @@ class OpenAICompletionsBackend(HTTPBackend):
 
     def parse_completion(self, data: dict[str, Any], path: str) -> Completion:
         text = self.require_text(dig(data, "choices", 0, "text"), path, "`choices[0].text`")
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        usage = found if isinstance(found := data.get("usage"), dict) else {}
         return Completion(
             text=text,
             finish_reason=finish_reason(dig(data, "choices", 0, "finish_reason")),

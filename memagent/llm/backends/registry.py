@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from memagent.errors import ConfigError
@@ -130,7 +130,9 @@ def check_settings(name: str, settings: Mapping[str, Any]) -> None:
     if reserved:
         raise ConfigError(f"`{reserved[0]}` is not a backend setting: give it as an option of its own.")
     accepted = setting_names(name)
-    unknown = sorted(key for key in settings if accepted is not None and key not in accepted)
+    if accepted is None:
+        return
+    unknown = sorted(key for key in settings if key not in accepted)
     if unknown:
         takes = ", ".join(sorted(accepted)) or "none"
         raise ConfigError(f"The {name} backend has no setting {unknown[0]!r} (it takes: {takes}).")
@@ -169,4 +171,7 @@ def create_backend(
     if unused:
         raise ConfigError(f"The {cls.name} backend doesn't use {', '.join(unused)}: leave it out.")
     check_settings(cls.name, {key: value for key, value in settings.items() if key not in accepted})
-    return cls(context_length=context_length, **options, **settings)
+    # Each backend's constructor takes its own keywords (checked against its signature above); `Backend`
+    # itself declares none, so the class is called as a factory of unknown keywords.
+    factory: Callable[..., Backend] = cls
+    return factory(context_length=context_length, **options, **settings)

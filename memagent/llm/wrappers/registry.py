@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
+from typing import cast
 
 from memagent.errors import ConfigError
 from memagent.llm.wrappers.base import LLMChatCompletionWrapper
@@ -138,7 +139,8 @@ def _from_entry_points() -> list[WrapperEntry]:
                 f"Wrapper entry point {ep.name!r} failed to load: {type(exc).__name__}: {_one_line(exc)}. "
                 "Reinstall or uninstall the package that provides it."
             ) from exc
-        classes = [obj] if inspect.isclass(obj) else _wrappers_in_module(obj)
+        # A class an entry point names is taken to be a wrapper, unchecked (a module's classes are filtered).
+        classes = [cast(type[LLMChatCompletionWrapper], obj)] if inspect.isclass(obj) else _wrappers_in_module(obj)
         dist = ep.dist.name if ep.dist else ep.value
         entries += _entries(classes, f"entry point {dist}", f"Wrapper entry point {ep.name!r} ({dist})")
     return entries
