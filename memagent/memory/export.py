@@ -102,7 +102,9 @@ def check_export(data: object, source: str = "the file") -> None:
         )
     agent = reader.get(data, "agent", dict, "")
     reader.get(agent, "name", str, "agent")
-    reader.get(agent, "state", dict, "agent")
+    state = reader.get(agent, "state", dict, "agent")
+    reader.get(state, "preset", str, "agent.state")
+    reader.get(state, "core_memory", dict, "agent.state")
     reader.time(agent, "agent")
     ids: set[int] = set()
     for i, message in enumerate(reader.get(data, "messages", list, "")):
@@ -123,7 +125,7 @@ def check_export(data: object, source: str = "the file") -> None:
             raise reader.fail(where, "should be an object")
         reader.get(passage, "text", str, where)
         reader.time(passage, where)
-    in_context = agent["state"].get("in_context", [])
+    in_context = state.get("in_context", [])
     if not isinstance(in_context, list):
         raise reader.fail("agent.state.in_context", "should be a list of message ids")
     missing = [i for i in in_context if i not in ids]

@@ -140,6 +140,8 @@ def broken(data, edit):
     (lambda d: d.update(version=VERSION + 1), rf"format version {VERSION + 1}.*upgrade memagent"),
     (lambda d: d.update(version="1"), r"damaged: version should be a whole number"),
     (lambda d: d.pop("messages"), r"damaged: messages is missing"),
+    (lambda d: d["agent"]["state"].pop("preset"), r"damaged: agent.state.preset is missing"),
+    (lambda d: d["agent"]["state"].update(core_memory=[]), r"agent.state.core_memory should be an object, not a list"),
     (lambda d: d["messages"][1].update(role=3), r"messages\[1\]\.role should be a string, not a whole number"),
     (lambda d: d["messages"][2].update(created_at="yesterday"), r"messages\[2\]\.created_at is not an ISO-8601"),
     (lambda d: d["messages"][2].update(created_at="2026-01-01T00:00:00"), r"has no time zone"),
