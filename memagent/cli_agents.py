@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
     from memagent.memory.store import AgentRow, Store
 
-agents_app = typer.Typer(help="List, inspect and delete agents.", no_args_is_help=True, rich_markup_mode=None)
+agents_app = typer.Typer(help="List, inspect, delete, export and import agents.", no_args_is_help=True,
+                         rich_markup_mode=None)
 presets_app = typer.Typer(help="Presets: the system prompt and functions a new agent starts with.",
                           no_args_is_help=True, rich_markup_mode=None)
 
@@ -134,6 +135,92 @@ def delete_agent(
         with store.transaction() as tx:
             tx.delete_agent(row.name)
     print(f"Deleted agent {row.name!r} ({what}).")
+
+
+@agents_app.command("export")
+def export_agent(
+    name: Annotated[str, typer.Argument(help="The agent's name.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of standard output.")
+    ] = None,
+    no_color: NoColor = False,
+) -> None:
+    """Write an agent (core memory, settings, every message and passage) as versioned JSON, for `agents import`."""
+    import json
+    import sys
+
+    from memagent.errors import UserError
+    from memagent.memory.export import export_agent as to_dict
+
+    with open_store(current_settings(), create=False, read_only=True) as store:
+        row = require_agent(store, name)
+        assert store is not None
+        data = to_dict(store, row.name)
+    text = json.dumps(data, ensure_ascii=False, indent=1) + "\n"
+    if output is None:
+        sys.stdout.buffer.write(text.encode("utf-8"))
+        sys.stdout.flush()
+        return
+    try:
+        output.expanduser().write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise UserError(f"Can't write {output}: {error.strerror or error}; choose another --output file.") from None
+    counts = f"{len(data['messages'])} messages, {len(data['passages'])} passages"
+    print(f"Exported agent {row.name!r} ({counts}) to {output}.")
+
+
+def _read_export(path: Path) -> object:
+    """The JSON in ``path`` (``-`` is standard input), or one line saying why it can't be read."""
+    import json
+    import sys
+
+    from memagent.errors import UserError
+
+    try:
+        raw = sys.stdin.buffer.read() if str(path) == "-" else path.expanduser().read_bytes()
+    except OSError as error:
+        raise UserError(f"Can't read {path}: {error.strerror or error}; check the path.") from None
+    try:
+        return json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text, so not an agent export; give the file `agents export` wrote.") \
+            from None
+    except json.JSONDecodeError as error:
+        raise UserError(
+            f"{path} is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}); the file is "
+            "damaged or cut short, export the agent again."
+        ) from None
+
+
+@agents_app.command("import")
+def import_agent(
+    path: Annotated[Path, typer.Argument(help="A file written by `memagent agents export` (- for standard input).")],
+    name: Annotated[
+        str | None, typer.Option("--name", help="Import under this name instead of the exported one.")
+    ] = None,
+    no_color: NoColor = False,
+) -> None:
+    """Create an agent from an export: everything or nothing, under its own name or --name."""
+    from memagent.errors import AgentExistsError, UserError
+    from memagent.memory.export import check_export
+    from memagent.memory.export import import_agent as from_dict
+    from memagent.text import check_name
+
+    data = _read_export(path)
+    check_export(data, str(path))
+    assert isinstance(data, dict)
+    target = check_name(name if name is not None else str(data["agent"]["name"]))
+    clash = UserError(f"An agent named {target!r} already exists; import under another name with --name NEW.")
+    with open_store(current_settings()) as store:
+        assert store is not None
+        if store.find_agent(target) is not None:
+            raise clash
+        try:
+            row = from_dict(store, data, target, str(path))
+        except AgentExistsError:
+            raise clash from None
+        counts = f"{store.count_messages(row.id)} messages, {store.count_passages(row.id)} passages"
+    print(f"Imported agent {row.name!r} ({counts}).")
 
 
 @presets_app.command("list")

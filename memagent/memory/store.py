@@ -407,6 +407,18 @@ class Store:
     def count_passages(self, agent_id: int) -> int:
         return int(self._scalar("SELECT count(*) FROM passages WHERE agent_id = :a", {"a": agent_id}))
 
+    def all_messages(self, agent_id: int) -> list[StoredMessage]:
+        """Every message of the agent in id order (the order they were written): what an export holds."""
+        sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE m.agent_id = :a ORDER BY m.id"
+        rows = self._rows(sql, {"a": agent_id})
+        return [message_from_row(row) for row in rows]
+
+    def all_passages(self, agent_id: int) -> list[Passage]:
+        """Every passage of the agent in id order."""
+        sql = f"SELECT {_PASSAGE_COLUMNS} FROM passages p WHERE p.agent_id = :a ORDER BY p.id"
+        rows = self._rows(sql, {"a": agent_id})
+        return [passage_from_row(row) for row in rows]
+
     def list_passages(self, agent_id: int, limit: int, offset: int = 0) -> list[Passage]:
         """Passages oldest first (insertion order)."""
         rows = self._rows(

@@ -34,8 +34,9 @@ class Transaction:
             raise RuntimeError("this transaction has already been committed or rolled back")
         return self._store._execute(sql, params, "write to")
 
-    def create_agent(self, name: str, state: Mapping[str, Any]) -> AgentRow:
-        """A new agent; StoreError if ``name`` is taken (the write lock makes the check race-free)."""
+    def create_agent(self, name: str, state: Mapping[str, Any], created_at: datetime | None = None) -> AgentRow:
+        """A new agent; StoreError if ``name`` is taken (the write lock makes the check race-free).
+        ``created_at`` (default now) keeps an imported agent's age; ``updated_at`` is always now."""
         if self._store.find_agent(name) is not None:
             raise AgentExistsError(
                 one_line(
@@ -44,12 +45,13 @@ class Transaction:
                 )
             )
         now = utc_iso()
+        created = now if created_at is None else utc_iso(created_at)
         stored = json.dumps(clean_any(dict(state)))
         result = self._run(
-            "INSERT INTO agents (name, state, created_at, updated_at) VALUES (:name, :state, :now, :now)",
-            {"name": name, "state": stored, "now": now},
+            "INSERT INTO agents (name, state, created_at, updated_at) VALUES (:name, :state, :created, :now)",
+            {"name": name, "state": stored, "created": created, "now": now},
         )
-        return AgentRow(int(result.lastrowid), name, json.loads(stored), parse_time(now), parse_time(now))
+        return AgentRow(int(result.lastrowid), name, json.loads(stored), parse_time(created), parse_time(now))
 
     def lock_agent(self, agent_id: int) -> AgentRow:
         """The agent's row as committed now, locked until this transaction ends, so no other process can
