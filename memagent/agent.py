@@ -4,6 +4,7 @@ while the model asks for a heartbeat. Everything the user sees goes out as Event
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -357,12 +358,14 @@ class Agent:
         prompt, prompt_tokens = self._fit_prompt(extra, emit)
         constraint = self._output_constraint()
         max_tokens = self.config.max_tokens
-        while True:
+        for round_number in itertools.count(1):
             streamer = ArgumentStreamer()
+            shown: list[str] = []
 
-            def on_text(piece: str, streamer: ArgumentStreamer = streamer) -> None:
+            def on_text(piece: str, streamer: ArgumentStreamer = streamer, shown: list[str] = shown) -> None:
                 delta = streamer.feed(piece)
                 if delta:
+                    shown.append(delta)
                     emit(AssistantMessageDelta(delta))
 
             completion = self.backend.complete(
@@ -380,7 +383,11 @@ class Agent:
             cut_mid_call = isinstance(call, LLMOutputError) or CLOSED_BRACES in call.repairs
             if completion.finish_reason != "length" or not cut_mid_call or max_tokens >= self.config.max_tokens_ceiling:
                 return completion, call
-            max_tokens = min(max_tokens * 2, self.config.max_tokens_ceiling)
+            previous, max_tokens = max_tokens, min(max_tokens * 2, self.config.max_tokens_ceiling)
+            if shown:  # the text streamed so far is abandoned: say so, so it isn't joined to the next
+                text = f"The reply was cut at {previous} tokens mid-call; asking again with room for {max_tokens}."
+                emit(Retry(text, round_number, completion.text))
+        raise AssertionError("unreachable")
 
     def _parse(self, text: str) -> ParsedCall | LLMOutputError:
         """The call in the model's output, or the error that says why there is none."""

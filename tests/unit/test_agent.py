@@ -71,6 +71,20 @@ def test_a_generation_cut_at_the_token_limit_is_retried_with_more_room(make_agen
     assert [e.text for e in events.of("assistant_message")] == ["complete"]
 
 
+def test_a_streamed_reply_cut_at_the_token_limit_is_not_joined_to_the_next_try(make_agent, events):
+    text = '{"function": "send_message", "params": {"inner_thoughts": "hm", "message": "Hello the'
+    cut = Completion(text=text, finish_reason="length")
+    agent, backend = make_agent([cut, reply("Hello there!")])
+    agent.stream = True
+    agent.run_turn("hi", events)
+    kinds = [e.type for e in events if e.type in ("assistant_message_delta", "retry", "inner_thoughts")]
+    assert kinds.index("retry") < len(kinds) - 1 and backend.max_tokens == [400, 800]
+    after_retry = events[max(i for i, e in enumerate(events) if e.type == "retry") + 1:]
+    streamed = "".join(e.text for e in after_retry if e.type == "assistant_message_delta")
+    assert streamed == "Hello there!" == events.of("assistant_message")[0].text
+    assert "cut at 400 tokens" in events.of("retry")[0].text
+
+
 def test_a_whole_call_followed_by_run_on_text_is_used_without_asking_again(make_agent, events):
     whole = json.dumps({"function": "send_message", "params": {"inner_thoughts": "hi", "message": "Hello!"}})
     ran_on = Completion(text=whole + "\nUSER: hi again\nASSISTANT: {\"function\": \"send_mess", finish_reason="length")
