@@ -6,8 +6,6 @@ import json
 from datetime import datetime
 from typing import Any
 
-from memagent.functions.memory import format_time
-
 HIDDEN_PREFIX = "[This is an automated system message hidden from the user] "
 HEARTBEAT_REQUESTED = HIDDEN_PREFIX + "Function called using request_heartbeat=true, returning control"
 HEARTBEAT_FAILED = HIDDEN_PREFIX + "Function call failed, returning control"
@@ -22,6 +20,11 @@ BOOT_THOUGHTS = "Bootup sequence complete. Persona activated. Testing messaging 
 BOOT_MESSAGE = "More human than human is our motto."
 
 Message = dict[str, Any]
+
+
+def format_time(moment: datetime) -> str:
+    """MemGPT's timestamp format, in local time: 2023-11-01 09:53:02 PM PDT-0700."""
+    return moment.astimezone().strftime("%Y-%m-%d %I:%M:%S %p %Z%z")
 
 
 def now_text(moment: datetime | None = None) -> str:

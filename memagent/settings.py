@@ -183,31 +183,34 @@ def _path(value: Any) -> Path | None:
     return Path(str(value)).expanduser() if value else None
 
 
+_CONTEXT_LENGTH = ("Context length", "--context-length", "MEMAGENT_CONTEXT_LENGTH", "a positive number of tokens")
+_TIMEOUT = ("Timeout", "--timeout", "MEMAGENT_TIMEOUT", "a positive number of seconds")
+
+
 def _context_length(choice: _Choice, config: LLMConfig | None) -> int | None:
-    if choice.value is None:
-        return None
-    where = {"flag": "--context-length", "config": config.label if config else "", "env": "MEMAGENT_CONTEXT_LENGTH"}
-    try:
-        value = int(str(choice.value).strip())
-    except ValueError:
-        value = None
-    if value is None or value <= 0:
-        source = where[choice.source or "flag"]
-        raise ConfigError(f"Context length {choice.value!r} (from {source}) is not a positive number of tokens.")
-    return value
+    value = _positive(choice, config, _CONTEXT_LENGTH, int)
+    return None if value is None else int(value)
 
 
 def _timeout(choice: _Choice, config: LLMConfig | None) -> float | None:
+    return _positive(choice, config, _TIMEOUT, float)
+
+
+def _positive(
+    choice: _Choice, config: LLMConfig | None, names: tuple[str, str, str, str], kind: type[int] | type[float]
+) -> float | None:
+    """A flag, config or environment value that must be a positive, finite number; else one line naming where it
+    came from. `names`: what it is, its flag, its environment variable, what it must be."""
     if choice.value is None:
         return None
-    where = {"flag": "--timeout", "config": config.label if config else "", "env": "MEMAGENT_TIMEOUT"}
+    label, flag, env, must_be = names
     try:
-        value = float(str(choice.value).strip())
+        value: float | None = kind(str(choice.value).strip())
     except ValueError:
         value = None
     if value is None or not 0 < value < float("inf"):
-        source = where[choice.source or "flag"]
-        raise ConfigError(f"Timeout {choice.value!r} (from {source}) is not a positive number of seconds.")
+        where = {"flag": flag, "config": config.label if config else "", "env": env}[choice.source or "flag"]
+        raise ConfigError(f"{label} {choice.value!r} (from {where}) is not {must_be}.")
     return value
 
 

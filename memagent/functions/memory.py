@@ -8,11 +8,12 @@ FunctionFailed (or any exception): the agent turns it into a "Failed" result for
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import date
 from typing import Any, Protocol
 
 from memagent.functions.registry import FunctionFailed, FunctionRegistry
 from memagent.memory.core import CoreMemory, CoreMemoryEditError
+from memagent.messages import format_time
 
 MAX_PAUSE_MINUTES = 360
 HIT_CHAR_LIMIT = 1000
@@ -36,11 +37,6 @@ class FunctionContext(Protocol):
     def insert_archival(self, content: str) -> None: ...
     def search_archival(self, query: str, page: int) -> SearchResults: ...
     def pause_heartbeats(self, minutes: int) -> None: ...
-
-
-def format_time(moment: datetime) -> str:
-    """MemGPT's timestamp format, in local time: 2023-11-01 09:53:02 PM PDT-0700."""
-    return moment.astimezone().strftime("%Y-%m-%d %I:%M:%S %p %Z%z")
 
 
 def _format_page(results: SearchResults, lines: list[str]) -> str:
