@@ -228,14 +228,13 @@ class Agent:
         for _ in range(self.config.max_steps_per_turn):
             try:
                 result = self.step(emit)
+                if isinstance(result.next, RunAgain):  # stored before the next step answers it
+                    self._append_input(result.next.input.message, emit, result.next.input.event())
             except (LLMOutputError, BackendError, StoreError, ContextOverflowError) as exc:
                 emit(step_error(exc))  # a failed step left nothing behind: the turn stops here
                 return Stopped("error", str(exc))
-            match result.next:
-                case RunAgain(input=next_input):
-                    self._append_input(next_input.message, emit, next_input.event())
-                case AwaitUser() | Stopped() as end:
-                    return end
+            if isinstance(result.next, AwaitUser | Stopped):
+                return result.next
         limit = self.config.max_steps_per_turn
         emit(Warning(f"Stopped after {limit} steps in one turn; waiting for you."))
         return Stopped("step_limit", f"{limit} steps in one turn")
@@ -455,15 +454,16 @@ class Agent:
             kept = [(mid, m) for mid, m in self.messages if mid not in summarized]
             if len(kept) == len(self.messages):
                 return True  # another process summarized these messages meanwhile
+            count = len(self.messages) - len(kept)
             stored = self.store.count_messages(self.agent_id)
-            alert = system_alert(ctxwin.summary_alert_text(summary, len(self.messages) - len(kept), stored))
+            alert = system_alert(ctxwin.summary_alert_text(summary, count, stored))
             self.messages = []
             self._add(tx, alert)
             self.messages += kept
             self.state.memory_pressure_alerted = False
             self._save(tx)
         if emit:
-            text = f"Summarized {cutoff} older messages to fit the context window; they stay searchable."
+            text = f"Summarized {count} older messages to fit the context window; they stay searchable."
             emit(SystemAlert(text, summary))
         return True
 

@@ -95,3 +95,23 @@ def test_a_runaway_function_name_is_quoted_short_in_the_correction_and_the_error
     agent.run_turn("hi", events)
     assert len(backend.prompts[1]) < len(backend.prompts[0]) + 2000  # the correction did not carry the name
     assert len(events.of("error")[0].text) < 1000
+
+
+def test_a_store_failure_storing_a_heartbeat_ends_the_turn_with_one_error(make_agent, events, monkeypatch):
+    from memagent.errors import StoreError
+
+    agent, _ = make_agent([call("archival_memory_insert", content="x", request_heartbeat=True), reply("never")])
+    real_append = agent._append_input
+    calls = []
+
+    def locked_on_the_heartbeat(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 2:
+            raise StoreError("Can't write to database x: it is locked by another program")
+        return real_append(*args, **kwargs)
+
+    monkeypatch.setattr(agent, "_append_input", locked_on_the_heartbeat)
+    agent.run_turn("hi", events)  # no exception reaches the REPL
+    errors = [e.text for e in events.of("error")]
+    assert len(errors) == 1 and errors[0].startswith("Can't write to database x: it is locked")
+    assert [e.data["status"] for e in events.of("function_return")] == ["OK"]
