@@ -35,13 +35,16 @@ class Completion:
 @dataclass(frozen=True)
 class CompletionRequest:
     """One raw-prompt completion: continue `prompt` until a `stop` string or `max_tokens`, shaped by
-    `constraint` if the backend can enforce it; `on_text` receives the pieces as they stream, if it streams."""
+    `constraint` if the backend can enforce it; `on_text` receives the pieces as they stream, if it streams.
+    `shared_prefix` counts the prompt's leading characters that every agent with the same model, wrapper, preset
+    and template sends too (0: unknown): a backend may keep their evaluation to start new agents from it."""
 
     prompt: str
     stop: tuple[str, ...] = ()
     max_tokens: int = 512
     constraint: Constraint | None = None
     on_text: Callable[[str], None] | None = None
+    shared_prefix: int = 0
 
 
 @dataclass(frozen=True)

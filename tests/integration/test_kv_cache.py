@@ -60,3 +60,28 @@ def test_a_cache_from_another_model_or_a_damaged_file_is_ignored(tmp_path):
         assert backend.load_cache(path) == 0
     finally:
         session.close()
+
+
+def test_a_new_agent_starts_from_the_shared_prefix_and_answers_the_same(tmp_path):
+    from memagent.llm.backends.embedded import EmbeddedBackend
+    from memagent.llm.types import CompletionRequest
+
+    shared = "<|im_start|>system\nYou are a helpful assistant who answers in one short sentence. " * 8
+    prompts = [shared + f"The user is {name}.<|im_end|>\n<|im_start|>user\nWho am I?<|im_end|>\n<|im_start|>assistant\n"
+               for name in ("Brad", "Ann")]
+    results = []
+    for prompt, folder in ((prompts[0], tmp_path), (prompts[1], tmp_path), (prompts[1], None)):
+        prefix_cache = folder / "prefix" if folder else None
+        backend = EmbeddedBackend(context_length=1024, prefix_cache=prefix_cache)  # a new process each time
+        try:
+            request = CompletionRequest(prompt, max_tokens=12, stop=("<|im_end|>",), shared_prefix=len(shared))
+            completion = backend.generate(request)
+            results.append((completion, backend.count_tokens(prompt) - backend.count_tokens(shared)))
+        finally:
+            backend.close()
+    (cold, _), (warm, own_tokens), (uncached, _) = results
+    assert len(list((tmp_path / "prefix").glob("prefix-*.kv"))) == 1  # one file for the shared part
+    assert cold.prompt_tokens_evaluated == cold.prompt_tokens  # the first agent pays once
+    assert warm.prompt_tokens_evaluated <= own_tokens + 2  # the next one evaluates only its own part
+    assert uncached.prompt_tokens_evaluated == uncached.prompt_tokens
+    assert warm.text == uncached.text  # restored or evaluated, the same numbers: the same answer

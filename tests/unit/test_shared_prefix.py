@@ -1,0 +1,157 @@
+"""The shared prompt prefix of the embedded backend: evaluated once, saved, and the start of the next new agent.
+
+llama.cpp is replaced by a stand-in whose tokens are the prompt's bytes and whose state files hold the token list, so
+what is evaluated, saved and loaded can be counted exactly. The real model is in tests/integration/test_kv_cache.py.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memagent.llm.backends import embedded
+from memagent.llm.backends.embedded import EmbeddedBackend
+from memagent.llm.types import CompletionRequest
+
+SHARED = "You are an agent. " * 20 + "Functions: send_message(message), archival_memory_search(query)."
+
+
+class Tokens(list[int]):
+    def __getitem__(self, index: Any) -> Any:
+        item = super().__getitem__(index)
+        return Tokens(item) if isinstance(index, slice) else item
+
+    def tolist(self) -> list[int]:
+        return list(self)
+
+
+class FakeLlama:
+    """Tokens are bytes (after a BOS of 1); `evaluated` counts every token the model had to compute."""
+
+    def __init__(self) -> None:
+        self.input_ids = Tokens([0] * 4096)
+        self.n_tokens = 0
+        self.ctx = self
+        self.evaluated = 0
+
+    def n_ctx(self) -> int:
+        return 4096
+
+    def tokenize(self, text: bytes, add_bos: bool, special: bool) -> list[int]:
+        return [1, *text]
+
+    def reset(self) -> None:
+        self.n_tokens = 0
+
+    def eval(self, tokens: list[int]) -> None:
+        self.input_ids[self.n_tokens : self.n_tokens + len(tokens)] = tokens
+        self.n_tokens += len(tokens)
+        self.evaluated += len(tokens)
+
+    def create_completion(self, prompt: str, **kwargs: Any) -> dict[str, Any]:
+        tokens = self.tokenize(prompt.encode(), True, True)
+        reused = min(embedded.common_prefix(self.input_ids[: self.n_tokens], tokens), len(tokens) - 1)
+        self.n_tokens = reused
+        self.eval(tokens[reused:])
+        usage = {"prompt_tokens": len(tokens), "completion_tokens": 1}
+        return {"choices": [{"text": "ok", "finish_reason": "stop"}], "usage": usage}
+
+
+@pytest.fixture(autouse=True)
+def fake_llama_cpp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """State files hold the token list as JSON, as llama_state_save_file/llama_state_load_file would hold the KV."""
+
+    def save(ctx: FakeLlama, path: bytes, tokens: Any, count: int) -> bool:
+        Path(path.decode()).write_text(json.dumps(list(tokens[:count])))
+        return True
+
+    def load(ctx: FakeLlama, path: bytes, tokens: Any, capacity: int, count: Any) -> bool:
+        try:
+            saved = json.loads(Path(path.decode()).read_text())
+        except ValueError:
+            return False
+        for i, token in enumerate(saved):
+            tokens[i] = token
+        count._obj.value = len(saved)
+        return True
+
+    fake = types.SimpleNamespace(llama_state_save_file=save, llama_state_load_file=load, llama_token=ctypes.c_int32)
+    monkeypatch.setitem(sys.modules, "llama_cpp", fake)
+
+
+def backend(tmp_path: Path, model: str = "m.gguf") -> EmbeddedBackend:
+    path = tmp_path / model
+    if not path.exists():
+        path.write_bytes(b"GGUF" + model.encode())
+    instance = EmbeddedBackend.__new__(EmbeddedBackend)
+    instance.model_path = path
+    instance.prefix_cache = tmp_path / "cache" / "prefix"
+    instance.temperature, instance.repeat_penalty, instance._grammars = 0.3, 1.1, {}
+    instance.limits = embedded.call_limits(None, default=embedded.DEFAULT_EMBEDDED_TIMEOUT)
+    instance._clock = lambda: 0.0
+    instance._llm = FakeLlama()
+    return instance
+
+
+def ask(instance: EmbeddedBackend, prompt: str) -> int | None:
+    completion = instance.generate(CompletionRequest(prompt, shared_prefix=len(SHARED)))
+    return completion.prompt_tokens_evaluated
+
+
+def test_a_new_agent_starts_from_the_prefix_an_earlier_agent_evaluated(tmp_path: Path) -> None:
+    first = backend(tmp_path)
+    first_prompt = SHARED + "\nMemory: the user is Brad.\nUSER: hi"
+    assert ask(first, first_prompt) == len(first_prompt) + 1  # cold: everything, the prefix included
+    assert len(list((tmp_path / "cache" / "prefix").glob("prefix-*.kv"))) == 1
+
+    second = backend(tmp_path)  # another process: nothing in its KV cache
+    second_prompt = SHARED + "\nMemory: the user is Ann.\nUSER: hello"
+    evaluated = ask(second, second_prompt)
+    assert second._llm.evaluated == evaluated == len(second_prompt) - len(SHARED)  # only what is its own
+    assert second._llm.input_ids[: len(SHARED) + 1] == [1, *SHARED.encode()]  # the KV cache holds the prefix
+
+
+def test_later_turns_and_resumed_agents_do_not_touch_the_prefix_file(tmp_path: Path) -> None:
+    instance = backend(tmp_path)
+    ask(instance, SHARED + "\nUSER: one")
+    (state,) = (tmp_path / "cache" / "prefix").glob("prefix-*.kv")
+    state.write_text("[]")  # would load nothing useful if it were read again
+    before = instance._llm.evaluated
+    assert ask(instance, SHARED + "\nUSER: one\nASSISTANT: ok\nUSER: two") == len("\nASSISTANT: ok\nUSER: two")
+    assert instance._llm.evaluated - before == len("\nASSISTANT: ok\nUSER: two")
+
+
+def test_another_model_or_prefix_gets_its_own_file_and_a_damaged_one_is_evaluated_again(tmp_path: Path) -> None:
+    ask(backend(tmp_path), SHARED + "\nUSER: hi")
+    ask(backend(tmp_path, "other.gguf"), SHARED + "\nUSER: hi")
+    files = sorted((tmp_path / "cache" / "prefix").glob("prefix-*.kv"))
+    assert len(files) == 2
+
+    for state in files:
+        state.write_text("not a state")
+    third = backend(tmp_path)
+    assert ask(third, SHARED + "\nUSER: hi") == len(SHARED + "\nUSER: hi") + 1  # cold again, and right
+    assert third._llm.input_ids[: len(SHARED) + 1] == [1, *SHARED.encode()]
+
+
+def test_only_a_few_prefix_files_are_kept(tmp_path: Path) -> None:
+    for n in range(embedded.MAX_PREFIX_FILES + 2):
+        instance = backend(tmp_path)
+        prompt = f"{n} " + SHARED + "\nUSER: hi"
+        instance.generate(CompletionRequest(prompt, shared_prefix=len(SHARED)))
+    assert len(list((tmp_path / "cache" / "prefix").glob("prefix-*.kv"))) == embedded.MAX_PREFIX_FILES
+    assert len(list((tmp_path / "cache" / "prefix").glob("prefix-*.kv.json"))) == embedded.MAX_PREFIX_FILES
+
+
+def test_without_a_shared_prefix_or_a_folder_nothing_is_saved(tmp_path: Path) -> None:
+    instance = backend(tmp_path)
+    instance.generate(CompletionRequest(SHARED + "\nUSER: hi"))
+    instance.prefix_cache = None
+    instance.generate(CompletionRequest("x" + SHARED, shared_prefix=len(SHARED)))
+    assert not (tmp_path / "cache" / "prefix").exists()
