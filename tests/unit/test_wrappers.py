@@ -25,7 +25,7 @@ from wrapper_samples import APPEND_ARGS, BOOT, CALL, FUNCTIONS, SAMPLE, SYSTEM, 
 
 from memagent.errors import ConfigError
 from memagent.llm.constraint import build_constraint
-from memagent.llm.wrappers.base import JSONCallWrapper, LLMChatCompletionWrapper
+from memagent.llm.wrappers.base import MEMORY_HEADING, JSONCallWrapper, LLMChatCompletionWrapper
 from memagent.llm.wrappers.detect import wrapper_for_chat_template
 from memagent.llm.wrappers.registry import (
     MODEL_ALIASES,
@@ -233,6 +233,24 @@ def test_turn_structure_matches_the_reference_template(name: str) -> None:
     prefill = wrapper.call_start + wrapper.forced_prefix(first_message=False)
     assert skeleton(prompt) == skeleton(reference) + skeleton(prefill)
     assert prompt == reference + prefill  # same turn texts too, and the generation prompt at the end
+
+
+# Mistral's template puts the system text and the tools into the last user turn: nothing before it is shared anyway.
+@pytest.mark.parametrize("name", [name for name in NAMES if name != "mistral"])
+def test_the_prompt_is_the_same_for_every_agent_until_the_memory_block(name: str) -> None:
+    """Instructions and function schemas come before the memory block, so a backend can evaluate that start once for
+    every agent (the embedded backend's shared prefix); what the model is told is unchanged."""
+    wrapper = make(name)
+
+    def prompt(memory: str) -> str:
+        system = f"{SYSTEM}\n\n{MEMORY_HEADING} {memory}]\n<human>{memory}</human>"
+        return wrapper.chat_completion_to_prompt([{"role": "system", "content": system}, *SAMPLE[1:]], FUNCTIONS)
+
+    first, second = prompt("1999-01-01 Brad"), prompt("2026-12-31 Ann")
+    shared = first[: next(i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b)]
+    assert shared.rstrip().endswith(MEMORY_HEADING)
+    assert all(function["name"] in shared for function in FUNCTIONS)
+    assert "Brad" in first and "Ann" in second  # the memory itself is still there
 
 
 @pytest.mark.parametrize("name", [name for name in NAMES if name != "functionary"])

@@ -59,6 +59,7 @@ def check_model_file(path: Path) -> Path:
 
 class EmbeddedBackend(Backend):
     name = "embedded"
+    prefix_cache: Path | None = None  # the folder of shared prefix states; None: don't share
     capabilities = Capabilities(
         constraint_kinds=frozenset({"gbnf"}),
         exact_token_count=True,
@@ -82,7 +83,7 @@ class EmbeddedBackend(Backend):
     ) -> None:
         self.limits = call_limits(timeout, default=DEFAULT_EMBEDDED_TIMEOUT)
         self._clock = clock
-        self.prefix_cache = prefix_cache  # the folder of shared prefix states; None: don't share
+        self.prefix_cache = prefix_cache
         self.model_path = check_model_file(Path(model_path) if model_path else default_model_path())
         self.temperature = temperature
         self.repeat_penalty = repeat_penalty  # small models loop on a phrase without it
@@ -118,7 +119,7 @@ class EmbeddedBackend(Backend):
         return dict(getattr(self._llm, "metadata", {}) or {})
 
     def generate(self, request: CompletionRequest) -> Completion:
-        evaluated_here = self._start_from_shared_prefix(request.prompt, request.shared_prefix)
+        evaluated_here = self._start_from_shared_prefix(request.prompt, request.shared_prefix, self.prefix_cache)
         reused = self._in_cache(self._tokenize(request.prompt)) - evaluated_here
         kwargs: dict[str, Any] = {
             "max_tokens": request.max_tokens,
@@ -201,7 +202,7 @@ class EmbeddedBackend(Backend):
         return load_state(self._llm, path, self._fingerprint(), self.context_length)
 
     # -- The shared prompt prefix: evaluated once per machine, the start of every new agent ---------
-    def _start_from_shared_prefix(self, prompt: str, shared_chars: int) -> int:
+    def _start_from_shared_prefix(self, prompt: str, shared_chars: int, folder: Path | None) -> int:
         """Make the KV cache hold the prompt's shared prefix (its first ``shared_chars`` characters, the same for
         every agent of this model, wrapper, preset and template): from its state file if one exists, else by
         evaluating it and saving the file for the next agent. Returns the tokens evaluated here (0 when loaded).
@@ -209,14 +210,16 @@ class EmbeddedBackend(Backend):
         The file is named by a hash of the model's fingerprint and the prefix's tokens, so a changed model, context,
         prompt or template finds no file rather than a wrong one. Keys of the KV cache depend only on the tokens
         before them, so a state restored for the prefix is exactly what evaluating it would give."""
+        if folder is None or shared_chars <= 0:
+            return 0
         tokens = self._tokenize(prompt)
         shared = tokens[: common_prefix(self._tokenize(prompt[:shared_chars]), tokens)]
         # Only a prefix worth a file, and only when the KV cache doesn't already hold it (later turns, resumed agents).
-        if self.prefix_cache is None or len(shared) < MIN_SHARED_TOKENS or self._in_cache(tokens) >= len(shared):
+        if len(shared) < MIN_SHARED_TOKENS or self._in_cache(tokens) >= len(shared):
             return 0
         header = {**self._fingerprint(), "prefix_tokens": len(shared)}
         key = hashlib.sha256(json.dumps(header, sort_keys=True).encode() + array("i", shared).tobytes())
-        path = self.prefix_cache / f"prefix-{key.hexdigest()[:32]}.kv"
+        path = folder / f"prefix-{key.hexdigest()[:32]}.kv"
         try:
             if path.is_file() and load_state(self._llm, path, header, self.context_length) == len(shared):
                 os.utime(path)  # recently used: kept by the pruning below
@@ -224,7 +227,7 @@ class EmbeddedBackend(Backend):
             self._llm.reset()
             self._llm.eval(shared)
             save_state(self._llm, path, header)
-            _prune(self.prefix_cache, keep=MAX_PREFIX_FILES)
+            _prune(folder, keep=MAX_PREFIX_FILES)
         except OSError:
             pass  # only a cache: a full disk or a read-only home just means evaluating the prefix each time
         return len(shared)

@@ -27,6 +27,26 @@ FunctionSchema = dict[str, Any]
 
 INNER_THOUGHTS_DESCRIPTION = "Deep inner monologue private to you only."
 
+MEMORY_HEADING = "### Memory [last modified:"
+"""Where the memory block of MemGPT's system message begins: the part that differs between agents (core memory,
+statistics, the time of the last edit). Wrappers put the function list before it, so the prompt's whole start
+(instructions and functions) is the same for every agent and a backend can evaluate it once for all of them."""
+
+
+def split_memory(system: str) -> tuple[str, str]:
+    """The system message's text before its memory block, and the block ("" when it has none)."""
+    at = system.find("\n" + MEMORY_HEADING)
+    if at < 0:
+        return system, ""
+    return system[:at].rstrip("\n"), system[at:].lstrip("\n")
+
+
+def before_memory(system: str, functions_text: str, separator: str) -> str:
+    """``functions_text`` after the system message's instructions and before its memory block."""
+    head, memory = split_memory(system)
+    text = f"{head}{separator}{functions_text}"
+    return f"{text}\n\n{memory}" if memory else text
+
 
 class LLMChatCompletionWrapper(ABC):
     """Seed 000's interface, plus stop strings and an output schema."""
@@ -177,7 +197,8 @@ class JSONCallWrapper(LLMChatCompletionWrapper):
         return self.generation_prompt + self.call_start + self.forced_prefix(first_message)
 
     def system_text(self, system: str, functions: Sequence[FunctionSchema]) -> str:
-        return f"{system}\n{self.instructions}\nAvailable functions:\n{self.describe_functions(functions)}"
+        listing = f"{self.instructions}\nAvailable functions:\n{self.describe_functions(functions)}"
+        return before_memory(system, listing, "\n")
 
     def describe_functions(self, functions: Sequence[FunctionSchema]) -> str:
         """MemGPT's airoboros-style function list."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from memagent.llm.wrappers.base import FunctionSchema, Message, Turn
+from memagent.llm.wrappers.base import FunctionSchema, Message, Turn, before_memory
 from memagent.llm.wrappers.chatml import ChatMLWrapper
 
 _FUNCTION_CALL_SCHEMA = (
@@ -73,11 +73,13 @@ class QwenWrapper(ToolCallChatML):
     function_template = "<|im_start|>user\n<tool_response>\n{text}\n</tool_response><|im_end|>\n"
 
     def system_text(self, system: str, functions: Sequence[FunctionSchema]) -> str:
-        return (
-            f"{system}\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+        return before_memory(
+            system,
+            "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
             f"You are provided with function signatures within <tools></tools> XML tags:\n"
             f"<tools>{self.tool_lines(functions)}\n</tools>\n\n"
             "For each function call, return a json object with function name and arguments within "
             "<tool_call></tool_call> XML tags:\n"
-            '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
+            '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>',
+            "\n\n",
         )

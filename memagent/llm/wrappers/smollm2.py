@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from memagent.llm.wrappers.base import FunctionSchema
+from memagent.llm.wrappers.base import FunctionSchema, before_memory
 from memagent.llm.wrappers.chatml import ChatMLWrapper
 
 
@@ -36,4 +36,4 @@ class SmolLM2Wrapper(ChatMLWrapper):
 
     def system_text(self, system: str, functions: Sequence[FunctionSchema]) -> str:
         tools = json.dumps([self.declared_function(f) for f in functions], ensure_ascii=False)
-        return f"{system}\n\n{self.instructions.format(tools=tools)}"
+        return before_memory(system, self.instructions.format(tools=tools), "\n\n")
