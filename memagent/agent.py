@@ -41,15 +41,16 @@ from memagent.messages import (
     HEARTBEAT_FAILED,
     HEARTBEAT_REQUESTED,
     MEMORY_PRESSURE,
+    AgentMessage,
+    AssistantCall,
+    FunctionResult,
     Message,
-    assistant_call,
-    envelope_type,
-    function_result,
+    SystemAlertMessage,
+    SystemMessage,
+    message_from_dict,
     now_text,
-    searchable_text,
-    system_alert,
-    user_message,
 )
+from memagent.messages import UserMessage as UserText
 from memagent.outcomes import AwaitUser, NextInput, NextStep, RunAgain, StepResult, Stopped, TurnEnd, step_error
 from memagent.prompts.template import MemoryStats, SystemPromptTemplate
 from memagent.text import clean_text
@@ -79,7 +80,7 @@ class Agent:
         wrapper: LLMChatCompletionWrapper,
         functions: list[AgentFunction],
         template: SystemPromptTemplate,
-        messages: list[tuple[int, Message]],
+        messages: list[tuple[int, AgentMessage]],
         config: AgentConfig | None = None,
         version: int = 0,
     ) -> None:
@@ -89,7 +90,7 @@ class Agent:
         self.functions = {f.name: f for f in functions}
         self.template = template
         self.core_memory = CoreMemory.from_dict(state.core_memory)
-        self.messages = messages
+        self.history = messages
         self.config = config or AgentConfig()
         self.system_message = self._render_system()
         self._constraint: Constraint | None = None
@@ -97,6 +98,11 @@ class Agent:
         self.stream = False  # the REPL turns this on to show send_message text as it is generated
 
     # -- public -----------------------------------------------------------------------------------
+    @property
+    def messages(self) -> list[tuple[int, Message]]:
+        """The messages in context as stored (dicts), oldest first."""
+        return [(mid, message.to_dict()) for mid, message in self.history]
+
     @property
     def schemas(self) -> list[dict[str, Any]]:
         return [f.schema for f in self.functions.values()]
@@ -109,7 +115,7 @@ class Agent:
         text = clean_text(text)
         in_context = self._fit_user_text(text, emit)
         try:
-            self._append_input(user_message(in_context), emit, UserMessage(text), stored_text=text)
+            self._append_input(UserText(in_context), emit, UserMessage(text), stored_text=text)
         except StoreError as exc:
             emit(Error(f"Your message was not saved: {exc}"))
             return Stopped("error", str(exc))
@@ -151,12 +157,12 @@ class Agent:
         """Remove the last `count` messages from context and from recall memory. Keeps at least one."""
         return self._pop(lambda messages: len(messages) - count)
 
-    def _pop(self, cut_at: Callable[[list[tuple[int, Message]]], int | None]) -> int:
+    def _pop(self, cut_at: Callable[[list[tuple[int, AgentMessage]]], int | None]) -> int:
         """Remove the messages from index `cut_at(messages)` on, decided on the state as committed now."""
         with self._transaction() as tx:
-            cut = cut_at(self.messages)
-            cut = len(self.messages) if cut is None else max(1, cut)
-            removed, self.messages = self.messages[cut:], self.messages[:cut]
+            cut = cut_at(self.history)
+            cut = len(self.history) if cut is None else max(1, cut)
+            removed, self.history = self.history[cut:], self.history[:cut]
             if not removed:
                 return 0
             tx.delete_messages([mid for mid, _ in removed])
@@ -175,35 +181,28 @@ class Agent:
         return True
 
     def _last_user_message(self) -> tuple[int, str] | None:
-        for mid, message in reversed(self.messages):
-            if envelope_type(message) == "user_message":
-                return mid, searchable_text(message)
+        for mid, message in reversed(self.history):
+            if message.kind == "user_message":
+                return mid, message.searchable_text
         return None
 
     def rethink(self, thoughts: str) -> bool:
         """Replace the inner thoughts of the last assistant message."""
-        return self._edit_last_assistant(None, lambda message: {**message, "content": clean_text(thoughts)})
+        return self._edit_last_assistant(None, lambda message: message.with_thoughts(clean_text(thoughts)))
 
     def rewrite(self, text: str) -> bool:
         """Replace the text of the last message the agent sent with send_message."""
+        return self._edit_last_assistant("send_message", lambda message: message.with_said(clean_text(text)))
 
-        def rewritten(message: Message) -> Message:
-            call = dict(message["function_call"])
-            args = json.loads(call["arguments"])
-            call["arguments"] = json.dumps({**args, "message": clean_text(text)}, ensure_ascii=False)
-            return {**message, "function_call": call}
-
-        return self._edit_last_assistant("send_message", rewritten)
-
-    def _edit_last_assistant(self, function: str | None, edit: Callable[[Message], Message]) -> bool:
+    def _edit_last_assistant(self, function: str | None, edit: Callable[[AssistantCall], AssistantCall]) -> bool:
         with self._transaction() as tx:
             found = self._last_assistant(function)
             if found is None:
                 return False
             index, (mid, message) = found
             edited = edit(message)
-            tx.update_message(mid, searchable_text(edited), edited)
-            self.messages[index] = (mid, edited)
+            tx.update_message(mid, edited.searchable_text, edited.to_dict())
+            self.history[index] = (mid, edited)
         return True
 
     def add_passages(self, texts: Sequence[str]) -> list[int]:
@@ -215,12 +214,13 @@ class Agent:
             self._save(tx)
         return ids
 
-    def _last_assistant(self, function: str | None = None) -> tuple[int, tuple[int, Message]] | None:
-        for index in range(len(self.messages) - 1, -1, -1):
-            mid, message = self.messages[index]
-            if message.get("role") == "assistant":
-                name = (message.get("function_call") or {}).get("name")
-                return (index, (mid, message)) if function is None or name == function else None
+    def _last_assistant(self, function: str | None = None) -> tuple[int, tuple[int, AssistantCall]] | None:
+        for index in range(len(self.history) - 1, -1, -1):
+            mid, message = self.history[index]
+            if message.role == "assistant":
+                if not isinstance(message, AssistantCall) or function not in (None, message.name):
+                    return None
+                return index, (mid, message)
         return None
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -261,8 +261,8 @@ class Agent:
             ok, result = self._execute(call.name, args, tools)
             function = self.functions[call.name]
             stored_args = {**args, HEARTBEAT_PARAM: heartbeat} if function.takes_heartbeat else args
-            self._add(tx, assistant_call(call.inner_thoughts, call.name, clip_arguments(stored_args)))
-            self._add(tx, function_result(call.name, ok, result))
+            self._add(tx, AssistantCall(call.inner_thoughts or "", call.name, clip_arguments(stored_args)))
+            self._add(tx, FunctionResult(call.name, ok, result))
             if tools.memory_edited:
                 self._refresh_system_message(tx)
             self.state.first_reply_done = True
@@ -286,9 +286,9 @@ class Agent:
 
     def _heartbeat_correction(self, name: str) -> bool:
         """Small models forget request_heartbeat after a user message: continue unless they replied."""
-        if name in ("send_message", "pause_heartbeats") or not self.messages:
+        if name in ("send_message", "pause_heartbeats") or not self.history:
             return False
-        return envelope_type(self.messages[-1][1]) == "user_message"
+        return self.history[-1][1].kind == "user_message"
 
     def _execute(self, name: str, args: dict[str, Any], tools: AgentMemory) -> tuple[bool, str | None]:
         try:
@@ -304,7 +304,7 @@ class Agent:
 
     # -- generation -------------------------------------------------------------------------------
     def _generate_call(self, emit: Emit) -> tuple[ParsedCall, Completion]:
-        corrections: list[Message] = []
+        corrections: list[AgentMessage] = []
         attempts = self.config.max_parse_retries + 1
         verify = self.config.verify_first_message and not self.state.first_reply_done
         if verify:
@@ -321,7 +321,7 @@ class Agent:
                         completion.text,
                     )
                 emit(Retry(shorten(str(last_error)), attempt + 1, completion.text))
-                corrections = [system_alert(CORRECTION.format(error=shorten(str(last_error))))]
+                corrections = [SystemAlertMessage(CORRECTION.format(error=shorten(str(last_error))))]
                 continue
             if completion.finish_reason == "length" and CLOSED_BRACES in call.repairs:
                 emit(
@@ -348,7 +348,7 @@ class Agent:
             return "inner thoughts contain call syntax"
         return None
 
-    def _complete(self, extra: list[Message], emit: Emit) -> tuple[Completion, ParsedCall | LLMOutputError]:
+    def _complete(self, extra: list[AgentMessage], emit: Emit) -> tuple[Completion, ParsedCall | LLMOutputError]:
         """The model's output and its call (or why it has none). Output cut at the token limit in the middle
         of its call is asked for again with twice the limit, up to the ceiling."""
         if self.backend.capabilities.native_function_calls:
@@ -403,7 +403,7 @@ class Agent:
             self._constraint = build_constraint(schema) if schema else None
         return self._constraint
 
-    def _complete_native(self, extra: list[Message], emit: Emit) -> Completion:
+    def _complete_native(self, extra: list[AgentMessage], emit: Emit) -> Completion:
         """Backends with native function calling (OpenAI's chat API) take messages, not a prompt. Their
         call is written as JSON text so it goes through the same parser and validation as any other."""
         self._fit_prompt(extra, emit)  # summarizes if the conversation no longer fits
@@ -421,17 +421,19 @@ class Agent:
         self.last_completion = completion
         return completion
 
-    def context_messages(self, extra: list[Message] | None = None) -> list[Message]:
-        """The system message, the messages in context, and any not-stored extras (corrections)."""
-        return [{"role": "system", "content": self.system_message}] + [m for _, m in self.messages] + (extra or [])
+    def context_messages(self, extra: Sequence[AgentMessage] = ()) -> list[Message]:
+        """The system message, the messages in context, and any not-stored extras (corrections), as the dicts
+        wrappers and chat APIs take."""
+        messages = [SystemMessage(self.system_message), *(m for _, m in self.history), *extra]
+        return [message.to_dict() for message in messages]
 
-    def prompt(self, extra: list[Message] | None = None) -> str:
+    def prompt(self, extra: Sequence[AgentMessage] = ()) -> str:
         messages = self.context_messages(extra)
         return self.wrapper.chat_completion_to_prompt(
             messages, self.schemas, first_message=not self.state.first_reply_done
         )
 
-    def _fit_prompt(self, extra: list[Message], emit: Emit) -> tuple[str, int]:
+    def _fit_prompt(self, extra: list[AgentMessage], emit: Emit) -> tuple[str, int]:
         """The prompt and its size in tokens, summarizing old messages until it fits with room for the reply."""
         while True:
             prompt = self.prompt(extra)
@@ -444,22 +446,22 @@ class Agent:
     # -- memory -----------------------------------------------------------------------------------
     def summarize(self, emit: Emit | None = None) -> bool:
         """Replace the oldest in-context messages with a summary. They stay in recall memory."""
-        counts = [self.backend.count_tokens(json.dumps(m, ensure_ascii=False)) for _, m in self.messages]
-        cutoff = ctxwin.choose_cutoff(counts, [m["role"] for _, m in self.messages])
+        counts = [self.backend.count_tokens(json.dumps(m.to_dict(), ensure_ascii=False)) for _, m in self.history]
+        cutoff = ctxwin.choose_cutoff(counts, [m.role for _, m in self.history])
         if cutoff < 2:
             return False
-        summary = ctxwin.write_summary([m for _, m in self.messages[:cutoff]], self.backend, self.wrapper)
-        summarized = {mid for mid, _ in self.messages[:cutoff]}
+        summary = ctxwin.write_summary([m for _, m in self.history[:cutoff]], self.backend, self.wrapper)
+        summarized = {mid for mid, _ in self.history[:cutoff]}
         with self._transaction() as tx:
-            kept = [(mid, m) for mid, m in self.messages if mid not in summarized]
-            if len(kept) == len(self.messages):
+            kept = [(mid, m) for mid, m in self.history if mid not in summarized]
+            if len(kept) == len(self.history):
                 return True  # another process summarized these messages meanwhile
-            count = len(self.messages) - len(kept)
+            count = len(self.history) - len(kept)
             stored = self.store.count_messages(self.agent_id)
-            alert = system_alert(ctxwin.summary_alert_text(summary, count, stored))
-            self.messages = []
+            alert = SystemAlertMessage(ctxwin.summary_alert_text(summary, count, stored))
+            self.history = []
             self._add(tx, alert)
-            self.messages += kept
+            self.history += kept
             self.state.memory_pressure_alerted = False
             self._save(tx)
         if emit:
@@ -496,14 +498,14 @@ class Agent:
         process wrote it since this one last did, re-read first (_sync). If the block fails the in-memory state
         is rolled back too, so memory and database never disagree (an interrupted step leaves no half-applied
         edit behind)."""
-        saved = (list(self.messages), self.core_memory.to_dict(), copy.deepcopy(self.state.to_dict()),
+        saved = (list(self.history), self.core_memory.to_dict(), copy.deepcopy(self.state.to_dict()),
                  self.system_message, self.template, self.version)
         try:
             with self.store.transaction() as tx:
                 self._sync(tx)
                 yield tx
         except BaseException:
-            self.messages = saved[0]
+            self.history = saved[0]
             self.core_memory.sections = CoreMemory.from_dict(saved[1]).sections
             self.state = AgentState.from_dict(saved[2])
             self.system_message, self.template, self.version = saved[3], saved[4], saved[5]
@@ -516,11 +518,11 @@ class Agent:
         if row.version == self.version:
             return
         state = AgentState.from_dict(row.state)
-        known = dict(self.messages)
+        known = dict(self.history)
         missing = [mid for mid in state.in_context if mid not in known]
         if missing:
-            known.update((m.id, m.payload) for m in self.store.get_messages(self.agent_id, missing))
-        self.messages = [(mid, known[mid]) for mid in state.in_context]
+            known.update((m.id, message_from_dict(m.payload)) for m in self.store.get_messages(self.agent_id, missing))
+        self.history = [(mid, known[mid]) for mid in state.in_context]
         self.state = state
         self.core_memory.sections = CoreMemory.from_dict(state.core_memory).sections
         for name, value in state.template_fields.items():
@@ -532,14 +534,14 @@ class Agent:
     def _save(self, tx: Transaction) -> None:
         self.version = tx.save_agent_state(self.agent_id, self._state_dict(), self.version)
 
-    def _add(self, tx: Transaction, message: Message, stored_text: str | None = None) -> int:
+    def _add(self, tx: Transaction, message: AgentMessage, stored_text: str | None = None) -> int:
         """Store a message and put it in context; `stored_text` is what search sees, if not the message's."""
-        text = searchable_text(message) if stored_text is None else stored_text
-        message_id = tx.add_message(self.agent_id, message["role"], text, message)
-        self.messages.append((message_id, message))
+        text = message.searchable_text if stored_text is None else stored_text
+        message_id = tx.add_message(self.agent_id, message.role, text, message.to_dict())
+        self.history.append((message_id, message))
         return message_id
 
-    def _append_input(self, message: Message, emit: Emit, event: Event, stored_text: str | None = None) -> None:
+    def _append_input(self, message: AgentMessage, emit: Emit, event: Event, stored_text: str | None = None) -> None:
         with self._transaction() as tx:
             self._add(tx, message, stored_text)
             self._save(tx)
@@ -547,5 +549,5 @@ class Agent:
 
     def _state_dict(self) -> dict[str, Any]:
         self.state.core_memory = self.core_memory.to_dict()
-        self.state.in_context = [mid for mid, _ in self.messages]
+        self.state.in_context = [mid for mid, _ in self.history]
         return self.state.to_dict()

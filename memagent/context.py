@@ -8,14 +8,13 @@ asked for as a raw prompt where the backend runs one, else through its chat API 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from memagent.errors import BackendError
 from memagent.llm.backends.base import Backend
 from memagent.llm.wrappers.base import LLMChatCompletionWrapper
-from memagent.messages import HIDDEN_PREFIX, Message, searchable_text
+from memagent.messages import HIDDEN_PREFIX, AgentMessage
 
 WARNING_FRACTION = 0.75
 SUMMARY_FRACTION = 0.75
@@ -49,14 +48,13 @@ def choose_cutoff(token_counts: Sequence[int], roles: Sequence[str]) -> int:
     return min(cutoff, len(token_counts) - 1)
 
 
-def transcript_line(message: Message) -> str:
-    role = message["role"]
-    text = searchable_text(message).replace(HIDDEN_PREFIX, "")
+def transcript_line(message: AgentMessage) -> str:
+    role = message.role
+    text = message.searchable_text.replace(HIDDEN_PREFIX, "")
     if role == "assistant":
-        call = message.get("function_call") or {}
+        call = message.to_dict().get("function_call") or {}  # the arguments as the model wrote them (JSON)
         if call.get("name") and call["name"] != "send_message":
             args = call.get("arguments") or "{}"
-            args = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
             text = f"{text} [called {call['name']}({args})]"
         label = "ASSISTANT"
     elif role in ("function", "tool"):
@@ -82,7 +80,7 @@ def fit_transcript(lines: list[str], budget: int, count_tokens: Callable[[str], 
     return list(reversed(kept))
 
 
-def write_summary(old: list[Message], backend: Backend, wrapper: LLMChatCompletionWrapper) -> str:
+def write_summary(old: Sequence[AgentMessage], backend: Backend, wrapper: LLMChatCompletionWrapper) -> str:
     """Ask the model for a short plain-text summary of `old`, in a request that fits the window."""
     budget = int(backend.context_length * SUMMARY_FRACTION) - SUMMARY_MAX_TOKENS
     transcript = "\n".join(fit_transcript([transcript_line(m) for m in old], budget, backend.count_tokens))

@@ -11,7 +11,7 @@ from typing import Literal, TypeAlias
 
 from memagent.errors import BackendError, ContextOverflowError, LLMOutputError, StoreError
 from memagent.events import ContextOverflow, Error, Heartbeat, ModelError, SystemAlert
-from memagent.messages import Message, heartbeat_message, system_alert
+from memagent.messages import HeartbeatMessage, SystemAlertMessage
 
 
 @dataclass(frozen=True)
@@ -21,15 +21,15 @@ class NextInput:
 
     kind: Literal["heartbeat", "system_alert"]
     reason: str
-    message: Message
+    message: HeartbeatMessage | SystemAlertMessage
 
     @classmethod
     def heartbeat(cls, reason: str) -> NextInput:
-        return cls("heartbeat", reason, heartbeat_message(reason))
+        return cls("heartbeat", reason, HeartbeatMessage(reason))
 
     @classmethod
     def alert(cls, text: str) -> NextInput:
-        return cls("system_alert", text, system_alert(text))
+        return cls("system_alert", text, SystemAlertMessage(text))
 
     def event(self) -> Heartbeat | SystemAlert:
         return Heartbeat(self.reason) if self.kind == "heartbeat" else SystemAlert(self.reason)
