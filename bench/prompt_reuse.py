@@ -35,12 +35,12 @@ from bench.common import (
 )
 from bench.kv_state import state_methods
 from memagent.agent import Agent, Emit
+from memagent.agent.outcomes import StepResult
 from memagent.app import open_agent
 from memagent.events import Event
 from memagent.llm.backends.embedded import EmbeddedBackend
 from memagent.memory.store import Store
 from memagent.messages import now_text
-from memagent.outcomes import StepResult
 from memagent.settings import Settings
 
 AGENT = "bench"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bench.common import RecordingBackend, Section, Target, Timer, log, md_table, targets_table
 from memagent.agent import Agent
-from memagent.agent_state import AgentConfig
+from memagent.agent.state import AgentConfig
 from memagent.app import open_agent
 from memagent.events import Event
 from memagent.llm.backends.embedded import EmbeddedBackend, default_model_path

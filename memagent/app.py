@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from memagent.agent import Agent
-from memagent.agent_state import AgentConfig, AgentState
+from memagent.agent.state import AgentConfig, AgentState
 from memagent.errors import AgentExistsError, ConfigError
 from memagent.functions.memory import builtin_functions
 from memagent.functions.registry import AgentFunction

@@ -6,7 +6,13 @@ import json
 
 import httpx
 
-from memagent.context import SUMMARIZER_SYSTEM, SUMMARY_PLACEHOLDER, choose_cutoff, summary_alert_text, transcript_line
+from memagent.agent.context import (
+    SUMMARIZER_SYSTEM,
+    SUMMARY_PLACEHOLDER,
+    choose_cutoff,
+    summary_alert_text,
+    transcript_line,
+)
 from memagent.llm.backends.openai import OpenAIBackend
 from memagent.messages import message_from_dict
 

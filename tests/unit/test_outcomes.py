@@ -7,10 +7,10 @@ import json
 
 from fakes import call, reply
 
+from memagent.agent.outcomes import AwaitUser, NextInput, RunAgain, StepResult, Stopped, step_error
 from memagent.errors import ContextOverflowError, LLMOutputError, StoreError
 from memagent.events import ContextOverflow, Error, Heartbeat, ModelError, SystemAlert
 from memagent.messages import HEARTBEAT_FAILED, HEARTBEAT_REQUESTED, MEMORY_PRESSURE, HeartbeatMessage
-from memagent.outcomes import AwaitUser, NextInput, RunAgain, StepResult, Stopped, step_error
 
 
 def test_a_reply_ends_the_turn_waiting_for_the_user(make_agent, events):

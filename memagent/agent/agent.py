@@ -10,8 +10,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from memagent import context as ctxwin
-from memagent.agent_state import AgentConfig, AgentState
+from memagent.agent import context as ctxwin
+from memagent.agent.outcomes import AwaitUser, NextInput, NextStep, RunAgain, StepResult, Stopped, TurnEnd, step_error
+from memagent.agent.state import AgentConfig, AgentState
 from memagent.errors import BackendError, ContextOverflowError, GenerationTruncatedError, LLMOutputError, StoreError
 from memagent.events import (
     AssistantMessage,
@@ -51,7 +52,6 @@ from memagent.messages import (
     now_text,
 )
 from memagent.messages import UserMessage as UserText
-from memagent.outcomes import AwaitUser, NextInput, NextStep, RunAgain, StepResult, Stopped, TurnEnd, step_error
 from memagent.prompts.template import MemoryStats, SystemPromptTemplate
 from memagent.text import clean_text
 
