@@ -76,10 +76,10 @@ class MemGPTLayoutAgent(Agent):
     def step(self, emit: Emit) -> StepResult:
         self.state.memory_stats = {
             "edit_timestamp": now_text(),
-            "recall_count": self.store.count_messages(self.agent_id),
-            "archival_count": self.store.count_passages(self.agent_id),
+            "recall_count": self.history.recall_count(),
+            "archival_count": self.history.archival_count(),
         }
-        self.system_message = self._render_system()
+        self.history.system_message = self.history.render_system()
         return super().step(emit)
 
 

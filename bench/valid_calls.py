@@ -123,7 +123,7 @@ def fresh_agent(home: Path, store: Store, backend: object, wrapper: str, constra
     agent, _ = open_agent(settings, store, backend, create_wrapper(wrapper, constrained=constrained))  # type: ignore[arg-type]
     agent.config = AgentConfig(max_steps_per_turn=1, max_parse_retries=1, verify_first_message=False)
     agent.state.memory_stats["edit_timestamp"] = PINNED_TIME  # the same system message for every fresh agent
-    agent.system_message = agent._render_system()
+    agent.history.system_message = agent.history.render_system()
     return agent
 
 

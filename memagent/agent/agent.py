@@ -3,14 +3,13 @@ while the model asks for a heartbeat. Everything the user sees goes out as Event
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from memagent.agent import context as ctxwin
+from memagent.agent.history import History
 from memagent.agent.outcomes import AwaitUser, NextInput, NextStep, RunAgain, StepResult, Stopped, TurnEnd, step_error
 from memagent.agent.state import AgentConfig, AgentState
 from memagent.errors import BackendError, ContextOverflowError, GenerationTruncatedError, LLMOutputError, StoreError
@@ -37,7 +36,7 @@ from memagent.llm.stream import ArgumentStreamer
 from memagent.llm.wrappers.base import LLMChatCompletionWrapper
 from memagent.memory.agent_memory import AgentMemory
 from memagent.memory.core import CoreMemory
-from memagent.memory.store import Store, Transaction
+from memagent.memory.store import Store
 from memagent.messages import (
     HEARTBEAT_FAILED,
     HEARTBEAT_REQUESTED,
@@ -48,11 +47,9 @@ from memagent.messages import (
     Message,
     SystemAlertMessage,
     SystemMessage,
-    message_from_dict,
-    now_text,
 )
 from memagent.messages import UserMessage as UserText
-from memagent.prompts.template import MemoryStats, SystemPromptTemplate
+from memagent.prompts.template import SystemPromptTemplate
 from memagent.text import clean_text
 
 Emit = Callable[[Event], None]
@@ -84,15 +81,13 @@ class Agent:
         config: AgentConfig | None = None,
         version: int = 0,
     ) -> None:
-        self.agent_id, self.name, self.state = agent_id, name, state
-        self.version = version  # of the stored state this copy matches (see _sync)
+        self.agent_id, self.name = agent_id, name
+        self.history = History(
+            store=store, agent_id=agent_id, state=state, template=template, messages=messages, version=version
+        )
         self.store, self.backend, self.wrapper = store, backend, wrapper
         self.functions = {f.name: f for f in functions}
-        self.template = template
-        self.core_memory = CoreMemory.from_dict(state.core_memory)
-        self.history = messages
         self.config = config or AgentConfig()
-        self.system_message = self._render_system()
         self._constraint: Constraint | None = None
         self.last_completion: Completion | None = None
         self.stream = False  # the REPL turns this on to show send_message text as it is generated
@@ -101,7 +96,23 @@ class Agent:
     @property
     def messages(self) -> list[tuple[int, Message]]:
         """The messages in context as stored (dicts), oldest first."""
-        return [(mid, message.to_dict()) for mid, message in self.history]
+        return [(mid, message.to_dict()) for mid, message in self.history.messages]
+
+    @property
+    def state(self) -> AgentState:
+        return self.history.state
+
+    @property
+    def core_memory(self) -> CoreMemory:
+        return self.history.core_memory
+
+    @property
+    def template(self) -> SystemPromptTemplate:
+        return self.history.template
+
+    @property
+    def system_message(self) -> str:
+        return self.history.system_message
 
     @property
     def schemas(self) -> list[dict[str, Any]]:
@@ -146,11 +157,7 @@ class Agent:
         self.wrapper, self._constraint = wrapper, None
 
     def set_template_field(self, name: str, value: str) -> None:
-        with self._transaction() as tx:
-            self.template = self.template.with_field(name, value)
-            self.state.template_fields[name] = value
-            self.system_message = self._render_system()
-            self._save(tx)
+        self.history.set_template_field(name, value)
 
     # -- edits from the REPL (each writes through to recall memory) --------------------------------
     def pop(self, count: int = 3) -> int:
@@ -159,14 +166,14 @@ class Agent:
 
     def _pop(self, cut_at: Callable[[list[tuple[int, AgentMessage]]], int | None]) -> int:
         """Remove the messages from index `cut_at(messages)` on, decided on the state as committed now."""
-        with self._transaction() as tx:
-            cut = cut_at(self.history)
-            cut = len(self.history) if cut is None else max(1, cut)
-            removed, self.history = self.history[cut:], self.history[:cut]
+        with self.history.transaction() as tx:
+            cut = cut_at(self.history.messages)
+            cut = len(self.history.messages) if cut is None else max(1, cut)
+            removed, self.history.messages = self.history.messages[cut:], self.history.messages[:cut]
             if not removed:
                 return 0
             tx.delete_messages([mid for mid, _ in removed])
-            self._save(tx)
+            self.history.save(tx)
         return len(removed)
 
     def retry(self, emit: Emit) -> bool:
@@ -181,7 +188,7 @@ class Agent:
         return True
 
     def _last_user_message(self) -> tuple[int, str] | None:
-        for mid, message in reversed(self.history):
+        for mid, message in reversed(self.history.messages):
             if message.kind == "user_message":
                 return mid, message.searchable_text
         return None
@@ -195,28 +202,28 @@ class Agent:
         return self._edit_last_assistant("send_message", lambda message: message.with_said(clean_text(text)))
 
     def _edit_last_assistant(self, function: str | None, edit: Callable[[AssistantCall], AssistantCall]) -> bool:
-        with self._transaction() as tx:
+        with self.history.transaction() as tx:
             found = self._last_assistant(function)
             if found is None:
                 return False
             index, (mid, message) = found
             edited = edit(message)
             tx.update_message(mid, edited.searchable_text, edited.to_dict())
-            self.history[index] = (mid, edited)
+            self.history.messages[index] = (mid, edited)
         return True
 
     def add_passages(self, texts: Sequence[str]) -> list[int]:
         """Insert passages (/attach, `memagent load`) and refresh the counts the system message shows, so
         the agent knows they are there."""
-        with self._transaction() as tx:
+        with self.history.transaction() as tx:
             ids = tx.add_passages(self.agent_id, list(texts))
-            self._refresh_system_message(tx)
-            self._save(tx)
+            self.history.refresh_system_message(tx)
+            self.history.save(tx)
         return ids
 
     def _last_assistant(self, function: str | None = None) -> tuple[int, tuple[int, AssistantCall]] | None:
-        for index in range(len(self.history) - 1, -1, -1):
-            mid, message = self.history[index]
+        for index in range(len(self.history.messages) - 1, -1, -1):
+            mid, message = self.history.messages[index]
             if message.role == "assistant":
                 if not isinstance(message, AssistantCall) or function not in (None, message.name):
                     return None
@@ -249,7 +256,7 @@ class Agent:
             InnerThoughts(call.inner_thoughts or "", tuple(call.repairs)),
             FunctionCall(call.name, args),
         ]
-        with self._transaction() as tx:
+        with self.history.transaction() as tx:
             tools = AgentMemory(
                 self.store,
                 self.agent_id,
@@ -261,13 +268,13 @@ class Agent:
             ok, result = self._execute(call.name, args, tools)
             function = self.functions[call.name]
             stored_args = {**args, HEARTBEAT_PARAM: heartbeat} if function.takes_heartbeat else args
-            self._add(tx, AssistantCall(call.inner_thoughts or "", call.name, clip_arguments(stored_args)))
-            self._add(tx, FunctionResult(call.name, ok, result))
+            self.history.add(tx, AssistantCall(call.inner_thoughts or "", call.name, clip_arguments(stored_args)))
+            self.history.add(tx, FunctionResult(call.name, ok, result))
             if tools.memory_edited:
-                self._refresh_system_message(tx)
+                self.history.refresh_system_message(tx)
             self.state.first_reply_done = True
             next_step = self._next_step(ok, heartbeat, completion)
-            self._save(tx)
+            self.history.save(tx)
         shown.append(FunctionReturn(call.name, "OK" if ok else "Failed", result))
         for event in shown:
             emit(event)
@@ -286,9 +293,9 @@ class Agent:
 
     def _heartbeat_correction(self, name: str) -> bool:
         """Small models forget request_heartbeat after a user message: continue unless they replied."""
-        if name in ("send_message", "pause_heartbeats") or not self.history:
+        if name in ("send_message", "pause_heartbeats") or not self.history.messages:
             return False
-        return self.history[-1][1].kind == "user_message"
+        return self.history.messages[-1][1].kind == "user_message"
 
     def _execute(self, name: str, args: dict[str, Any], tools: AgentMemory) -> tuple[bool, str | None]:
         try:
@@ -424,7 +431,7 @@ class Agent:
     def context_messages(self, extra: Sequence[AgentMessage] = ()) -> list[Message]:
         """The system message, the messages in context, and any not-stored extras (corrections), as the dicts
         wrappers and chat APIs take."""
-        messages = [SystemMessage(self.system_message), *(m for _, m in self.history), *extra]
+        messages = [SystemMessage(self.system_message), *(m for _, m in self.history.messages), *extra]
         return [message.to_dict() for message in messages]
 
     def prompt(self, extra: Sequence[AgentMessage] = ()) -> str:
@@ -446,24 +453,25 @@ class Agent:
     # -- memory -----------------------------------------------------------------------------------
     def summarize(self, emit: Emit | None = None) -> bool:
         """Replace the oldest in-context messages with a summary. They stay in recall memory."""
-        counts = [self.backend.count_tokens(json.dumps(m.to_dict(), ensure_ascii=False)) for _, m in self.history]
-        cutoff = ctxwin.choose_cutoff(counts, [m.role for _, m in self.history])
+        messages = self.history.messages
+        counts = [self.backend.count_tokens(json.dumps(m.to_dict(), ensure_ascii=False)) for _, m in messages]
+        cutoff = ctxwin.choose_cutoff(counts, [m.role for _, m in self.history.messages])
         if cutoff < 2:
             return False
-        summary = ctxwin.write_summary([m for _, m in self.history[:cutoff]], self.backend, self.wrapper)
-        summarized = {mid for mid, _ in self.history[:cutoff]}
-        with self._transaction() as tx:
-            kept = [(mid, m) for mid, m in self.history if mid not in summarized]
-            if len(kept) == len(self.history):
+        summary = ctxwin.write_summary([m for _, m in self.history.messages[:cutoff]], self.backend, self.wrapper)
+        summarized = {mid for mid, _ in self.history.messages[:cutoff]}
+        with self.history.transaction() as tx:
+            kept = [(mid, m) for mid, m in self.history.messages if mid not in summarized]
+            if len(kept) == len(self.history.messages):
                 return True  # another process summarized these messages meanwhile
-            count = len(self.history) - len(kept)
-            stored = self.store.count_messages(self.agent_id)
+            count = len(self.history.messages) - len(kept)
+            stored = self.history.recall_count()
             alert = SystemAlertMessage(ctxwin.summary_alert_text(summary, count, stored))
-            self.history = []
-            self._add(tx, alert)
-            self.history += kept
+            self.history.messages = []
+            self.history.add(tx, alert)
+            self.history.messages += kept
             self.state.memory_pressure_alerted = False
-            self._save(tx)
+            self.history.save(tx)
         if emit:
             text = f"Summarized {count} older messages to fit the context window; they stay searchable."
             emit(SystemAlert(text, summary))
@@ -472,82 +480,6 @@ class Agent:
     def _pause_heartbeats(self, until: float) -> None:
         self.state.heartbeats_paused_until = until
 
-    def _render_system(self) -> str:
-        stats = self.state.memory_stats or {}
-        return self.template.render(
-            self.core_memory,
-            MemoryStats(
-                edit_timestamp=stats.get("edit_timestamp", now_text()),
-                recall_count=stats.get("recall_count", 0),
-                archival_count=stats.get("archival_count", 0),
-            ),
-        )
-
-    def _refresh_system_message(self, tx: Transaction) -> None:
-        self.state.memory_stats = {
-            "edit_timestamp": now_text(),
-            "recall_count": self.store.count_messages(self.agent_id),
-            "archival_count": self.store.count_passages(self.agent_id),
-        }
-        self.system_message = self._render_system()
-
-    # -- persistence ------------------------------------------------------------------------------
-    @contextmanager
-    def _transaction(self) -> Iterator[Transaction]:
-        """A store transaction on the agent as committed now: the agent's row is locked and, when another
-        process wrote it since this one last did, re-read first (_sync). If the block fails the in-memory state
-        is rolled back too, so memory and database never disagree (an interrupted step leaves no half-applied
-        edit behind)."""
-        saved = (list(self.history), self.core_memory.to_dict(), copy.deepcopy(self.state.to_dict()),
-                 self.system_message, self.template, self.version)
-        try:
-            with self.store.transaction() as tx:
-                self._sync(tx)
-                yield tx
-        except BaseException:
-            self.history = saved[0]
-            self.core_memory.sections = CoreMemory.from_dict(saved[1]).sections
-            self.state = AgentState.from_dict(saved[2])
-            self.system_message, self.template, self.version = saved[3], saved[4], saved[5]
-            raise
-
-    def _sync(self, tx: Transaction) -> None:
-        """Another process on this agent committed since we last read or wrote it: take its state (core memory,
-        the messages in context, template fields) before changing anything, so its edits are kept."""
-        row = tx.lock_agent(self.agent_id)
-        if row.version == self.version:
-            return
-        state = AgentState.from_dict(row.state)
-        known = dict(self.history)
-        missing = [mid for mid in state.in_context if mid not in known]
-        if missing:
-            known.update((m.id, message_from_dict(m.payload)) for m in self.store.get_messages(self.agent_id, missing))
-        self.history = [(mid, known[mid]) for mid in state.in_context]
-        self.state = state
-        self.core_memory.sections = CoreMemory.from_dict(state.core_memory).sections
-        for name, value in state.template_fields.items():
-            if name in self.template.field_names():
-                self.template = self.template.with_field(name, value)
-        self.system_message = self._render_system()
-        self.version = row.version
-
-    def _save(self, tx: Transaction) -> None:
-        self.version = tx.save_agent_state(self.agent_id, self._state_dict(), self.version)
-
-    def _add(self, tx: Transaction, message: AgentMessage, stored_text: str | None = None) -> int:
-        """Store a message and put it in context; `stored_text` is what search sees, if not the message's."""
-        text = message.searchable_text if stored_text is None else stored_text
-        message_id = tx.add_message(self.agent_id, message.role, text, message.to_dict())
-        self.history.append((message_id, message))
-        return message_id
-
     def _append_input(self, message: AgentMessage, emit: Emit, event: Event, stored_text: str | None = None) -> None:
-        with self._transaction() as tx:
-            self._add(tx, message, stored_text)
-            self._save(tx)
+        self.history.append(message, stored_text)
         emit(event)
-
-    def _state_dict(self) -> dict[str, Any]:
-        self.state.core_memory = self.core_memory.to_dict()
-        self.state.in_context = [mid for mid, _ in self.history]
-        return self.state.to_dict()
