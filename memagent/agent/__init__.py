@@ -6,8 +6,8 @@
 `outcomes.py` types what a step leads to. `from memagent.agent import Agent` is the public entry.
 """
 
-from memagent.agent.agent import Agent, Emit
-from memagent.agent.outcomes import AwaitUser, NextInput, NextStep, RunAgain, StepResult, Stopped, TurnEnd
+from memagent.agent.agent import Agent
+from memagent.agent.outcomes import AwaitUser, Emit, NextInput, NextStep, RunAgain, StepResult, Stopped, TurnEnd
 from memagent.agent.state import AgentConfig, AgentState
 
 __all__ = [

@@ -8,9 +8,19 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from memagent.agent import context as ctxwin
+from memagent.agent.context import ContextWindow
 from memagent.agent.history import History
-from memagent.agent.outcomes import AwaitUser, NextInput, NextStep, RunAgain, StepResult, Stopped, TurnEnd, step_error
+from memagent.agent.outcomes import (
+    AwaitUser,
+    Emit,
+    NextInput,
+    NextStep,
+    RunAgain,
+    StepResult,
+    Stopped,
+    TurnEnd,
+    step_error,
+)
 from memagent.agent.state import AgentConfig, AgentState
 from memagent.errors import BackendError, ContextOverflowError, GenerationTruncatedError, LLMOutputError, StoreError
 from memagent.events import (
@@ -22,7 +32,6 @@ from memagent.events import (
     FunctionReturn,
     InnerThoughts,
     Retry,
-    SystemAlert,
     UserMessage,
     Warning,
 )
@@ -46,13 +55,11 @@ from memagent.messages import (
     FunctionResult,
     Message,
     SystemAlertMessage,
-    SystemMessage,
 )
 from memagent.messages import UserMessage as UserText
 from memagent.prompts.template import SystemPromptTemplate
 from memagent.text import clean_text
 
-Emit = Callable[[Event], None]
 RESULT_CHAR_LIMIT = 3000
 CORRECTION = "Your last reply could not be used: {error} Reply with exactly one function call in the JSON format shown."
 FIRST_REPLY_FUNCTIONS = ("send_message", "archival_memory_search")
@@ -85,9 +92,10 @@ class Agent:
         self.history = History(
             store=store, agent_id=agent_id, state=state, template=template, messages=messages, version=version
         )
-        self.store, self.backend, self.wrapper = store, backend, wrapper
+        self.store, self.backend = store, backend
         self.functions = {f.name: f for f in functions}
-        self.config = config or AgentConfig()
+        self._config = config or AgentConfig()
+        self.context = ContextWindow(self.history, backend, wrapper, self.functions, self._config)
         self._constraint: Constraint | None = None
         self.last_completion: Completion | None = None
         self.stream = False  # the REPL turns this on to show send_message text as it is generated
@@ -116,7 +124,19 @@ class Agent:
 
     @property
     def schemas(self) -> list[dict[str, Any]]:
-        return [f.schema for f in self.functions.values()]
+        return self.context.schemas
+
+    @property
+    def wrapper(self) -> LLMChatCompletionWrapper:
+        return self.context.wrapper
+
+    @property
+    def config(self) -> AgentConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: AgentConfig) -> None:
+        self._config = self.context.config = config
 
     def run_turn(self, text: str, emit: Emit) -> TurnEnd:
         """Handle one user message: store it first (it is never lost), then step until done."""
@@ -124,23 +144,13 @@ class Agent:
             emit(Error("Empty message: type something to send, or /help for commands."))
             return Stopped("error", "empty message")
         text = clean_text(text)
-        in_context = self._fit_user_text(text, emit)
+        in_context = self.context.clip_user_text(text, emit)
         try:
             self._append_input(UserText(in_context), emit, UserMessage(text), stored_text=text)
         except StoreError as exc:
             emit(Error(f"Your message was not saved: {exc}"))
             return Stopped("error", str(exc))
         return self._run_steps(emit)
-
-    def _fit_user_text(self, text: str, emit: Emit) -> str:
-        """A message too long for the context window is kept whole in recall memory (searchable) while the
-        agent sees its start: one pasted document must not leave every later turn without room."""
-        limit = max(1000, self.backend.context_length)  # characters: about a quarter of the window
-        if len(text) <= limit:
-            return text
-        emit(Warning(f"Your message has {len(text):,} characters; the agent sees the first {limit:,}. "
-                   "All of it is saved in recall memory; /attach loads long texts into archival memory."))
-        return f"{text[:limit]}... [cut: {len(text) - limit:,} more characters, kept in recall memory]"
 
     def heartbeat(
         self, emit: Emit, reason: str = "[This is an automated system message hidden from the user] Automated timer"
@@ -154,7 +164,7 @@ class Agent:
         return self._run_steps(emit)
 
     def set_wrapper(self, wrapper: LLMChatCompletionWrapper) -> None:
-        self.wrapper, self._constraint = wrapper, None
+        self.context.wrapper, self._constraint = wrapper, None
 
     def set_template_field(self, name: str, value: str) -> None:
         self.history.set_template_field(name, value)
@@ -282,7 +292,7 @@ class Agent:
 
     def _next_step(self, ok: bool, heartbeat: bool, completion: Completion) -> NextStep:
         used = completion.prompt_tokens or 0
-        if not self.state.memory_pressure_alerted and ctxwin.over_warning(used, self.backend.context_length):
+        if not self.state.memory_pressure_alerted and self.context.over_warning(used):
             self.state.memory_pressure_alerted = True
             return RunAgain(NextInput.alert(MEMORY_PRESSURE))
         if not ok:
@@ -361,7 +371,7 @@ class Agent:
         if self.backend.capabilities.native_function_calls:
             completion = self._complete_native(extra, emit)
             return completion, self._parse(completion.text)
-        prompt, prompt_tokens = self._fit_prompt(extra, emit)
+        prompt, prompt_tokens = self.context.fit(extra, emit)
         constraint = self._output_constraint()
         max_tokens = self.config.max_tokens
         for round_number in itertools.count(1):
@@ -413,8 +423,8 @@ class Agent:
     def _complete_native(self, extra: list[AgentMessage], emit: Emit) -> Completion:
         """Backends with native function calling (OpenAI's chat API) take messages, not a prompt. Their
         call is written as JSON text so it goes through the same parser and validation as any other."""
-        self._fit_prompt(extra, emit)  # summarizes if the conversation no longer fits
-        reply, completion = self.backend.chat_completion(self.context_messages(extra), self.schemas)
+        self.context.fit(extra, emit)  # summarizes if the conversation no longer fits
+        reply, completion = self.backend.chat_completion(self.context.messages(extra), self.schemas)
         call = reply.get("function_call")
         if call:
             completion.text = json.dumps(
@@ -429,53 +439,13 @@ class Agent:
         return completion
 
     def context_messages(self, extra: Sequence[AgentMessage] = ()) -> list[Message]:
-        """The system message, the messages in context, and any not-stored extras (corrections), as the dicts
-        wrappers and chat APIs take."""
-        messages = [SystemMessage(self.system_message), *(m for _, m in self.history.messages), *extra]
-        return [message.to_dict() for message in messages]
+        return self.context.messages(extra)
 
     def prompt(self, extra: Sequence[AgentMessage] = ()) -> str:
-        messages = self.context_messages(extra)
-        return self.wrapper.chat_completion_to_prompt(
-            messages, self.schemas, first_message=not self.state.first_reply_done
-        )
+        return self.context.prompt(extra)
 
-    def _fit_prompt(self, extra: list[AgentMessage], emit: Emit) -> tuple[str, int]:
-        """The prompt and its size in tokens, summarizing old messages until it fits with room for the reply."""
-        while True:
-            prompt = self.prompt(extra)
-            prompt_tokens = self.backend.count_tokens(prompt)
-            if prompt_tokens + self.config.max_tokens <= self.backend.context_length:
-                return prompt, prompt_tokens
-            if not self.summarize(emit):
-                raise ContextOverflowError(prompt_tokens + self.config.max_tokens, self.backend.context_length)
-
-    # -- memory -----------------------------------------------------------------------------------
     def summarize(self, emit: Emit | None = None) -> bool:
-        """Replace the oldest in-context messages with a summary. They stay in recall memory."""
-        messages = self.history.messages
-        counts = [self.backend.count_tokens(json.dumps(m.to_dict(), ensure_ascii=False)) for _, m in messages]
-        cutoff = ctxwin.choose_cutoff(counts, [m.role for _, m in self.history.messages])
-        if cutoff < 2:
-            return False
-        summary = ctxwin.write_summary([m for _, m in self.history.messages[:cutoff]], self.backend, self.wrapper)
-        summarized = {mid for mid, _ in self.history.messages[:cutoff]}
-        with self.history.transaction() as tx:
-            kept = [(mid, m) for mid, m in self.history.messages if mid not in summarized]
-            if len(kept) == len(self.history.messages):
-                return True  # another process summarized these messages meanwhile
-            count = len(self.history.messages) - len(kept)
-            stored = self.history.recall_count()
-            alert = SystemAlertMessage(ctxwin.summary_alert_text(summary, count, stored))
-            self.history.messages = []
-            self.history.add(tx, alert)
-            self.history.messages += kept
-            self.state.memory_pressure_alerted = False
-            self.history.save(tx)
-        if emit:
-            text = f"Summarized {count} older messages to fit the context window; they stay searchable."
-            emit(SystemAlert(text, summary))
-        return True
+        return self.context.summarize(emit)
 
     def _pause_heartbeats(self, until: float) -> None:
         self.state.heartbeats_paused_until = until

@@ -6,12 +6,15 @@ stored message: the kind and the reason of the next input travel as fields, besi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 from memagent.errors import BackendError, ContextOverflowError, LLMOutputError, StoreError
-from memagent.events import ContextOverflow, Error, Heartbeat, ModelError, SystemAlert
+from memagent.events import ContextOverflow, Error, Event, Heartbeat, ModelError, SystemAlert
 from memagent.messages import HeartbeatMessage, SystemAlertMessage
+
+Emit: TypeAlias = Callable[[Event], None]  # where the agent reports what happens, as typed events
 
 
 @dataclass(frozen=True)
