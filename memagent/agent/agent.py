@@ -3,12 +3,11 @@ while the model asks for a heartbeat. Everything the user sees goes out as Event
 
 from __future__ import annotations
 
-import itertools
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from memagent.agent.context import ContextWindow
+from memagent.agent.generate import CallGenerator
 from memagent.agent.history import History
 from memagent.agent.outcomes import (
     AwaitUser,
@@ -22,26 +21,20 @@ from memagent.agent.outcomes import (
     step_error,
 )
 from memagent.agent.state import AgentConfig, AgentState
-from memagent.errors import BackendError, ContextOverflowError, GenerationTruncatedError, LLMOutputError, StoreError
+from memagent.errors import BackendError, ContextOverflowError, LLMOutputError, StoreError
 from memagent.events import (
     AssistantMessage,
-    AssistantMessageDelta,
     Error,
     Event,
     FunctionCall,
     FunctionReturn,
     InnerThoughts,
-    Retry,
     UserMessage,
     Warning,
 )
 from memagent.functions.memory import SEARCH_FUNCTIONS
 from memagent.functions.registry import HEARTBEAT_PARAM, AgentFunction, FunctionFailed, clip_arguments
-from memagent.llm.backends.base import Backend, Completion, Constraint
-from memagent.llm.constraint import build_constraint
-from memagent.llm.json_repair import CLOSED_BRACES
-from memagent.llm.parse import ParsedCall
-from memagent.llm.stream import ArgumentStreamer
+from memagent.llm.backends.base import Backend, Completion
 from memagent.llm.wrappers.base import LLMChatCompletionWrapper
 from memagent.memory.agent_memory import AgentMemory
 from memagent.memory.core import CoreMemory
@@ -54,22 +47,12 @@ from memagent.messages import (
     AssistantCall,
     FunctionResult,
     Message,
-    SystemAlertMessage,
 )
 from memagent.messages import UserMessage as UserText
 from memagent.prompts.template import SystemPromptTemplate
 from memagent.text import clean_text
 
 RESULT_CHAR_LIMIT = 3000
-CORRECTION = "Your last reply could not be used: {error} Reply with exactly one function call in the JSON format shown."
-FIRST_REPLY_FUNCTIONS = ("send_message", "archival_memory_search")
-_LEAK_CHARS = set('(){}[]"')
-ERROR_CHAR_LIMIT = 300
-
-
-def shorten(text: str, limit: int = ERROR_CHAR_LIMIT) -> str:
-    """A parse error as the model and the user see it: errors quote the output, which can be any length."""
-    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 class Agent:
@@ -96,9 +79,7 @@ class Agent:
         self.functions = {f.name: f for f in functions}
         self._config = config or AgentConfig()
         self.context = ContextWindow(self.history, backend, wrapper, self.functions, self._config)
-        self._constraint: Constraint | None = None
-        self.last_completion: Completion | None = None
-        self.stream = False  # the REPL turns this on to show send_message text as it is generated
+        self.generator = CallGenerator(self.context, self._config)
 
     # -- public -----------------------------------------------------------------------------------
     @property
@@ -136,7 +117,20 @@ class Agent:
 
     @config.setter
     def config(self, config: AgentConfig) -> None:
-        self._config = self.context.config = config
+        self._config = self.context.config = self.generator.config = config
+
+    @property
+    def stream(self) -> bool:
+        """Whether send_message's text is shown as it is generated (the REPL turns it on)."""
+        return self.generator.stream
+
+    @stream.setter
+    def stream(self, on: bool) -> None:
+        self.generator.stream = on
+
+    @property
+    def last_completion(self) -> Completion | None:
+        return self.generator.last_completion
 
     def run_turn(self, text: str, emit: Emit) -> TurnEnd:
         """Handle one user message: store it first (it is never lost), then step until done."""
@@ -164,7 +158,7 @@ class Agent:
         return self._run_steps(emit)
 
     def set_wrapper(self, wrapper: LLMChatCompletionWrapper) -> None:
-        self.context.wrapper, self._constraint = wrapper, None
+        self.generator.set_wrapper(wrapper)
 
     def set_template_field(self, name: str, value: str) -> None:
         self.history.set_template_field(name, value)
@@ -259,7 +253,7 @@ class Agent:
     def step(self, emit: Emit) -> StepResult:
         """Generate a call, run it and store it in one transaction; report it only once it is committed, so
         nothing the user saw can vanish with a crash."""
-        call, completion = self._generate_call(emit)
+        call, completion = self.generator.generate(emit, first_reply=not self.state.first_reply_done)
         args = dict(call.arguments)
         heartbeat = bool(args.pop(HEARTBEAT_PARAM, False)) or self._heartbeat_correction(call.name)
         shown: list[Event] = [
@@ -318,125 +312,6 @@ class Agent:
         if text and name not in SEARCH_FUNCTIONS and len(text) > RESULT_CHAR_LIMIT:
             text = text[:RESULT_CHAR_LIMIT] + f"... [NOTE: result truncated at {RESULT_CHAR_LIMIT} characters]"
         return True, text
-
-    # -- generation -------------------------------------------------------------------------------
-    def _generate_call(self, emit: Emit) -> tuple[ParsedCall, Completion]:
-        corrections: list[AgentMessage] = []
-        attempts = self.config.max_parse_retries + 1
-        verify = self.config.verify_first_message and not self.state.first_reply_done
-        if verify:
-            attempts = max(attempts, self.config.first_message_attempts)
-        last_error: LLMOutputError | None = None
-        for attempt in range(attempts):
-            completion, call = self._complete(corrections, emit)
-            if isinstance(call, LLMOutputError):
-                last_error = call
-                if completion.finish_reason == "length":
-                    last_error = GenerationTruncatedError(
-                        f"The reply was cut at the token limit ({self.config.max_tokens_ceiling} tokens) "
-                        "before the call was complete.",
-                        completion.text,
-                    )
-                emit(Retry(shorten(str(last_error)), attempt + 1, completion.text))
-                corrections = [SystemAlertMessage(CORRECTION.format(error=shorten(str(last_error))))]
-                continue
-            if completion.finish_reason == "length" and CLOSED_BRACES in call.repairs:
-                emit(
-                    Warning(
-                        "The reply was cut at the token limit; its call was completed from what was generated.",
-                        raw=completion.text,
-                    )
-                )
-            problem = self._first_reply_problem(call) if verify else None
-            if problem and attempt < attempts - 1:
-                emit(Retry(f"First reply check: {problem}", attempt + 1, completion.text))
-                continue
-            return call, completion
-        assert last_error is not None
-        raise LLMOutputError(
-            f"The model's output could not be parsed after {attempts} tries: {shorten(str(last_error))}", last_error.raw
-        )
-
-    @staticmethod
-    def _first_reply_problem(call: ParsedCall) -> str | None:
-        if call.name not in FIRST_REPLY_FUNCTIONS:
-            return f"expected send_message, got {call.name}"
-        if _LEAK_CHARS & set(call.inner_thoughts or ""):
-            return "inner thoughts contain call syntax"
-        return None
-
-    def _complete(self, extra: list[AgentMessage], emit: Emit) -> tuple[Completion, ParsedCall | LLMOutputError]:
-        """The model's output and its call (or why it has none). Output cut at the token limit in the middle
-        of its call is asked for again with twice the limit, up to the ceiling."""
-        if self.backend.capabilities.native_function_calls:
-            completion = self._complete_native(extra, emit)
-            return completion, self._parse(completion.text)
-        prompt, prompt_tokens = self.context.fit(extra, emit)
-        constraint = self._output_constraint()
-        max_tokens = self.config.max_tokens
-        for round_number in itertools.count(1):
-            streamer = ArgumentStreamer()
-            shown: list[str] = []
-
-            def on_text(piece: str, streamer: ArgumentStreamer = streamer, shown: list[str] = shown) -> None:
-                delta = streamer.feed(piece)
-                if delta:
-                    shown.append(delta)
-                    emit(AssistantMessageDelta(delta))
-
-            completion = self.backend.complete(
-                prompt,
-                stop=self.wrapper.stop,
-                max_tokens=max_tokens,
-                constraint=constraint,
-                on_text=on_text if self.stream else None,
-            )
-            if completion.prompt_tokens is None:  # servers that stream without usage (llama-cpp-python)
-                completion.prompt_tokens = prompt_tokens
-            self.last_completion = completion
-            call = self._parse(completion.text)
-            # a call that closed by itself is whole: the text the model ran on with after it is dropped
-            cut_mid_call = isinstance(call, LLMOutputError) or CLOSED_BRACES in call.repairs
-            if completion.finish_reason != "length" or not cut_mid_call or max_tokens >= self.config.max_tokens_ceiling:
-                return completion, call
-            previous, max_tokens = max_tokens, min(max_tokens * 2, self.config.max_tokens_ceiling)
-            if shown:  # the text streamed so far is abandoned: say so, so it isn't joined to the next
-                text = f"The reply was cut at {previous} tokens mid-call; asking again with room for {max_tokens}."
-                emit(Retry(text, round_number, completion.text))
-        raise AssertionError("unreachable")
-
-    def _parse(self, text: str) -> ParsedCall | LLMOutputError:
-        """The call in the model's output, or the error that says why there is none."""
-        try:
-            return self.wrapper.parse(text, self.schemas)
-        except LLMOutputError as exc:
-            return exc
-
-    def _output_constraint(self) -> Constraint | None:
-        if not self.backend.can_constrain or not self.wrapper.constrained:
-            return None
-        if self._constraint is None:
-            schema = self.wrapper.output_schema(self.schemas)
-            self._constraint = build_constraint(schema) if schema else None
-        return self._constraint
-
-    def _complete_native(self, extra: list[AgentMessage], emit: Emit) -> Completion:
-        """Backends with native function calling (OpenAI's chat API) take messages, not a prompt. Their
-        call is written as JSON text so it goes through the same parser and validation as any other."""
-        self.context.fit(extra, emit)  # summarizes if the conversation no longer fits
-        reply, completion = self.backend.chat_completion(self.context.messages(extra), self.schemas)
-        call = reply.get("function_call")
-        if call:
-            completion.text = json.dumps(
-                {
-                    "inner_thoughts": reply.get("content") or "",
-                    "name": call.get("name"),
-                    "arguments": call.get("arguments"),
-                },
-                ensure_ascii=False,
-            )
-        self.last_completion = completion
-        return completion
 
     def context_messages(self, extra: Sequence[AgentMessage] = ()) -> list[Message]:
         return self.context.messages(extra)
