@@ -13,7 +13,6 @@ from memagent.agent.outcomes import (
     AwaitUser,
     Emit,
     NextInput,
-    NextStep,
     RunAgain,
     StepResult,
     Stopped,
@@ -21,38 +20,27 @@ from memagent.agent.outcomes import (
     step_error,
 )
 from memagent.agent.state import AgentConfig, AgentState
+from memagent.agent.step import StepRunner
 from memagent.errors import BackendError, ContextOverflowError, LLMOutputError, StoreError
 from memagent.events import (
-    AssistantMessage,
     Error,
     Event,
-    FunctionCall,
-    FunctionReturn,
-    InnerThoughts,
     UserMessage,
     Warning,
 )
-from memagent.functions.memory import SEARCH_FUNCTIONS
-from memagent.functions.registry import HEARTBEAT_PARAM, AgentFunction, FunctionFailed, clip_arguments
+from memagent.functions.registry import AgentFunction
 from memagent.llm.backends.base import Backend, Completion
 from memagent.llm.wrappers.base import LLMChatCompletionWrapper
-from memagent.memory.agent_memory import AgentMemory
 from memagent.memory.core import CoreMemory
 from memagent.memory.store import Store
 from memagent.messages import (
-    HEARTBEAT_FAILED,
-    HEARTBEAT_REQUESTED,
-    MEMORY_PRESSURE,
     AgentMessage,
     AssistantCall,
-    FunctionResult,
     Message,
 )
 from memagent.messages import UserMessage as UserText
 from memagent.prompts.template import SystemPromptTemplate
 from memagent.text import clean_text
-
-RESULT_CHAR_LIMIT = 3000
 
 
 class Agent:
@@ -80,6 +68,7 @@ class Agent:
         self._config = config or AgentConfig()
         self.context = ContextWindow(self.history, backend, wrapper, self.functions, self._config)
         self.generator = CallGenerator(self.context, self._config)
+        self.stepper = StepRunner(self.history, self.context, self.generator, self.functions)
 
     # -- public -----------------------------------------------------------------------------------
     @property
@@ -251,67 +240,8 @@ class Agent:
         return Stopped("step_limit", f"{limit} steps in one turn")
 
     def step(self, emit: Emit) -> StepResult:
-        """Generate a call, run it and store it in one transaction; report it only once it is committed, so
-        nothing the user saw can vanish with a crash."""
-        call, completion = self.generator.generate(emit, first_reply=not self.state.first_reply_done)
-        args = dict(call.arguments)
-        heartbeat = bool(args.pop(HEARTBEAT_PARAM, False)) or self._heartbeat_correction(call.name)
-        shown: list[Event] = [
-            InnerThoughts(call.inner_thoughts or "", tuple(call.repairs)),
-            FunctionCall(call.name, args),
-        ]
-        with self.history.transaction() as tx:
-            tools = AgentMemory(
-                self.store,
-                self.agent_id,
-                self.core_memory,
-                tx,
-                on_send=lambda text: shown.append(AssistantMessage(text)),
-                on_pause=self._pause_heartbeats,
-            )
-            ok, result = self._execute(call.name, args, tools)
-            function = self.functions[call.name]
-            stored_args = {**args, HEARTBEAT_PARAM: heartbeat} if function.takes_heartbeat else args
-            self.history.add(tx, AssistantCall(call.inner_thoughts or "", call.name, clip_arguments(stored_args)))
-            self.history.add(tx, FunctionResult(call.name, ok, result))
-            if tools.memory_edited:
-                self.history.refresh_system_message(tx)
-            self.state.first_reply_done = True
-            next_step = self._next_step(ok, heartbeat, completion)
-            self.history.save(tx)
-        shown.append(FunctionReturn(call.name, "OK" if ok else "Failed", result))
-        for event in shown:
-            emit(event)
-        return StepResult(next_step)
-
-    def _next_step(self, ok: bool, heartbeat: bool, completion: Completion) -> NextStep:
-        used = completion.prompt_tokens or 0
-        if not self.state.memory_pressure_alerted and self.context.over_warning(used):
-            self.state.memory_pressure_alerted = True
-            return RunAgain(NextInput.alert(MEMORY_PRESSURE))
-        if not ok:
-            return RunAgain(NextInput.heartbeat(HEARTBEAT_FAILED))
-        if heartbeat:
-            return RunAgain(NextInput.heartbeat(HEARTBEAT_REQUESTED))
-        return AwaitUser()
-
-    def _heartbeat_correction(self, name: str) -> bool:
-        """Small models forget request_heartbeat after a user message: continue unless they replied."""
-        if name in ("send_message", "pause_heartbeats") or not self.history.messages:
-            return False
-        return self.history.messages[-1][1].kind == "user_message"
-
-    def _execute(self, name: str, args: dict[str, Any], tools: AgentMemory) -> tuple[bool, str | None]:
-        try:
-            result = self.functions[name](tools, **args)
-        except FunctionFailed as exc:
-            return False, str(exc)
-        except Exception as exc:  # a function bug must not end the session: report it to the model
-            return False, f"{type(exc).__name__}: {exc}"
-        text = None if result is None else str(result)
-        if text and name not in SEARCH_FUNCTIONS and len(text) > RESULT_CHAR_LIMIT:
-            text = text[:RESULT_CHAR_LIMIT] + f"... [NOTE: result truncated at {RESULT_CHAR_LIMIT} characters]"
-        return True, text
+        """One step: generate a call, run it and store it in one transaction, then report it."""
+        return self.stepper.run(emit)
 
     def context_messages(self, extra: Sequence[AgentMessage] = ()) -> list[Message]:
         return self.context.messages(extra)
@@ -321,9 +251,6 @@ class Agent:
 
     def summarize(self, emit: Emit | None = None) -> bool:
         return self.context.summarize(emit)
-
-    def _pause_heartbeats(self, until: float) -> None:
-        self.state.heartbeats_paused_until = until
 
     def _append_input(self, message: AgentMessage, emit: Emit, event: Event, stored_text: str | None = None) -> None:
         self.history.append(message, stored_text)

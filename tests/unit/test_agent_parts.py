@@ -12,8 +12,11 @@ from fakes import ScriptedBackend, call, reply
 import memagent.agent
 from memagent.agent.context import ContextWindow
 from memagent.agent.generate import CallGenerator
+from memagent.agent.outcomes import RunAgain
 from memagent.agent.state import AgentConfig
+from memagent.agent.step import StepRunner
 from memagent.errors import ContextOverflowError, LLMOutputError
+from memagent.memory.store import Store
 
 # Top first: a module may import only modules below it.
 ORDER = ("__init__", "agent", "edits", "step", "generate", "context", "history", "outcomes", "state")
@@ -51,6 +54,24 @@ def test_the_window_refuses_a_prompt_it_cannot_make_fit(make_agent, events):
     backend._context_length = 100  # smaller than the system message alone; nothing old enough to summarize
     with pytest.raises(ContextOverflowError):
         context.fit((), events)
+
+
+def test_a_step_reports_its_events_only_once_they_are_stored(make_agent, home):
+    context, _ = window(make_agent, [call("archival_memory_insert", content="Brad sails", request_heartbeat=True)])
+    history = context.history
+    generator = CallGenerator(context, AgentConfig(verify_first_message=False))
+    runner = StepRunner(history, context, generator, context.functions)
+    store = Store(home / "memagent.db")  # another connection: it sees only what was committed
+    before = store.count_messages(history.agent_id)
+    seen = []
+
+    def emit(event):  # how many messages and passages are stored at the moment each event is shown
+        seen.append((event.type, store.count_messages(history.agent_id), store.count_passages(history.agent_id)))
+
+    result = runner.run(emit)
+    assert isinstance(result.next, RunAgain) and result.next.input.kind == "heartbeat"
+    assert seen == [(kind, before + 2, 1) for kind in ("inner_thoughts", "function_call", "function_return")]
+    store.close()
 
 
 def imports_within_the_package() -> list[tuple[str, str]]:
