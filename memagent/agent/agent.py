@@ -3,10 +3,11 @@ while the model asks for a heartbeat. Everything the user sees goes out as Event
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from memagent.agent.context import ContextWindow
+from memagent.agent.edits import Edits
 from memagent.agent.generate import CallGenerator
 from memagent.agent.history import History
 from memagent.agent.outcomes import (
@@ -35,7 +36,6 @@ from memagent.memory.core import CoreMemory
 from memagent.memory.store import Store
 from memagent.messages import (
     AgentMessage,
-    AssistantCall,
     Message,
 )
 from memagent.messages import UserMessage as UserText
@@ -69,6 +69,7 @@ class Agent:
         self.context = ContextWindow(self.history, backend, wrapper, self.functions, self._config)
         self.generator = CallGenerator(self.context, self._config)
         self.stepper = StepRunner(self.history, self.context, self.generator, self.functions)
+        self.edits = Edits(self.history)
 
     # -- public -----------------------------------------------------------------------------------
     @property
@@ -154,74 +155,24 @@ class Agent:
 
     # -- edits from the REPL (each writes through to recall memory) --------------------------------
     def pop(self, count: int = 3) -> int:
-        """Remove the last `count` messages from context and from recall memory. Keeps at least one."""
-        return self._pop(lambda messages: len(messages) - count)
-
-    def _pop(self, cut_at: Callable[[list[tuple[int, AgentMessage]]], int | None]) -> int:
-        """Remove the messages from index `cut_at(messages)` on, decided on the state as committed now."""
-        with self.history.transaction() as tx:
-            cut = cut_at(self.history.messages)
-            cut = len(self.history.messages) if cut is None else max(1, cut)
-            removed, self.history.messages = self.history.messages[cut:], self.history.messages[:cut]
-            if not removed:
-                return 0
-            tx.delete_messages([mid for mid, _ in removed])
-            self.history.save(tx)
-        return len(removed)
+        return self.edits.pop(count)
 
     def retry(self, emit: Emit) -> bool:
         """Drop everything from the last user message on and send that message again."""
-        found = self._last_user_message()
-        if found is None:
+        text = self.edits.take_last_user_message()
+        if text is None:
             return False
-        message_id, text = found
-        if not self._pop(lambda messages: next((i for i, (mid, _) in enumerate(messages) if mid == message_id), None)):
-            return False  # another process removed it meanwhile
         self.run_turn(text, emit)
         return True
 
-    def _last_user_message(self) -> tuple[int, str] | None:
-        for mid, message in reversed(self.history.messages):
-            if message.kind == "user_message":
-                return mid, message.searchable_text
-        return None
-
     def rethink(self, thoughts: str) -> bool:
-        """Replace the inner thoughts of the last assistant message."""
-        return self._edit_last_assistant(None, lambda message: message.with_thoughts(clean_text(thoughts)))
+        return self.edits.rethink(thoughts)
 
     def rewrite(self, text: str) -> bool:
-        """Replace the text of the last message the agent sent with send_message."""
-        return self._edit_last_assistant("send_message", lambda message: message.with_said(clean_text(text)))
-
-    def _edit_last_assistant(self, function: str | None, edit: Callable[[AssistantCall], AssistantCall]) -> bool:
-        with self.history.transaction() as tx:
-            found = self._last_assistant(function)
-            if found is None:
-                return False
-            index, (mid, message) = found
-            edited = edit(message)
-            tx.update_message(mid, edited.searchable_text, edited.to_dict())
-            self.history.messages[index] = (mid, edited)
-        return True
+        return self.edits.rewrite(text)
 
     def add_passages(self, texts: Sequence[str]) -> list[int]:
-        """Insert passages (/attach, `memagent load`) and refresh the counts the system message shows, so
-        the agent knows they are there."""
-        with self.history.transaction() as tx:
-            ids = tx.add_passages(self.agent_id, list(texts))
-            self.history.refresh_system_message(tx)
-            self.history.save(tx)
-        return ids
-
-    def _last_assistant(self, function: str | None = None) -> tuple[int, tuple[int, AssistantCall]] | None:
-        for index in range(len(self.history.messages) - 1, -1, -1):
-            mid, message = self.history.messages[index]
-            if message.role == "assistant":
-                if not isinstance(message, AssistantCall) or function not in (None, message.name):
-                    return None
-                return index, (mid, message)
-        return None
+        return self.edits.add_passages(texts)
 
     # -- the loop ---------------------------------------------------------------------------------
     def _run_steps(self, emit: Emit) -> TurnEnd:
