@@ -1,5 +1,6 @@
-"""The agent loop: one step is prompt -> model -> parsed call -> function -> commit; a turn chains steps
-while the model asks for a heartbeat. Everything the user sees goes out as Events through `emit`."""
+"""The Agent facade: a turn stores the user's message first (it is never lost), then runs steps while the model asks
+for a heartbeat. The work is done by its collaborators (see the package's docstring); everything the user sees goes
+out as typed Events through `emit`."""
 
 from __future__ import annotations
 
@@ -10,68 +11,133 @@ from memagent.agent.context import ContextWindow
 from memagent.agent.edits import Edits
 from memagent.agent.generate import CallGenerator
 from memagent.agent.history import History
-from memagent.agent.outcomes import (
-    AwaitUser,
-    Emit,
-    NextInput,
-    RunAgain,
-    StepResult,
-    Stopped,
-    TurnEnd,
-    step_error,
-)
+from memagent.agent.outcomes import AwaitUser, Emit, NextInput, RunAgain, StepResult, Stopped, TurnEnd, step_error
 from memagent.agent.state import AgentConfig, AgentState
 from memagent.agent.step import StepRunner
 from memagent.errors import BackendError, ContextOverflowError, LLMOutputError, StoreError
-from memagent.events import (
-    Error,
-    Event,
-    UserMessage,
-    Warning,
-)
+from memagent.events import Error, Event, UserMessage, Warning
 from memagent.functions.registry import AgentFunction
 from memagent.llm.backends.base import Backend, Completion
 from memagent.llm.wrappers.base import LLMChatCompletionWrapper
 from memagent.memory.core import CoreMemory
-from memagent.memory.store import Store
-from memagent.messages import (
-    AgentMessage,
-    Message,
-)
+from memagent.memory.store import Passage, Store
+from memagent.messages import HIDDEN_PREFIX, AgentMessage, Message
 from memagent.messages import UserMessage as UserText
 from memagent.prompts.template import SystemPromptTemplate
 from memagent.text import clean_text
 
+STEP_ERRORS = (LLMOutputError, BackendError, StoreError, ContextOverflowError)
+
 
 class Agent:
     def __init__(
-        self,
-        *,
-        agent_id: int,
-        name: str,
-        state: AgentState,
-        store: Store,
-        backend: Backend,
-        wrapper: LLMChatCompletionWrapper,
-        functions: list[AgentFunction],
-        template: SystemPromptTemplate,
-        messages: list[tuple[int, AgentMessage]],
-        config: AgentConfig | None = None,
-        version: int = 0,
+        self, *, agent_id: int, name: str, state: AgentState, store: Store, backend: Backend,
+        wrapper: LLMChatCompletionWrapper, functions: list[AgentFunction], template: SystemPromptTemplate,
+        messages: list[tuple[int, AgentMessage]], config: AgentConfig | None = None, version: int = 0,
     ) -> None:
-        self.agent_id, self.name = agent_id, name
+        self.agent_id, self.name, self.store, self.backend = agent_id, name, store, backend
         self.history = History(
             store=store, agent_id=agent_id, state=state, template=template, messages=messages, version=version
         )
-        self.store, self.backend = store, backend
-        self.functions = {f.name: f for f in functions}
+        self.functions = {f.name: f for f in functions}  # one table, shared by the prompt and the step
         self._config = config or AgentConfig()
         self.context = ContextWindow(self.history, backend, wrapper, self.functions, self._config)
         self.generator = CallGenerator(self.context, self._config)
         self.stepper = StepRunner(self.history, self.context, self.generator, self.functions)
         self.edits = Edits(self.history)
 
-    # -- public -----------------------------------------------------------------------------------
+    # -- turns ------------------------------------------------------------------------------------------
+    def run_turn(self, text: str, emit: Emit) -> TurnEnd:
+        """Handle one user message: store it first (it is never lost), then step until done."""
+        if not text.strip():
+            emit(Error("Empty message: type something to send, or /help for commands."))
+            return Stopped("error", "empty message")
+        text = clean_text(text)
+        in_context = self.context.clip_user_text(text, emit)
+        try:
+            self._append_input(UserText(in_context), emit, UserMessage(text), stored_text=text)
+        except StoreError as exc:
+            emit(Error(f"Your message was not saved: {exc}"))
+            return Stopped("error", str(exc))
+        return self._run_steps(emit)
+
+    def heartbeat(self, emit: Emit, reason: str = HIDDEN_PREFIX + "Automated timer") -> TurnEnd:
+        beat = NextInput.heartbeat(reason)
+        try:
+            self._append_input(beat.message, emit, beat.event())
+        except StoreError as exc:
+            emit(Error(f"The heartbeat was not saved: {exc}"))
+            return Stopped("error", str(exc))
+        return self._run_steps(emit)
+
+    def _run_steps(self, emit: Emit) -> TurnEnd:
+        for _ in range(self.config.max_steps_per_turn):
+            try:
+                result = self.step(emit)
+                if isinstance(result.next, RunAgain):  # stored before the next step answers it
+                    self._append_input(result.next.input.message, emit, result.next.input.event())
+            except STEP_ERRORS as exc:
+                emit(step_error(exc))  # a failed step left nothing behind: the turn stops here
+                return Stopped("error", str(exc))
+            if isinstance(result.next, AwaitUser | Stopped):
+                return result.next
+        limit = self.config.max_steps_per_turn
+        emit(Warning(f"Stopped after {limit} steps in one turn; waiting for you."))
+        return Stopped("step_limit", f"{limit} steps in one turn")
+
+    def _append_input(self, message: AgentMessage, emit: Emit, event: Event, stored_text: str | None = None) -> None:
+        self.history.append(message, stored_text)
+        emit(event)
+
+    def step(self, emit: Emit) -> StepResult:
+        """One step: generate a call, run it and store it in one transaction, then report it."""
+        return self.stepper.run(emit)
+
+    def summarize(self, emit: Emit | None = None) -> bool:
+        return self.context.summarize(emit)
+
+    # -- edits from the REPL (each writes through to recall memory) -------------------------------------
+    def pop(self, count: int = 3) -> int:
+        return self.edits.pop(count)
+
+    def retry(self, emit: Emit) -> bool:
+        """Drop everything from the last user message on and send that message again."""
+        text = self.edits.take_last_user_message()
+        if text is not None:
+            self.run_turn(text, emit)
+        return text is not None
+
+    def rethink(self, thoughts: str) -> bool:
+        return self.edits.rethink(thoughts)
+
+    def rewrite(self, text: str) -> bool:
+        return self.edits.rewrite(text)
+
+    def add_passages(self, texts: Sequence[str]) -> list[int]:
+        return self.edits.add_passages(texts)
+
+    def set_template_field(self, name: str, value: str) -> None:
+        self.history.set_template_field(name, value)
+
+    def set_wrapper(self, wrapper: LLMChatCompletionWrapper) -> None:
+        self.generator.set_wrapper(wrapper)
+
+    # -- reads ------------------------------------------------------------------------------------------
+    def context_messages(self, extra: Sequence[AgentMessage] = ()) -> list[Message]:
+        return self.context.messages(extra)
+
+    def prompt(self, extra: Sequence[AgentMessage] = ()) -> str:
+        return self.context.prompt(extra)
+
+    def recall_count(self) -> int:
+        return self.history.recall_count()
+
+    def archival_count(self) -> int:
+        return self.history.archival_count()
+
+    def first_passages(self, limit: int) -> list[Passage]:
+        return self.history.first_passages(limit)
+
     @property
     def messages(self) -> list[tuple[int, Message]]:
         """The messages in context as stored (dicts), oldest first."""
@@ -102,6 +168,10 @@ class Agent:
         return self.context.wrapper
 
     @property
+    def last_completion(self) -> Completion | None:
+        return self.generator.last_completion
+
+    @property
     def config(self) -> AgentConfig:
         return self._config
 
@@ -117,92 +187,3 @@ class Agent:
     @stream.setter
     def stream(self, on: bool) -> None:
         self.generator.stream = on
-
-    @property
-    def last_completion(self) -> Completion | None:
-        return self.generator.last_completion
-
-    def run_turn(self, text: str, emit: Emit) -> TurnEnd:
-        """Handle one user message: store it first (it is never lost), then step until done."""
-        if not text.strip():
-            emit(Error("Empty message: type something to send, or /help for commands."))
-            return Stopped("error", "empty message")
-        text = clean_text(text)
-        in_context = self.context.clip_user_text(text, emit)
-        try:
-            self._append_input(UserText(in_context), emit, UserMessage(text), stored_text=text)
-        except StoreError as exc:
-            emit(Error(f"Your message was not saved: {exc}"))
-            return Stopped("error", str(exc))
-        return self._run_steps(emit)
-
-    def heartbeat(
-        self, emit: Emit, reason: str = "[This is an automated system message hidden from the user] Automated timer"
-    ) -> TurnEnd:
-        beat = NextInput.heartbeat(reason)
-        try:
-            self._append_input(beat.message, emit, beat.event())
-        except StoreError as exc:
-            emit(Error(f"The heartbeat was not saved: {exc}"))
-            return Stopped("error", str(exc))
-        return self._run_steps(emit)
-
-    def set_wrapper(self, wrapper: LLMChatCompletionWrapper) -> None:
-        self.generator.set_wrapper(wrapper)
-
-    def set_template_field(self, name: str, value: str) -> None:
-        self.history.set_template_field(name, value)
-
-    # -- edits from the REPL (each writes through to recall memory) --------------------------------
-    def pop(self, count: int = 3) -> int:
-        return self.edits.pop(count)
-
-    def retry(self, emit: Emit) -> bool:
-        """Drop everything from the last user message on and send that message again."""
-        text = self.edits.take_last_user_message()
-        if text is None:
-            return False
-        self.run_turn(text, emit)
-        return True
-
-    def rethink(self, thoughts: str) -> bool:
-        return self.edits.rethink(thoughts)
-
-    def rewrite(self, text: str) -> bool:
-        return self.edits.rewrite(text)
-
-    def add_passages(self, texts: Sequence[str]) -> list[int]:
-        return self.edits.add_passages(texts)
-
-    # -- the loop ---------------------------------------------------------------------------------
-    def _run_steps(self, emit: Emit) -> TurnEnd:
-        for _ in range(self.config.max_steps_per_turn):
-            try:
-                result = self.step(emit)
-                if isinstance(result.next, RunAgain):  # stored before the next step answers it
-                    self._append_input(result.next.input.message, emit, result.next.input.event())
-            except (LLMOutputError, BackendError, StoreError, ContextOverflowError) as exc:
-                emit(step_error(exc))  # a failed step left nothing behind: the turn stops here
-                return Stopped("error", str(exc))
-            if isinstance(result.next, AwaitUser | Stopped):
-                return result.next
-        limit = self.config.max_steps_per_turn
-        emit(Warning(f"Stopped after {limit} steps in one turn; waiting for you."))
-        return Stopped("step_limit", f"{limit} steps in one turn")
-
-    def step(self, emit: Emit) -> StepResult:
-        """One step: generate a call, run it and store it in one transaction, then report it."""
-        return self.stepper.run(emit)
-
-    def context_messages(self, extra: Sequence[AgentMessage] = ()) -> list[Message]:
-        return self.context.messages(extra)
-
-    def prompt(self, extra: Sequence[AgentMessage] = ()) -> str:
-        return self.context.prompt(extra)
-
-    def summarize(self, emit: Emit | None = None) -> bool:
-        return self.context.summarize(emit)
-
-    def _append_input(self, message: AgentMessage, emit: Emit, event: Event, stored_text: str | None = None) -> None:
-        self.history.append(message, stored_text)
-        emit(event)

@@ -16,7 +16,7 @@ from typing import Any
 
 from memagent.agent.state import AgentState
 from memagent.memory.core import CoreMemory
-from memagent.memory.store import Store, Transaction
+from memagent.memory.store import Passage, Store, Transaction
 from memagent.messages import AgentMessage, message_from_dict, now_text
 from memagent.prompts.template import MemoryStats, SystemPromptTemplate
 
@@ -146,3 +146,7 @@ class History:
 
     def archival_count(self) -> int:
         return self.store.count_passages(self.agent_id)
+
+    def first_passages(self, limit: int) -> list[Passage]:
+        """The oldest passages of archival memory."""
+        return self.store.list_passages(self.agent_id, limit=limit)
