@@ -35,12 +35,12 @@ from bench.common import (
 )
 from bench.kv_state import state_methods
 from memagent.agent import Agent, Emit
+from memagent.agent.outcomes import StepResult
 from memagent.app import open_agent
 from memagent.events import Event
 from memagent.llm.backends.embedded import EmbeddedBackend
 from memagent.memory.store import Store
 from memagent.messages import now_text
-from memagent.outcomes import StepResult
 from memagent.settings import Settings
 
 AGENT = "bench"
@@ -76,10 +76,10 @@ class MemGPTLayoutAgent(Agent):
     def step(self, emit: Emit) -> StepResult:
         self.state.memory_stats = {
             "edit_timestamp": now_text(),
-            "recall_count": self.store.count_messages(self.agent_id),
-            "archival_count": self.store.count_passages(self.agent_id),
+            "recall_count": self.history.recall_count(),
+            "archival_count": self.history.archival_count(),
         }
-        self.system_message = self._render_system()
+        self.history.system_message = self.history.render_system()
         return super().step(emit)
 
 

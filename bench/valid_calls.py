@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bench.common import RecordingBackend, Section, Target, Timer, log, md_table, targets_table
 from memagent.agent import Agent
-from memagent.agent_state import AgentConfig
+from memagent.agent.state import AgentConfig
 from memagent.app import open_agent
 from memagent.events import Event
 from memagent.llm.backends.embedded import EmbeddedBackend, default_model_path
@@ -123,7 +123,7 @@ def fresh_agent(home: Path, store: Store, backend: object, wrapper: str, constra
     agent, _ = open_agent(settings, store, backend, create_wrapper(wrapper, constrained=constrained))  # type: ignore[arg-type]
     agent.config = AgentConfig(max_steps_per_turn=1, max_parse_retries=1, verify_first_message=False)
     agent.state.memory_stats["edit_timestamp"] = PINNED_TIME  # the same system message for every fresh agent
-    agent.system_message = agent._render_system()
+    agent.history.system_message = agent.history.render_system()
     return agent
 
 

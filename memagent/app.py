@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from memagent.agent import Agent
-from memagent.agent_state import AgentConfig, AgentState
+from memagent.agent.state import AgentConfig, AgentState
 from memagent.errors import AgentExistsError, ConfigError
 from memagent.functions.memory import builtin_functions
 from memagent.functions.registry import AgentFunction
@@ -16,7 +16,7 @@ from memagent.llm.wrappers.base import LLMChatCompletionWrapper
 from memagent.llm.wrappers.detect import wrapper_for_chat_template
 from memagent.llm.wrappers.registry import create_wrapper
 from memagent.memory.store import Store, unique_agent_name
-from memagent.messages import Message, boot_messages, now_text, searchable_text
+from memagent.messages import AgentMessage, boot_sequence, message_from_dict, now_text
 from memagent.prompts.presets import (
     DEFAULT_PRESET,
     Library,
@@ -127,7 +127,7 @@ def open_agent(
         )
     state = AgentState.from_dict(row.state)
     preset = load_preset(library, state.preset)
-    messages = [(m.id, m.payload) for m in store.get_messages(row.id, state.in_context)]
+    messages = [(m.id, message_from_dict(m.payload)) for m in store.get_messages(row.id, state.in_context)]
     template = build_template(library, preset, state.template_fields)
     parts = _AgentParts(store, backend, wrapper, _functions(preset), template, config)
     return parts.build(row.id, row.name, state, messages, row.version), False
@@ -145,7 +145,7 @@ class _AgentParts:
     config: AgentConfig
 
     def build(
-        self, agent_id: int, name: str, state: AgentState, messages: list[tuple[int, Message]], version: int
+        self, agent_id: int, name: str, state: AgentState, messages: list[tuple[int, AgentMessage]], version: int
     ) -> Agent:
         return Agent(
             agent_id=agent_id,
@@ -186,9 +186,9 @@ def _create_agent(
     name = settings.agent or unique_agent_name(store)
     with store.transaction() as tx:
         row = tx.create_agent(name, state.to_dict())
-        messages = []
-        for message in boot_messages():
-            messages.append((tx.add_message(row.id, message["role"], searchable_text(message), message), message))
+        messages: list[tuple[int, AgentMessage]] = []
+        for message in boot_sequence():
+            messages.append((tx.add_message(row.id, message.role, message.searchable_text, message.to_dict()), message))
         state.in_context = [mid for mid, _ in messages]
         version = tx.save_agent_state(row.id, state.to_dict())
     parts = _AgentParts(store, backend, wrapper, functions, template, config)

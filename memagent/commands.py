@@ -86,11 +86,11 @@ def _memory(ctx: CommandContext, args: str) -> None:
         lines.append(f"  <{key}> {len(section.content)}/{section.max_length} characters")
         lines += [f"    {line}" for line in section.content.splitlines()]
     lines.append(
-        f"Recall memory: {agent.store.count_messages(agent.agent_id)} messages ({len(agent.messages)} in context)"
+        f"Recall memory: {agent.recall_count()} messages ({len(agent.messages)} in context)"
     )
-    passages = agent.store.count_passages(agent.agent_id)
+    passages = agent.archival_count()
     lines.append(f"Archival memory: {passages} passages")
-    for passage in agent.store.list_passages(agent.agent_id, limit=3):
+    for passage in agent.first_passages(3):
         preview = " ".join(passage.text.split())
         lines.append(f"  [{passage.id}] {preview[:100]}{'…' if len(preview) > 100 else ''}")
     if passages > 3:

@@ -32,7 +32,7 @@ from memagent.llm.backends.openai_completions import OpenAICompletionsBackend
 from memagent.llm.constraint import build_constraint, choice_constraint
 from memagent.llm.wrappers.registry import create_wrapper
 from memagent.memory.store import Store
-from memagent.messages import assistant_call, boot_messages, envelope_type, function_result, user_message
+from memagent.messages import UserMessage, assistant_call, boot_messages, envelope_type, function_result, user_message
 from memagent.settings import Settings
 
 pytestmark = pytest.mark.real_server
@@ -196,7 +196,7 @@ def agent_prompt(backend: HTTPBackend, home: Path, text: str) -> str:
     store = Store(home / "memagent.db")
     try:
         agent, _ = open_agent(Settings(home=home, agent="prompt", no_verify=True), store, backend)
-        return agent.prompt([user_message(text)])
+        return agent.prompt([UserMessage(text)])
     finally:
         store.close()
 

@@ -6,8 +6,15 @@ import json
 
 import httpx
 
-from memagent.context import SUMMARIZER_SYSTEM, SUMMARY_PLACEHOLDER, choose_cutoff, summary_alert_text, transcript_line
+from memagent.agent.context import (
+    SUMMARIZER_SYSTEM,
+    SUMMARY_PLACEHOLDER,
+    choose_cutoff,
+    summary_alert_text,
+    transcript_line,
+)
 from memagent.llm.backends.openai import OpenAIBackend
+from memagent.messages import message_from_dict
 
 
 def test_an_agent_on_native_function_calling(make_agent, events):
@@ -58,7 +65,7 @@ def test_a_summary_on_native_function_calling_goes_through_the_chat_api(make_age
     before = [m for _, m in agent.messages]
     cutoff = choose_cutoff([backend.count_tokens(json.dumps(m, ensure_ascii=False)) for m in before],
                            [m["role"] for m in before])
-    transcript = "\n".join(transcript_line(m) for m in before[:cutoff])
+    transcript = "\n".join(transcript_line(message_from_dict(m)) for m in before[:cutoff])
     assert "USER: My name is Brad" in transcript
     stored_before = store.count_messages(agent.agent_id)
 

@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("memagent.repl", "memagent.commands", "memagent.render"),
     ("memagent.app",),
     ("memagent.settings",),
-    ("memagent.agent", "memagent.agent_state", "memagent.context", "memagent.outcomes"),
+    ("memagent.agent",),
     ("memagent.functions", "memagent.prompts", "memagent.loader"),
     ("memagent.memory",),
     ("memagent.llm",),

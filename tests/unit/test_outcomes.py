@@ -7,10 +7,10 @@ import json
 
 from fakes import call, reply
 
+from memagent.agent.outcomes import AwaitUser, NextInput, RunAgain, StepResult, Stopped, step_error
 from memagent.errors import ContextOverflowError, LLMOutputError, StoreError
 from memagent.events import ContextOverflow, Error, Heartbeat, ModelError, SystemAlert
-from memagent.messages import HEARTBEAT_FAILED, HEARTBEAT_REQUESTED, MEMORY_PRESSURE
-from memagent.outcomes import AwaitUser, NextInput, RunAgain, StepResult, Stopped, step_error
+from memagent.messages import HEARTBEAT_FAILED, HEARTBEAT_REQUESTED, MEMORY_PRESSURE, HeartbeatMessage
 
 
 def test_a_reply_ends_the_turn_waiting_for_the_user(make_agent, events):
@@ -24,7 +24,8 @@ def test_a_requested_heartbeat_is_a_typed_run_again(make_agent, events):
     assert isinstance(result, StepResult) and isinstance(result.next, RunAgain)
     next_input = result.next.input
     assert (next_input.kind, next_input.reason) == ("heartbeat", HEARTBEAT_REQUESTED)
-    assert json.loads(next_input.message["content"])["reason"] == HEARTBEAT_REQUESTED
+    assert next_input.message == HeartbeatMessage(HEARTBEAT_REQUESTED, next_input.message.time)
+    assert json.loads(next_input.message.to_dict()["content"])["reason"] == HEARTBEAT_REQUESTED
     assert next_input.event() == Heartbeat(HEARTBEAT_REQUESTED)
     assert events.of("heartbeat") == []  # the loop stores it and shows it, not the step
 
@@ -65,7 +66,7 @@ def test_an_empty_message_stops_before_any_step(make_agent, events):
 
 def test_next_inputs_carry_the_envelope_they_store():
     alert = NextInput.alert(MEMORY_PRESSURE)
-    envelope = json.loads(alert.message["content"])
+    envelope = json.loads(alert.message.to_dict()["content"])
     assert (alert.kind, envelope["type"], envelope["message"]) == ("system_alert", "system_alert", MEMORY_PRESSURE)
     assert alert.event() == SystemAlert(MEMORY_PRESSURE) and alert.event().data == {}
 

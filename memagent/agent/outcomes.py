@@ -6,12 +6,15 @@ stored message: the kind and the reason of the next input travel as fields, besi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 from memagent.errors import BackendError, ContextOverflowError, LLMOutputError, StoreError
-from memagent.events import ContextOverflow, Error, Heartbeat, ModelError, SystemAlert
-from memagent.messages import Message, heartbeat_message, system_alert
+from memagent.events import ContextOverflow, Error, Event, Heartbeat, ModelError, SystemAlert
+from memagent.messages import HeartbeatMessage, SystemAlertMessage
+
+Emit: TypeAlias = Callable[[Event], None]  # where the agent reports what happens, as typed events
 
 
 @dataclass(frozen=True)
@@ -21,15 +24,15 @@ class NextInput:
 
     kind: Literal["heartbeat", "system_alert"]
     reason: str
-    message: Message
+    message: HeartbeatMessage | SystemAlertMessage
 
     @classmethod
     def heartbeat(cls, reason: str) -> NextInput:
-        return cls("heartbeat", reason, heartbeat_message(reason))
+        return cls("heartbeat", reason, HeartbeatMessage(reason))
 
     @classmethod
     def alert(cls, text: str) -> NextInput:
-        return cls("system_alert", text, system_alert(text))
+        return cls("system_alert", text, SystemAlertMessage(text))
 
     def event(self) -> Heartbeat | SystemAlert:
         return Heartbeat(self.reason) if self.kind == "heartbeat" else SystemAlert(self.reason)

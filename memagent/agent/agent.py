@@ -1,0 +1,189 @@
+"""The Agent facade: a turn stores the user's message first (it is never lost), then runs steps while the model asks
+for a heartbeat. The work is done by its collaborators (see the package's docstring); everything the user sees goes
+out as typed Events through `emit`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from memagent.agent.context import ContextWindow
+from memagent.agent.edits import Edits
+from memagent.agent.generate import CallGenerator
+from memagent.agent.history import History
+from memagent.agent.outcomes import AwaitUser, Emit, NextInput, RunAgain, StepResult, Stopped, TurnEnd, step_error
+from memagent.agent.state import AgentConfig, AgentState
+from memagent.agent.step import StepRunner
+from memagent.errors import BackendError, ContextOverflowError, LLMOutputError, StoreError
+from memagent.events import Error, Event, UserMessage, Warning
+from memagent.functions.registry import AgentFunction
+from memagent.llm.backends.base import Backend, Completion
+from memagent.llm.wrappers.base import LLMChatCompletionWrapper
+from memagent.memory.core import CoreMemory
+from memagent.memory.store import Passage, Store
+from memagent.messages import HIDDEN_PREFIX, AgentMessage, Message
+from memagent.messages import UserMessage as UserText
+from memagent.prompts.template import SystemPromptTemplate
+from memagent.text import clean_text
+
+STEP_ERRORS = (LLMOutputError, BackendError, StoreError, ContextOverflowError)
+
+
+class Agent:
+    def __init__(
+        self, *, agent_id: int, name: str, state: AgentState, store: Store, backend: Backend,
+        wrapper: LLMChatCompletionWrapper, functions: list[AgentFunction], template: SystemPromptTemplate,
+        messages: list[tuple[int, AgentMessage]], config: AgentConfig | None = None, version: int = 0,
+    ) -> None:
+        self.agent_id, self.name, self.store, self.backend = agent_id, name, store, backend
+        self.history = History(
+            store=store, agent_id=agent_id, state=state, template=template, messages=messages, version=version
+        )
+        self.functions = {f.name: f for f in functions}  # one table, shared by the prompt and the step
+        self._config = config or AgentConfig()
+        self.context = ContextWindow(self.history, backend, wrapper, self.functions, self._config)
+        self.generator = CallGenerator(self.context, self._config)
+        self.stepper = StepRunner(self.history, self.context, self.generator, self.functions)
+        self.edits = Edits(self.history)
+
+    # -- turns ------------------------------------------------------------------------------------------
+    def run_turn(self, text: str, emit: Emit) -> TurnEnd:
+        """Handle one user message: store it first (it is never lost), then step until done."""
+        if not text.strip():
+            emit(Error("Empty message: type something to send, or /help for commands."))
+            return Stopped("error", "empty message")
+        text = clean_text(text)
+        in_context = self.context.clip_user_text(text, emit)
+        try:
+            self._append_input(UserText(in_context), emit, UserMessage(text), stored_text=text)
+        except StoreError as exc:
+            emit(Error(f"Your message was not saved: {exc}"))
+            return Stopped("error", str(exc))
+        return self._run_steps(emit)
+
+    def heartbeat(self, emit: Emit, reason: str = HIDDEN_PREFIX + "Automated timer") -> TurnEnd:
+        beat = NextInput.heartbeat(reason)
+        try:
+            self._append_input(beat.message, emit, beat.event())
+        except StoreError as exc:
+            emit(Error(f"The heartbeat was not saved: {exc}"))
+            return Stopped("error", str(exc))
+        return self._run_steps(emit)
+
+    def _run_steps(self, emit: Emit) -> TurnEnd:
+        for _ in range(self.config.max_steps_per_turn):
+            try:
+                result = self.step(emit)
+                if isinstance(result.next, RunAgain):  # stored before the next step answers it
+                    self._append_input(result.next.input.message, emit, result.next.input.event())
+            except STEP_ERRORS as exc:
+                emit(step_error(exc))  # a failed step left nothing behind: the turn stops here
+                return Stopped("error", str(exc))
+            if isinstance(result.next, AwaitUser | Stopped):
+                return result.next
+        limit = self.config.max_steps_per_turn
+        emit(Warning(f"Stopped after {limit} steps in one turn; waiting for you."))
+        return Stopped("step_limit", f"{limit} steps in one turn")
+
+    def _append_input(self, message: AgentMessage, emit: Emit, event: Event, stored_text: str | None = None) -> None:
+        self.history.append(message, stored_text)
+        emit(event)
+
+    def step(self, emit: Emit) -> StepResult:
+        """One step: generate a call, run it and store it in one transaction, then report it."""
+        return self.stepper.run(emit)
+
+    def summarize(self, emit: Emit | None = None) -> bool:
+        return self.context.summarize(emit)
+
+    # -- edits from the REPL (each writes through to recall memory) -------------------------------------
+    def pop(self, count: int = 3) -> int:
+        return self.edits.pop(count)
+
+    def retry(self, emit: Emit) -> bool:
+        """Drop everything from the last user message on and send that message again."""
+        text = self.edits.take_last_user_message()
+        if text is not None:
+            self.run_turn(text, emit)
+        return text is not None
+
+    def rethink(self, thoughts: str) -> bool:
+        return self.edits.rethink(thoughts)
+
+    def rewrite(self, text: str) -> bool:
+        return self.edits.rewrite(text)
+
+    def add_passages(self, texts: Sequence[str]) -> list[int]:
+        return self.edits.add_passages(texts)
+
+    def set_template_field(self, name: str, value: str) -> None:
+        self.history.set_template_field(name, value)
+
+    def set_wrapper(self, wrapper: LLMChatCompletionWrapper) -> None:
+        self.generator.set_wrapper(wrapper)
+
+    # -- reads ------------------------------------------------------------------------------------------
+    def context_messages(self, extra: Sequence[AgentMessage] = ()) -> list[Message]:
+        return self.context.messages(extra)
+
+    def prompt(self, extra: Sequence[AgentMessage] = ()) -> str:
+        return self.context.prompt(extra)
+
+    def recall_count(self) -> int:
+        return self.history.recall_count()
+
+    def archival_count(self) -> int:
+        return self.history.archival_count()
+
+    def first_passages(self, limit: int) -> list[Passage]:
+        return self.history.first_passages(limit)
+
+    @property
+    def messages(self) -> list[tuple[int, Message]]:
+        """The messages in context as stored (dicts), oldest first."""
+        return [(mid, message.to_dict()) for mid, message in self.history.messages]
+
+    @property
+    def state(self) -> AgentState:
+        return self.history.state
+
+    @property
+    def core_memory(self) -> CoreMemory:
+        return self.history.core_memory
+
+    @property
+    def template(self) -> SystemPromptTemplate:
+        return self.history.template
+
+    @property
+    def system_message(self) -> str:
+        return self.history.system_message
+
+    @property
+    def schemas(self) -> list[dict[str, Any]]:
+        return self.context.schemas
+
+    @property
+    def wrapper(self) -> LLMChatCompletionWrapper:
+        return self.context.wrapper
+
+    @property
+    def last_completion(self) -> Completion | None:
+        return self.generator.last_completion
+
+    @property
+    def config(self) -> AgentConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: AgentConfig) -> None:
+        self._config = self.context.config = self.generator.config = config
+
+    @property
+    def stream(self) -> bool:
+        """Whether send_message's text is shown as it is generated (the REPL turns it on)."""
+        return self.generator.stream
+
+    @stream.setter
+    def stream(self, on: bool) -> None:
+        self.generator.stream = on
