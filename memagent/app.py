@@ -72,6 +72,7 @@ def create_backend(settings: Settings) -> Backend:
         model_path=settings.model_path,
         context_length=settings.context_length,
         api_key=settings.api_key,
+        cache_folder=settings.home / "cache",
         **settings.backend_settings,
     )
 

@@ -121,6 +121,22 @@ def test_the_prompt_prefix_is_stable_between_turns_without_memory_edits(make_age
     assert second.startswith(first[: -len(generation_prompt)])
 
 
+def test_two_new_agents_send_the_same_prompt_start_and_say_where_it_ends(make_agent, events):
+    """The shared prefix (instructions and function schemas, before the memory block) is marked on every request,
+    and it is byte-identical for two new agents, so the embedded backend can evaluate it once for both."""
+    starts = []
+    for name in ("first-agent", "second-agent"):
+        agent, backend = make_agent([reply("hello")], agent=name)
+        agent.run_turn(f"I am the user of {name}.", events)
+        (request,) = backend.requests
+        assert 0 < request.shared_prefix < len(request.prompt)
+        start = request.prompt[: request.shared_prefix]
+        assert all(schema["name"] in start for schema in agent.schemas)  # the functions are in the shared part
+        assert "I am the user" not in start and "### Memory" in request.prompt[request.shared_prefix :]
+        starts.append(start)
+    assert starts[0] == starts[1]
+
+
 def test_a_failed_function_reports_failed_and_gets_a_heartbeat(make_agent, events):
     agent, _ = make_agent([
         call("core_memory_replace", name="human", old_content="not there", new_content="x", request_heartbeat=False),

@@ -250,6 +250,8 @@ def test_the_prompt_is_the_same_for_every_agent_until_the_memory_block(name: str
     shared = first[: next(i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b)]
     assert shared.rstrip().endswith(MEMORY_HEADING)
     assert all(function["name"] in shared for function in FUNCTIONS)
+    before_heading = shared[: -len(MEMORY_HEADING) - 1]
+    assert first[: wrapper.shared_prefix(first)] == second[: wrapper.shared_prefix(second)] == before_heading
     assert "Brad" in first and "Ann" in second  # the memory itself is still there
 
 
@@ -277,6 +279,12 @@ def test_gemma_without_a_user_turn_first_gets_one_for_the_system_text() -> None:
     assert roles == ["user", "model", "user", "model"]  # system, example call, result + login merged, generation
     assert prompt.startswith(f"<start_of_turn>user\n{SYSTEM}")
     assert "system" not in roles
+
+
+def test_mistral_declares_no_shared_prompt_start() -> None:
+    system = f"{SYSTEM}\n\n{MEMORY_HEADING} today]"
+    prompt = make("mistral").chat_completion_to_prompt([{"role": "system", "content": system}, *SAMPLE[1:]], FUNCTIONS)
+    assert MEMORY_HEADING in prompt and make("mistral").shared_prefix(prompt) == 0
 
 
 def test_mistral_puts_tools_and_system_before_the_last_user_turn_and_pairs_ids() -> None:

@@ -50,9 +50,11 @@ class Backend(ABC):
         max_tokens: int = 512,
         constraint: Constraint | None = None,
         on_text: Callable[[str], None] | None = None,
+        shared_prefix: int = 0,
     ) -> Completion:
-        """Generate a continuation of `prompt`. `on_text` receives pieces as they stream, if it streams."""
-        request = CompletionRequest(prompt, tuple(stop), max_tokens, constraint, on_text)
+        """Generate a continuation of `prompt`. `on_text` receives pieces as they stream, if it streams;
+        `shared_prefix` is CompletionRequest's."""
+        request = CompletionRequest(prompt, tuple(stop), max_tokens, constraint, on_text, shared_prefix)
         return self.generate(request)
 
     @abstractmethod

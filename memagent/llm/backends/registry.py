@@ -149,9 +149,11 @@ def create_backend(
     timeout: float | None = None,
     retries: int | None = None,
     transport: httpx.BaseTransport | None = None,
+    cache_folder: Path | None = None,
     **settings: Any,
 ) -> Backend:
-    """Build the backend called `name`. None means "the backend's default" for every option.
+    """Build the backend called `name`. None means "the backend's default" for every option. A backend that keeps
+    evaluated prompts on disk (capabilities.kv_cache) keeps the prompt start shared by all agents in `cache_folder`.
 
     An option the backend has no use for (an endpoint for `human`, say) is a ConfigError rather than
     silently ignored, so a typo'd flag combination doesn't run something other than what was asked."""
@@ -166,6 +168,8 @@ def create_backend(
         "transport": transport,
     }
     options = {key: value for key, value in options.items() if value is not None}
+    if cache_folder is not None and cls.capabilities.kv_cache:
+        options["prefix_cache"] = Path(cache_folder) / "prefix"
     accepted = inspect.signature(cls).parameters
     unused = [key for key in options if key not in accepted]
     if unused:

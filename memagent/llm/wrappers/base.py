@@ -69,6 +69,11 @@ class LLMChatCompletionWrapper(ABC):
     def parse(self, raw_llm_output: str, functions: Sequence[FunctionSchema] | None = None) -> ParsedCall:
         """Turn raw model output into a validated call; raises LLMOutputError."""
 
+    def shared_prefix(self, prompt: str) -> int:
+        """How many leading characters of a prompt this wrapper rendered are the same for every agent (everything
+        before the memory block: instructions and functions); 0 when the format has no such start."""
+        return max(prompt.find(MEMORY_HEADING), 0)
+
     def output_schema(self, functions: Sequence[FunctionSchema]) -> dict[str, Any] | None:
         """The JSON schema of this wrapper's output, or None if it can't be constrained."""
         return None

@@ -59,6 +59,9 @@ class MistralWrapper(JSONCallWrapper):
             return f'[TOOL_RESULTS] {{"content": {result_json(message)}, "call_id": "{call_id}"}}[/TOOL_RESULTS]'
         raise ValueError(f"unknown message role {role!r}")
 
+    def shared_prefix(self, prompt: str) -> int:
+        return 0  # the system text sits in the last user turn: no start is the same for every agent
+
     def plain_prompt(self, system: str, user: str) -> str:
         return f"[INST] {system}\n\n{user}[/INST]"
 
