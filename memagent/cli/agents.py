@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from memagent.cli_common import (
+from memagent.cli.common import (
     NoColor,
     console,
     current_settings,
@@ -36,7 +36,7 @@ def list_agents(no_color: NoColor = False) -> None:
     """List agents with their preset, message and passage counts, and when they were created and used."""
     from rich.table import Table
 
-    from memagent.render import safe
+    from memagent.repl.render import safe
 
     out = console()
     with open_store(current_settings(), create=False, read_only=True) as store:
@@ -59,7 +59,7 @@ def list_agents(no_color: NoColor = False) -> None:
 
 def _print_core_memory(out: Console, state: dict[str, Any]) -> None:
     from memagent.memory.core import CoreMemory
-    from memagent.render import safe
+    from memagent.repl.render import safe
 
     out.print("[bold]Core memory[/]")
     for key, section in CoreMemory.from_dict(state.get("core_memory") or {}).sections.items():
@@ -73,7 +73,7 @@ def _print_fields(out: Console, state: dict[str, Any]) -> None:
     from memagent.app import build_template
     from memagent.errors import ConfigError
     from memagent.prompts.presets import Library, load_preset
-    from memagent.render import safe
+    from memagent.repl.render import safe
 
     edited = state.get("template_fields") or {}
     try:
@@ -94,7 +94,7 @@ def _print_fields(out: Console, state: dict[str, Any]) -> None:
 @agents_app.command("show")
 def show_agent(name: Annotated[str, typer.Argument(help="The agent's name.")], no_color: NoColor = False) -> None:
     """Show an agent's core memory (used/limit per section), counts and template fields."""
-    from memagent.render import safe
+    from memagent.repl.render import safe
 
     out = console()
     with open_store(current_settings(), create=False, read_only=True) as store:
@@ -230,7 +230,7 @@ def list_presets(no_color: NoColor = False) -> None:
 
     from memagent.errors import ConfigError
     from memagent.prompts.presets import Library, load_preset
-    from memagent.render import safe
+    from memagent.repl.render import safe
 
     library = Library(current_settings().home)
     table = Table("name", "system prompt", title="Presets")
@@ -261,7 +261,7 @@ def _load_files(store: Store, row: AgentRow, path: Path) -> str:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from memagent.loader import LoadReport, find_files, iter_load, store_inserter
-    from memagent.render import safe
+    from memagent.repl.render import safe
 
     files = find_files(path.expanduser())
     report = LoadReport()

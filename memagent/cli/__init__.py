@@ -15,9 +15,9 @@ from typing import Annotated
 import typer
 
 from memagent import __version__
-from memagent.cli_agents import agents_app, load, presets_app
-from memagent.cli_common import NoColor
-from memagent.cli_wrappers import wrappers_app
+from memagent.cli.agents import agents_app, load, presets_app
+from memagent.cli.common import NoColor
+from memagent.cli.wrappers import wrappers_app
 from memagent.errors import UserError
 from memagent.text import clean_text
 
@@ -85,9 +85,9 @@ def chat(
     global _DEBUG
     _DEBUG = debug
     from memagent.app import constraint_notice, open_session
-    from memagent.crash_guard import guard_chat, note_agent
+    from memagent.cli.crash_guard import guard_chat, note_agent
     from memagent.events import SessionInfo
-    from memagent.repl import chat as run_chat
+    from memagent.repl.loop import chat as run_chat
     from memagent.settings import build_settings
 
     settings = build_settings(
