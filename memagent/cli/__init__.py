@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from pathlib import Path
-from typing import Annotated
 
 import typer
 
 from memagent import __version__
-from memagent.cli.agents import agents_app, load, presets_app
-from memagent.cli.common import NoColor
+from memagent.cli.agents import agents_app, load
+from memagent.cli.chat import chat_command
+from memagent.cli.common import NoColor, Reporting
+from memagent.cli.presets import presets_app
 from memagent.cli.wrappers import wrappers_app
 from memagent.errors import UserError
 from memagent.text import clean_text
@@ -29,7 +29,6 @@ app = typer.Typer(
     # Plain help: typer's rich help formatting costs ~100 ms of imports, half of `memagent --help` (bench/startup).
     rich_markup_mode=None,
 )
-_DEBUG = False
 
 
 @app.callback()
@@ -37,104 +36,7 @@ def _options(no_color: NoColor = False) -> None:
     """memagent: a MemGPT-style memory agent for the terminal, on local LLMs."""
 
 
-@app.command()
-def chat(
-    agent: Annotated[str | None, typer.Option("--agent", "-a", help="Resume this agent, or create it.")] = None,
-    preset: Annotated[str | None, typer.Option(help="Preset for a new agent (see `memagent presets list`).")] = None,
-    model: Annotated[str | None, typer.Option(help="Wrapper (prompt format) or a known model name.")] = None,
-    model_path: Annotated[
-        Path | None,
-        typer.Option("--model-path", help="Run this GGUF (or a model directory for huggingface) instead of SmolLM2."),
-    ] = None,
-    llm_config: Annotated[
-        str | None,
-        typer.Option("--llm-config", help="LLM config by name: bundled or $MEMAGENT_HOME/llm_configs/NAME.yaml. "
-                     "[env MEMAGENT_LLM_CONFIG]"),
-    ] = None,
-    backend: Annotated[
-        str | None,
-        typer.Option(help="embedded (default), llamacpp, openai-completions, ollama, webui, lmstudio, koboldcpp, "
-                     "vllm, openai, human, huggingface [env BACKEND_TYPE]"),
-    ] = None,
-    endpoint: Annotated[str | None, typer.Option(help="Server URL for server backends. [env OPENAI_API_BASE]")] = None,
-    backend_model: Annotated[
-        str | None, typer.Option("--backend-model", help="Model name a server needs (Ollama, vLLM).")
-    ] = None,
-    context_length: Annotated[int | None, typer.Option("--context-length", help="Context window in tokens.")] = None,
-    timeout: Annotated[
-        float | None,
-        typer.Option("--timeout", metavar="SECONDS", help="Deadline for one model call, a silent server's wait "
-                     "included (default: 30 s of silence, 600 s in all). [env MEMAGENT_TIMEOUT]"),
-    ] = None,
-    no_verify: Annotated[
-        bool, typer.Option("--no-verify", "--no_verify", help="Skip first-message verification.")
-    ] = False,
-    no_constraint: Annotated[
-        bool, typer.Option("--no-constraint", help="Don't constrain output with a grammar.")
-    ] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per event per line.")] = False,
-    no_color: Annotated[bool, typer.Option("--no-color", help="Plain output (also NO_COLOR).")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for internal errors.")] = False,
-) -> None:
-    """Chat with an agent that remembers. Piped stdin: one message per line.
-
-    Exit codes: 0 when every line was handled (interactive: on /exit or Ctrl-D); 1 when a piped line ended
-    with an error (printed as the last line for it; later lines still run) or memagent could not start (one
-    line on stderr); 130 after Ctrl-C. Everything before the error or the interrupt is saved.
-    """
-    global _DEBUG
-    _DEBUG = debug
-    from memagent.app import constraint_notice, open_session
-    from memagent.cli.crash_guard import guard_chat, note_agent
-    from memagent.events import SessionInfo
-    from memagent.repl.loop import chat as run_chat
-    from memagent.settings import build_settings
-
-    settings = build_settings(
-        dict(
-            agent=agent,
-            preset=preset,
-            model=model,
-            model_path=model_path,
-            backend=backend,
-            endpoint=endpoint,
-            backend_model=backend_model,
-            llm_config=llm_config,
-            context_length=context_length,
-            timeout=timeout,
-            no_verify=no_verify,
-            no_constraint=no_constraint,
-            json_output=json_output,
-            no_color=no_color,
-            debug=debug,
-        )
-    )
-    guard_chat(settings.agent)  # from here on this is a child process; a crash of llama.cpp is explained
-    if debug:
-        import faulthandler
-
-        faulthandler.enable()  # a crash in native code prints the Python stack first
-    session = open_session(settings)
-    note_agent(session.agent.name)
-    try:
-        verb = "Created" if session.created else "Resumed"
-        message = (
-            f"{verb} agent {session.agent.name} ({session.agent.wrapper.name} wrapper, {session.backend.name} backend)"
-        )
-        if settings.json_output:
-            print(SessionInfo(message, session.agent.name, session.created).to_json(), flush=True)
-        else:
-            print(message, file=sys.stderr, flush=True)
-        notice = constraint_notice(settings, session.backend)
-        if notice:  # on stderr in both modes, so the --json stream stays events only
-            print(notice, file=sys.stderr, flush=True)
-        status = run_chat(session.agent, json_output=settings.json_output, color=settings.color, home=settings.home)
-    finally:
-        session.close()
-    if status:
-        raise typer.Exit(status)
-
-
+app.command("chat")(chat_command)
 app.command("load")(load)
 app.add_typer(agents_app, name="agents")
 app.add_typer(presets_app, name="presets")
@@ -168,8 +70,9 @@ def _tolerant_streams() -> None:
 
 def main() -> None:
     _tolerant_streams()
+    reporting = Reporting()  # the command that runs says how (chat --debug)
     try:
-        result = app(standalone_mode=False)
+        result = app(standalone_mode=False, obj=reporting)
     except UserError as exc:
         print(f"memagent: error: {clean_text(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
@@ -177,12 +80,13 @@ def main() -> None:
         print("Interrupted.", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:
-        _exit_for(exc)
+        _exit_for(exc, debug=reporting.debug)
     sys.exit(result if isinstance(result, int) else 0)
 
 
-def _exit_for(exc: Exception) -> None:
-    """Usage errors print typer's message (exit 2); an abort exits 130; anything else is a bug."""
+def _exit_for(exc: Exception, *, debug: bool) -> None:
+    """Usage errors print typer's message (exit 2); an abort exits 130; anything else is a bug: one line
+    (exit 2), or with `debug` its traceback."""
     if isinstance(exc, (typer.TyperException, *_click_classes("ClickException"))):
         show = getattr(exc, "show", None)
         show() if show else print(f"Error: {exc}", file=sys.stderr)
@@ -190,7 +94,7 @@ def _exit_for(exc: Exception) -> None:
     if isinstance(exc, (typer.Abort, *_click_classes("Abort"))):
         print("Interrupted.", file=sys.stderr)
         sys.exit(130)
-    if _DEBUG:
+    if debug:
         raise exc
     print(f"memagent: internal error: {type(exc).__name__}: {clean_text(str(exc))} (run with --debug for details)",
           file=sys.stderr)

@@ -1,4 +1,4 @@
-"""`memagent agents ...`, `memagent presets list` and `memagent load`: the database and files, no model.
+"""`memagent agents ...` and `memagent load`: the database and files, no model.
 
 None of these load a backend, so they run in well under a second and never import llama_cpp.
 """
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 
 agents_app = typer.Typer(help="List, inspect, delete, export and import agents.", no_args_is_help=True,
                          rich_markup_mode=None)
-presets_app = typer.Typer(help="Presets: the system prompt and functions a new agent starts with.",
-                          no_args_is_help=True, rich_markup_mode=None)
 
 
 @agents_app.command("list")
@@ -77,8 +75,9 @@ def _print_fields(out: Console, state: dict[str, Any]) -> None:
 
     edited = state.get("template_fields") or {}
     try:
-        preset = load_preset(Library(current_settings().home), str(state.get("preset")))
-        template = build_template(Library(current_settings().home), preset, edited)
+        library = Library(current_settings().home)
+        preset = load_preset(library, str(state.get("preset")))
+        template = build_template(library, preset, edited)
     except ConfigError as exc:
         out.print(f"[bold]Template fields[/]: unavailable ({safe(exc)})")
         return
@@ -221,40 +220,6 @@ def import_agent(
             raise clash from None
         counts = f"{store.count_messages(row.id)} messages, {store.count_passages(row.id)} passages"
     print(f"Imported agent {row.name!r} ({counts}).")
-
-
-@presets_app.command("list")
-def list_presets(no_color: NoColor = False) -> None:
-    """List presets: name, system prompt and the file it comes from (your folder before the bundled one)."""
-    from rich.table import Table
-
-    from memagent.errors import ConfigError
-    from memagent.prompts.presets import Library, load_preset
-    from memagent.repl.render import safe
-
-    library = Library(current_settings().home)
-    table = Table("name", "system prompt", title="Presets")
-    table.add_column("origin", overflow="fold")  # a path is never cut short
-    for name, path in library.names("presets", ".yaml").items():
-        if not _looks_like_preset(path):
-            continue  # a custom core-memory file lives beside the presets
-        try:
-            prompt = safe(load_preset(library, name).system_prompt)
-        except ConfigError as exc:
-            prompt = f"[red]broken: {safe(exc)}[/]"
-        table.add_row(safe(name), prompt, safe(path))
-    console().print(table)
-
-
-def _looks_like_preset(path: Path) -> bool:
-    from memagent.errors import ConfigError
-    from memagent.prompts.presets import read_yaml
-
-    try:
-        data = read_yaml(path)
-    except ConfigError:
-        return True  # show it, so load_preset reports what is wrong
-    return isinstance(data, dict) and "system_prompt" in data
 
 
 def _load_files(store: Store, row: AgentRow, path: Path) -> str:
