@@ -99,7 +99,3 @@ def _exit_for(exc: Exception, *, debug: bool) -> None:
     print(f"memagent: internal error: {type(exc).__name__}: {clean_text(str(exc))} (run with --debug for details)",
           file=sys.stderr)
     sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()
