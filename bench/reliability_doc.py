@@ -234,7 +234,7 @@ measured and reported here, never asserted in tests.
   (`reply`), right after a core-memory edit returned OK (`edit`), during or just after a summarization request
   (`summary`; the agents run with a 3300-token context so they summarize every few turns), at a random time
   from the start (`random`; this includes start-up) - all to the child process that runs the chat
-  (`memagent/crash_guard.py` forks it) - and to the parent instead (`parent`; the kernel then sends the child
+  (`memagent/cli/crash_guard.py` forks it) - and to the parent instead (`parent`; the kernel then sends the child
   SIGTERM). After each kill, from the SQLite file: every reply printed before the kill is stored (*lost
   replies*), every edit whose `function_return` said OK is in core memory (*lost edits*), no call is stored
   without its function result or the other way round (*half-applied*), no edit is in core memory without its

@@ -176,7 +176,7 @@ class Chat:
         return item
 
     def child(self) -> int | None:
-        """The forked child that runs the chat (memagent/crash_guard.py), if it exists yet."""
+        """The forked child that runs the chat (memagent/cli/crash_guard.py), if it exists yet."""
         assert self.process is not None
         try:
             text = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text()

@@ -22,7 +22,7 @@ from memagent.llm.backends.registry import BACKENDS
 from fakes import ScriptedBackend
 
 class FaultyBackend(ScriptedBackend):
-    '''Answers "ok: <message>"; a message holding FAIL gets a server error, one holding INTERRUPT a Ctrl-C,
+    '''Answers "ok: <message>"; a message holding FAIL gets a server error, BUG a RuntimeError, INTERRUPT a Ctrl-C,
     one holding SURROGATE a reply with a lone surrogate in it.'''
     name = "faulty"
 
@@ -31,6 +31,8 @@ class FaultyBackend(ScriptedBackend):
 
     def complete(self, prompt, **kwargs):
         last = prompt.rsplit("user", 1)[-1]
+        if "BUG" in last:
+            raise RuntimeError("a bug in the backend")
         if "FAIL" in last:
             raise BackendError("Server at http://127.0.0.1:9 answered 500; check the server's log.")
         if "INTERRUPT" in last:
@@ -86,6 +88,19 @@ def test_a_line_that_ends_with_an_error_exits_1_after_the_other_lines_ran(tmp_pa
     else:
         assert "✗ Server at http://127.0.0.1:9 answered 500" in result.stdout
     assert user_messages(home) == ["first", "please FAIL", "last"]  # nothing lost, later lines still ran
+
+
+def test_a_bug_is_one_internal_error_line_and_exit_2_and_debug_shows_its_traceback(tmp_path):
+    home = tmp_path / "home"
+    result = chat(home, "a BUG please\n", "--json")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.splitlines()[-1] == (
+        "memagent: internal error: RuntimeError: a bug in the backend (run with --debug for details)"
+    )
+    assert "Traceback" not in result.stderr
+    debugged = chat(home, "a BUG again\n", "--json", "--debug")
+    assert debugged.returncode != 0 and "internal error" not in debugged.stderr
+    assert "Traceback" in debugged.stderr and "RuntimeError: a bug in the backend" in debugged.stderr
 
 
 def test_an_unknown_command_is_an_error_too(tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from clihelp import run_cli
 
-from memagent.crash_guard import crash_message
+from memagent.cli.crash_guard import crash_message
 from memagent.memory.store import Store
 from memagent.messages import envelope_type
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from memagent.cli_common import display_name, require_agent
+from memagent.cli.common import display_name, require_agent
 from memagent.errors import ConfigError, UserError
 
 HOSTILE = ["", ".", "..", "../../x", "/", "/etc/passwd", "a/b", "a\\b", ".hidden", "-rf", " a", "two\nlines",

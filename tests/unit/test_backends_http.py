@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from typing import Any
 
 import httpx
@@ -839,7 +840,7 @@ def test_close_closes_the_client_and_can_repeat() -> None:
     backend, _, _ = make("llamacpp", refuse_everything, context_length=4096)
     backend.close()
     backend.close()
-    assert backend._client.is_closed
+    assert backend.server.client.is_closed
 
 
 # -- human -----------------------------------------------------------------------------------------
@@ -885,3 +886,32 @@ def test_an_answer_larger_than_any_reply_is_refused_before_it_is_read(name: str)
     message = str(caught.value)
     assert "50 MB" in message and "--endpoint" in message and "\n" not in message
     assert len(server.requests) == 1  # not retried: a wrong endpoint does not get better
+
+
+# -- the ServerClient on its own -------------------------------------------------------------------
+def test_a_server_client_serves_any_backend_that_talks_http() -> None:
+    """The wire without a dialect: JSON in and out, a 503 retried after backoff, a rejected key redacted."""
+    from memagent.llm.backends.deadline import call_limits
+    from memagent.llm.backends.http_faults import ServerWording
+    from memagent.llm.backends.server import ServerClient
+
+    server = Server(
+        httpx.Response(503, json={"error": "loading"}),
+        ok({"models": ["m"]}),
+        httpx.Response(401, json={"error": {"message": "bad key sk-secret"}}),
+    )
+    sleeps: list[float] = []
+    wording = ServerWording("custom", "custom server", "http://127.0.0.1:7000", secret="sk-secret")
+    client = ServerClient(
+        wording, call_limits(None), connect_timeout=1, retries=2, transport=httpx.MockTransport(server),
+        sleep=sleeps.append,
+    )
+    with closing(client):
+        assert client.post_json("/models", {"q": 1}) == {"models": ["m"]}
+        assert sleeps == [0.5] and server.body == {"q": 1}
+        assert server.request.headers["authorization"] == "Bearer sk-secret"
+        with pytest.raises(BackendHTTPError) as caught:
+            client.get_json("/whoami")
+    assert caught.value.status == 401
+    assert_one_line(caught.value, "custom server at http://127.0.0.1:7000/whoami", "HTTP 401", "***")
+    assert "sk-secret" not in str(caught.value)

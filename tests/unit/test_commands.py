@@ -12,11 +12,11 @@ import pytest
 from fakes import ScriptedBackend, call, reply
 from rich.console import Console
 
-from memagent.commands import COMMANDS, ExitChat, completions, run_command, uses_model
 from memagent.events import AssistantMessage, AssistantMessageDelta, Retry
 from memagent.llm.backends.base import Completion
-from memagent.render import EventPrinter, LivePrinter
-from memagent.repl import run_interactive_line, run_scripted, scripted_messages
+from memagent.repl.commands import COMMANDS, ExitChat, completions, run_command, uses_model
+from memagent.repl.loop import run_interactive_line, run_scripted, scripted_messages
+from memagent.repl.render import EventPrinter, LivePrinter
 
 
 def run(line, agent, events, answers=(), home=None):
@@ -298,7 +298,7 @@ def test_the_prompt_toolkit_completer_replaces_the_word_being_typed(make_agent, 
     from prompt_toolkit.completion import CompleteEvent
     from prompt_toolkit.document import Document
 
-    from memagent.repl import _completer
+    from memagent.repl.loop import _completer
 
     agent, _ = make_agent()
     found = list(_completer(agent, home).get_completions(Document("/edit_template_field memgpt_co"), CompleteEvent()))
@@ -422,7 +422,7 @@ def test_input_keys_alt_enter_and_multiline_mode():
     from prompt_toolkit.input import create_pipe_input
     from prompt_toolkit.output import DummyOutput
 
-    from memagent.repl import InputMode, _key_bindings
+    from memagent.repl.loop import InputMode, _key_bindings
 
     mode = InputMode()
     with create_pipe_input() as keys:
@@ -488,7 +488,7 @@ def test_scripted_lines_are_cleaned_and_blank_lines_skipped(make_agent, events, 
 
 
 def test_piped_bytes_that_are_not_utf8_are_read_as_replacement_characters(make_agent, events, store):
-    from memagent.repl import tolerant
+    from memagent.repl.loop import tolerant
 
     agent, _ = make_agent([reply("ok")])
     stdin = io.TextIOWrapper(io.BytesIO(b"caf\xe9 \xff\xfe au lait\n"), encoding="utf-8")

@@ -30,7 +30,7 @@ from memagent.events import (
     UserMessage,
     Warning,
 )
-from memagent.render import EventPrinter, json_line
+from memagent.repl.render import EventPrinter, json_line
 from memagent.text import clean_any, clean_text
 
 

@@ -18,8 +18,8 @@ from fakes import ScriptedBackend, call, reply
 from rich.console import Console
 
 from memagent.app import open_agent
-from memagent.render import EventPrinter
-from memagent.repl import run_scripted
+from memagent.repl.loop import run_scripted
+from memagent.repl.render import EventPrinter
 from memagent.settings import Settings
 
 GOLDEN = Path(__file__).parent.parent / "data" / "golden" / "scripted_chat.json"

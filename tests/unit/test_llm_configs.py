@@ -317,12 +317,12 @@ def test_create_backend_passes_settings_and_the_key_only_where_they_belong(tmp_p
     try:
         assert backend.name == "llamacpp" and backend.context_length == 2048
         assert backend.settings == {"temperature": 0.1} and backend.limits.overall == 30
-        assert "authorization" not in backend._client.headers
+        assert "authorization" not in backend.server.client.headers
     finally:
         backend.close()
     openai = create_backend(Settings(home=tmp_path, backend="openai", backend_model="gpt-4o-mini", api_key="sk-x1"))
     try:
-        assert openai._client.headers["authorization"] == "Bearer sk-x1"
+        assert openai.server.client.headers["authorization"] == "Bearer sk-x1"
     finally:
         openai.close()
 

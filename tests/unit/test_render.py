@@ -21,7 +21,7 @@ from memagent.events import (
     UserMessage,
     Warning,
 )
-from memagent.render import EventPrinter, LivePrinter
+from memagent.repl.render import EventPrinter, LivePrinter
 
 DIRTY = "a\ud800b\x00c\x1b[2J\x1b]0;pwned\x07d\x1b[31me"
 EVENTS: list[Event] = [

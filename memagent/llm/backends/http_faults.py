@@ -1,17 +1,18 @@
-"""What went wrong with a server, in one line: the wording half of ``http.py``.
+"""What went wrong with a server, in one line: the wording the ServerClient (``server.py``) and the
+backends' answer readers (``http.py`` and its subclasses) share.
 
-`ServerWording` is mixed into HTTPBackend: it names the server and the URL in every message, reads a
-server's error text (OpenAI, llama.cpp, Ollama, FastAPI shapes), tells which faults waiting can fix,
-turns "prompt too long" into the error the agent answers by summarizing, and keeps API keys out of all
-of it.
+`ServerWording` names the server and the URL in every message, reads a server's error text (OpenAI,
+llama.cpp, Ollama, FastAPI shapes), tells which faults waiting can fix, turns "prompt too long" into the
+error the agent answers by summarizing, and keeps API keys out of all of it.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from memagent.errors import BackendError, ContextOverflowError
 from memagent.llm.backends.base import estimate_tokens
@@ -70,27 +71,41 @@ class Fault:
 
 
 class ServerWording:
-    """The messages of an HTTP backend. Expects the attributes HTTPBackend sets."""
+    """One server as its messages name it, and what is known of it so far.
 
-    name: ClassVar[str]
-    label: ClassVar[str]
-    endpoint: str
-    _secret: str | None
-    _answered: bool
-    _context_length: int | None
+    `name` is the backend's (for "--backend NAME" advice), `label` says what the server is ("llama.cpp
+    server"); `advice` is the backend's hint for an error status, where the generic one would mislead.
+    `answered` (set by the client) and `context_length` (set by the backend once known) refine the words."""
+
+    def __init__(
+        self,
+        name: str,
+        label: str,
+        endpoint: str,
+        *,
+        secret: str | None = None,
+        advice: Callable[[int, str], str | None] | None = None,
+    ) -> None:
+        self.name = name
+        self.label = label
+        self.endpoint = endpoint
+        self.secret = secret or None
+        self._advice = advice
+        self.answered = False  # whether the server has answered a request in this session
+        self.context_length: int | None = None
 
     def url(self, path: str) -> str:
         """The full URL for messages, without any user:password part of the endpoint."""
         return re.sub(r"^(https?://)[^/@]*@", r"\1", self.endpoint + path)
 
-    def status_advice(self, status: int, message: str) -> str | None:
-        """A backend-specific hint for an error status, if the generic one would mislead."""
-        return None
+    def where(self, path: str) -> str:
+        """ "the llama.cpp server at http://127.0.0.1:8080/completion": which server, in a message."""
+        return f"the {self.label} at {self.url(path)}"
 
     def require_text(self, text: Any, path: str, where: str) -> str:
         """The generated text, or one line saying it's missing (wrong server) or empty (retry may help)."""
         if not isinstance(text, str):
-            raise self._shape_error(path, where)
+            raise self.shape_error(path, where)
         if not text.strip():
             raise BackendError(
                 f"The {self.label} at {self.url(path)} returned no text. The model stopped at once: check "
@@ -99,25 +114,24 @@ class ServerWording:
             )
         return text
 
-    def _shape_error(self, path: str, where: str) -> BackendError:
+    def shape_error(self, path: str, where: str) -> BackendError:
         return BackendError(
             f"The {self.label} at {self.url(path)} answered without {where}. Is --backend {self.name} "
             "right for this server?"
         )
 
-    def _deadline_error(self, path: str, deadline: Deadline) -> BackendError:
-        where = f"the {self.label} at {self.url(path)}"
-        return BackendError(deadline_message(where, deadline.seconds), transient=True)
+    def deadline_error(self, path: str, deadline: Deadline) -> BackendError:
+        return BackendError(deadline_message(self.where(path), deadline.seconds), transient=True)
 
-    def _transport_fault(self, path: str, exc: httpx.TransportError) -> Fault:
+    def transport_fault(self, path: str, exc: httpx.TransportError) -> Fault:
         import httpx
 
-        where = f"the {self.label} at {self.url(path)}"
+        where = self.where(path)
         if isinstance(exc, httpx.ConnectError):
             text = one_line(str(exc), 120)
             detail = "connection refused" if "refused" in text.lower() else text or "can't connect"
             advice = "Is it running? Start it or pass --endpoint."
-            if self._answered:  # it answered earlier in this session: it went away since
+            if self.answered:  # it answered earlier in this session: it went away since
                 advice = f"It answered before, so it has stopped or crashed: check its log. {_CRASH_HINT}"
             return Fault(f"Can't reach {where}", detail, advice, True, False)
         if isinstance(exc, httpx.TimeoutException):
@@ -140,13 +154,14 @@ class ServerWording:
             f"Can't talk to {where}", one_line(str(exc), 120) or type(exc).__name__, "Check --endpoint.", False, False
         )
 
-    def _status_fault(self, path: str, response: httpx.Response, body: Any) -> Fault:
+    def status_fault(self, path: str, response: httpx.Response, body: Any) -> Fault:
         status = response.status_code
         message, payload = self._server_message(response)
         if says_context_overflow(message):
             raise self._overflow(message, payload, body)
         where = f"The {self.label} at {self.url(path)} answered HTTP {status}"
-        advice = self.status_advice(status, message) or generic_advice(status, self.name)
+        hint = self._advice(status, message) if self._advice is not None else None
+        advice = hint or generic_advice(status, self.name)
         retry = status == 429 or status >= 500
         return Fault(
             where,
@@ -172,19 +187,19 @@ class ServerWording:
         if message is None:
             message = response.text
         text = message if isinstance(message, str) else json.dumps(message)
-        return self._redact(one_line(text)), payload
+        return self.redact(one_line(text)), payload
 
     def _overflow(self, message: str, payload: Any, body: Any) -> ContextOverflowError:
         """Turn "prompt too long" into the error the agent answers by summarizing, with the best numbers."""
         text = message + " " + (json.dumps(payload) if isinstance(payload, dict) else "")
         prompt_tokens, context = overflow_numbers(text)
         if prompt_tokens is not None:
-            return overflow_error(prompt_tokens, context or self._context_length)
+            return overflow_error(prompt_tokens, context or self.context_length)
         sent = (body.get("prompt") or body.get("messages") or "") if isinstance(body, dict) else ""
         estimate = estimate_tokens(sent if isinstance(sent, str) else json.dumps(sent))
-        return overflow_error(estimate, context or self._context_length, estimated=True)
+        return overflow_error(estimate, context or self.context_length, estimated=True)
 
-    def _decode(self, response: httpx.Response, path: str) -> dict[str, Any]:
+    def decode(self, response: httpx.Response, path: str) -> dict[str, Any]:
         try:
             data = response.json()
         except ValueError:
@@ -197,7 +212,7 @@ class ServerWording:
             )
         return data
 
-    def _event(self, payload: str, path: str) -> dict[str, Any]:
+    def event(self, payload: str, path: str) -> dict[str, Any]:
         """One streamed event as a dict; an error event becomes the same one-line error as a status."""
         try:
             event = json.loads(payload)
@@ -211,12 +226,12 @@ class ServerWording:
             )
         error = event.get("error")
         if error:
-            message = self._redact(one_line(str(dig(error, "message") or error)))
+            message = self.redact(one_line(str(dig(error, "message") or error)))
             if says_context_overflow(message):
                 raise self._overflow(message, error, None)
             raise BackendError(f"The {self.label} at {self.url(path)} failed mid-answer: {message}", transient=True)
         return event
 
-    def _redact(self, text: str) -> str:
+    def redact(self, text: str) -> str:
         """Servers sometimes echo a rejected key back: never let it reach a message."""
-        return text.replace(self._secret, "***") if self._secret else text
+        return text.replace(self.secret, "***") if self.secret else text

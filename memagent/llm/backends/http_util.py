@@ -1,4 +1,4 @@
-"""The pure parts of the HTTP plumbing in ``http.py``: nothing here touches the network.
+"""The pure parts of the HTTP plumbing (``server.py``, ``http.py``): nothing here touches the network.
 
 Endpoint checking, digging values out of a server's JSON, the lines of a streamed answer (Server-Sent
 Events or NDJSON), and the wording of failures: one short line per server message, advice per HTTP

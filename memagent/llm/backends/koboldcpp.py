@@ -34,7 +34,7 @@ class KoboldCppBackend(HTTPBackend):
         return body
 
     def parse_completion(self, data: dict[str, Any], path: str) -> Completion:
-        text = self.require_text(dig(data, "results", 0, "text"), path, "`results[0].text`")
+        text = self.wording.require_text(dig(data, "results", 0, "text"), path, "`results[0].text`")
         return Completion(text=text, finish_reason=finish_reason(dig(data, "results", 0, "finish_reason")))
 
     def stream_piece(self, event: dict[str, Any]) -> str | None:
@@ -52,10 +52,10 @@ class KoboldCppBackend(HTTPBackend):
         return as_int(data.get("value"))
 
     def discover_context_length(self) -> int:
-        value = as_int(self.get_json("/api/extra/true_max_context_length").get("value"))
+        value = as_int(self.server.get_json("/api/extra/true_max_context_length").get("value"))
         if not value:
             raise BackendError(
-                f"The KoboldCpp server at {self.url('/api/extra/true_max_context_length')} did not say its "
+                f"The KoboldCpp server at {self.wording.url('/api/extra/true_max_context_length')} did not say its "
                 "context size. Pass --context-length."
             )
         return value

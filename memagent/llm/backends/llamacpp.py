@@ -34,7 +34,7 @@ class LlamaCppBackend(HTTPBackend):
         return body
 
     def parse_completion(self, data: dict[str, Any], path: str) -> Completion:
-        text = self.require_text(data.get("content"), path, "`content`")
+        text = self.wording.require_text(data.get("content"), path, "`content`")
         timings = found if isinstance(found := data.get("timings"), dict) else {}
         limited = data.get("stop_type") == "limit" or data.get("truncated") is True
         prompt_tokens = as_int(data.get("tokens_evaluated"))
@@ -58,11 +58,11 @@ class LlamaCppBackend(HTTPBackend):
         return {**(events[-1] if events else {}), "content": text}
 
     def discover_context_length(self) -> int:
-        props = self.get_json("/props")
+        props = self.server.get_json("/props")
         n_ctx = as_int(dig(props, "default_generation_settings", "n_ctx")) or as_int(props.get("n_ctx"))
         if not n_ctx:
             raise BackendError(
-                f"The llama.cpp server at {self.url('/props')} did not say its context size (n_ctx). "
+                f"The llama.cpp server at {self.wording.url('/props')} did not say its context size (n_ctx). "
                 "Pass --context-length."
             )
         return n_ctx

@@ -39,7 +39,7 @@ class OllamaBackend(HTTPBackend):
         return body
 
     def parse_completion(self, data: dict[str, Any], path: str) -> Completion:
-        text = self.require_text(data.get("response"), path, "`response`")
+        text = self.wording.require_text(data.get("response"), path, "`response`")
         timings = {
             name: data[key] / 1e6  # Ollama reports nanoseconds; llama.cpp's names and milliseconds
             for name, key in (("prompt_ms", "prompt_eval_duration"), ("predicted_ms", "eval_duration"))

@@ -39,13 +39,13 @@ class OpenAIBackend(HTTPBackend):
         if functions:  # the API rejects an empty tools list, and tool_choice without tools
             body["tools"] = [{"type": "function", "function": dict(f)} for f in functions]
             body["tool_choice"] = "auto"
-        data = self.post_json(self.completion_path, body)
+        data = self.server.post_json(self.completion_path, body)
         message = dig(data, "choices", 0, "message")
         if not isinstance(message, dict):
-            raise self._shape_error(self.completion_path, "`choices[0].message`")
+            raise self.wording.shape_error(self.completion_path, "`choices[0].message`")
         reply = from_openai_message(message)
         if not reply.get("content") and "function_call" not in reply:
-            self.require_text("", self.completion_path, "a message")  # raises the transient "no text" error
+            self.wording.require_text("", self.completion_path, "a message")  # raises the transient "no text" error
         usage = found if isinstance(found := data.get("usage"), dict) else {}
         return reply, Completion(
             text=reply.get("content") or "",

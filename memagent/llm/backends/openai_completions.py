@@ -46,7 +46,7 @@ class OpenAICompletionsBackend(HTTPBackend):
         return {"grammar": constraint.gbnf}
 
     def parse_completion(self, data: dict[str, Any], path: str) -> Completion:
-        text = self.require_text(dig(data, "choices", 0, "text"), path, "`choices[0].text`")
+        text = self.wording.require_text(dig(data, "choices", 0, "text"), path, "`choices[0].text`")
         usage = found if isinstance(found := data.get("usage"), dict) else {}
         return Completion(
             text=text,

@@ -40,12 +40,12 @@ class VLLMBackend(OpenAICompletionsBackend):
         return as_int(data.get("count"))
 
     def discover_context_length(self) -> int:
-        models = self.get_json("/v1/models").get("data")
+        models = self.server.get_json("/v1/models").get("data")
         for entry in models if isinstance(models, list) else []:
             length = as_int(dig(entry, "max_model_len"))
             if dig(entry, "id") == self.model and length:
                 return length
         raise BackendError(
-            f"The vLLM server at {self.url('/v1/models')} does not list model {self.model!r} with a "
+            f"The vLLM server at {self.wording.url('/v1/models')} does not list model {self.model!r} with a "
             "max_model_len. Check --model, or pass --context-length."
         )

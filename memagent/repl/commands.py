@@ -177,24 +177,31 @@ def _retry(ctx: CommandContext, args: str) -> None:
         ctx.error("There is no user message in context to retry.")
 
 
-def _rethink(ctx: CommandContext, args: str) -> None:
-    text = _text_arg(ctx, args, "New inner thoughts: ")
-    if not text:
-        ctx.error("Usage: /rethink TEXT (nothing was changed).")
-    elif ctx.agent.rethink(text):
-        ctx.info("Replaced the inner thoughts of the agent's last message.")
-    else:
-        ctx.error("The agent has no message in context to rethink.")
+def _last_message_edit(
+    ask: str, usage: str, edit: Callable[[Agent, str], bool], done: str, missing: str
+) -> Callable[[CommandContext, str], None]:
+    """A command that replaces a part of the agent's last message with the text given (or asked for)."""
+
+    def run(ctx: CommandContext, args: str) -> None:
+        text = _text_arg(ctx, args, ask)
+        if not text:
+            ctx.error(f"Usage: {usage} (nothing was changed).")
+        elif edit(ctx.agent, text):
+            ctx.info(done)
+        else:
+            ctx.error(missing)
+
+    return run
 
 
-def _rewrite(ctx: CommandContext, args: str) -> None:
-    text = _text_arg(ctx, args, "New reply text: ")
-    if not text:
-        ctx.error("Usage: /rewrite TEXT (nothing was changed).")
-    elif ctx.agent.rewrite(text):
-        ctx.info("Rewrote the agent's last reply.")
-    else:
-        ctx.error("The agent's last message is not a send_message reply; nothing to rewrite.")
+_rethink = _last_message_edit(
+    "New inner thoughts: ", "/rethink TEXT", lambda agent, text: agent.rethink(text),
+    "Replaced the inner thoughts of the agent's last message.", "The agent has no message in context to rethink.",
+)
+_rewrite = _last_message_edit(
+    "New reply text: ", "/rewrite TEXT", lambda agent, text: agent.rewrite(text), "Rewrote the agent's last reply.",
+    "The agent's last message is not a send_message reply; nothing to rewrite.",
+)
 
 
 def _heartbeat(ctx: CommandContext, args: str) -> None:

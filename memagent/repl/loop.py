@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, TextIO
 from rich.console import Console
 
 from memagent.agent import Agent
-from memagent.commands import Ask, Emit, ExitChat, completions, is_command, run_command, uses_model, wrapper_names
 from memagent.events import Error, Event, Warning
-from memagent.render import EventPrinter, LivePrinter, safe
+from memagent.repl.commands import Ask, Emit, ExitChat, completions, is_command, run_command, uses_model, wrapper_names
+from memagent.repl.render import EventPrinter, LivePrinter, safe
 from memagent.text import clean_text
 
 if TYPE_CHECKING:

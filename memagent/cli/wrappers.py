@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from memagent.cli_common import NoColor, console, current_settings
+from memagent.cli.common import NoColor, console, current_settings
 from memagent.errors import UserError
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def list_wrappers(no_color: NoColor = False) -> None:
     from rich.table import Table
 
     from memagent.llm.wrappers.registry import DEFAULT_WRAPPER, available_wrappers
-    from memagent.render import safe
+    from memagent.repl.render import safe
 
     table = Table("name", "description", title="Wrappers")
     table.add_column("origin", overflow="fold")  # a path is never cut short

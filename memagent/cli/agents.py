@@ -1,4 +1,4 @@
-"""`memagent agents ...`, `memagent presets list` and `memagent load`: the database and files, no model.
+"""`memagent agents ...` and `memagent load`: the database and files, no model.
 
 None of these load a backend, so they run in well under a second and never import llama_cpp.
 """
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from memagent.cli_common import (
+from memagent.cli.common import (
     NoColor,
     console,
     current_settings,
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 
 agents_app = typer.Typer(help="List, inspect, delete, export and import agents.", no_args_is_help=True,
                          rich_markup_mode=None)
-presets_app = typer.Typer(help="Presets: the system prompt and functions a new agent starts with.",
-                          no_args_is_help=True, rich_markup_mode=None)
 
 
 @agents_app.command("list")
@@ -36,7 +34,7 @@ def list_agents(no_color: NoColor = False) -> None:
     """List agents with their preset, message and passage counts, and when they were created and used."""
     from rich.table import Table
 
-    from memagent.render import safe
+    from memagent.repl.render import safe
 
     out = console()
     with open_store(current_settings(), create=False, read_only=True) as store:
@@ -59,7 +57,7 @@ def list_agents(no_color: NoColor = False) -> None:
 
 def _print_core_memory(out: Console, state: dict[str, Any]) -> None:
     from memagent.memory.core import CoreMemory
-    from memagent.render import safe
+    from memagent.repl.render import safe
 
     out.print("[bold]Core memory[/]")
     for key, section in CoreMemory.from_dict(state.get("core_memory") or {}).sections.items():
@@ -73,12 +71,13 @@ def _print_fields(out: Console, state: dict[str, Any]) -> None:
     from memagent.app import build_template
     from memagent.errors import ConfigError
     from memagent.prompts.presets import Library, load_preset
-    from memagent.render import safe
+    from memagent.repl.render import safe
 
     edited = state.get("template_fields") or {}
     try:
-        preset = load_preset(Library(current_settings().home), str(state.get("preset")))
-        template = build_template(Library(current_settings().home), preset, edited)
+        library = Library(current_settings().home)
+        preset = load_preset(library, str(state.get("preset")))
+        template = build_template(library, preset, edited)
     except ConfigError as exc:
         out.print(f"[bold]Template fields[/]: unavailable ({safe(exc)})")
         return
@@ -94,7 +93,7 @@ def _print_fields(out: Console, state: dict[str, Any]) -> None:
 @agents_app.command("show")
 def show_agent(name: Annotated[str, typer.Argument(help="The agent's name.")], no_color: NoColor = False) -> None:
     """Show an agent's core memory (used/limit per section), counts and template fields."""
-    from memagent.render import safe
+    from memagent.repl.render import safe
 
     out = console()
     with open_store(current_settings(), create=False, read_only=True) as store:
@@ -223,45 +222,11 @@ def import_agent(
     print(f"Imported agent {row.name!r} ({counts}).")
 
 
-@presets_app.command("list")
-def list_presets(no_color: NoColor = False) -> None:
-    """List presets: name, system prompt and the file it comes from (your folder before the bundled one)."""
-    from rich.table import Table
-
-    from memagent.errors import ConfigError
-    from memagent.prompts.presets import Library, load_preset
-    from memagent.render import safe
-
-    library = Library(current_settings().home)
-    table = Table("name", "system prompt", title="Presets")
-    table.add_column("origin", overflow="fold")  # a path is never cut short
-    for name, path in library.names("presets", ".yaml").items():
-        if not _looks_like_preset(path):
-            continue  # a custom core-memory file lives beside the presets
-        try:
-            prompt = safe(load_preset(library, name).system_prompt)
-        except ConfigError as exc:
-            prompt = f"[red]broken: {safe(exc)}[/]"
-        table.add_row(safe(name), prompt, safe(path))
-    console().print(table)
-
-
-def _looks_like_preset(path: Path) -> bool:
-    from memagent.errors import ConfigError
-    from memagent.prompts.presets import read_yaml
-
-    try:
-        data = read_yaml(path)
-    except ConfigError:
-        return True  # show it, so load_preset reports what is wrong
-    return isinstance(data, dict) and "system_prompt" in data
-
-
 def _load_files(store: Store, row: AgentRow, path: Path) -> str:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from memagent.loader import LoadReport, find_files, iter_load, store_inserter
-    from memagent.render import safe
+    from memagent.repl.render import safe
 
     files = find_files(path.expanduser())
     report = LoadReport()

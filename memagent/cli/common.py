@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -22,6 +23,14 @@ if TYPE_CHECKING:
 
     from memagent.memory.store import AgentRow, Store
     from memagent.settings import Settings
+
+
+@dataclass
+class Reporting:
+    """How main() reports an internal error, as the command asked (click's context object: no global):
+    with `debug` (chat's --debug) the traceback is kept."""
+
+    debug: bool = False
 
 
 def set_no_color(value: bool) -> bool:

@@ -1,0 +1,103 @@
+"""`memagent chat`: its flags become Settings in one call, then the chat runs in the crash guard's child.
+
+Imports only typer at module level (see cli/__init__.py): the session, the model and the REPL are imported
+when the command runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from memagent.cli.common import Reporting
+
+if TYPE_CHECKING:
+    from memagent.settings import Settings
+
+
+def chat_command(
+    ctx: typer.Context,
+    agent: Annotated[str | None, typer.Option("--agent", "-a", help="Resume this agent, or create it.")] = None,
+    preset: Annotated[str | None, typer.Option(help="Preset for a new agent (see `memagent presets list`).")] = None,
+    model: Annotated[str | None, typer.Option(help="Wrapper (prompt format) or a known model name.")] = None,
+    model_path: Annotated[
+        Path | None,
+        typer.Option("--model-path", help="Run this GGUF (or a model directory for huggingface) instead of SmolLM2."),
+    ] = None,
+    llm_config: Annotated[
+        str | None,
+        typer.Option("--llm-config", help="LLM config by name: bundled or $MEMAGENT_HOME/llm_configs/NAME.yaml. "
+                     "[env MEMAGENT_LLM_CONFIG]"),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="embedded (default), llamacpp, openai-completions, ollama, webui, lmstudio, koboldcpp, "
+                     "vllm, openai, human, huggingface [env BACKEND_TYPE]"),
+    ] = None,
+    endpoint: Annotated[str | None, typer.Option(help="Server URL for server backends. [env OPENAI_API_BASE]")] = None,
+    backend_model: Annotated[
+        str | None, typer.Option("--backend-model", help="Model name a server needs (Ollama, vLLM).")
+    ] = None,
+    context_length: Annotated[int | None, typer.Option("--context-length", help="Context window in tokens.")] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", metavar="SECONDS", help="Deadline for one model call, a silent server's wait "
+                     "included (default: 30 s of silence, 600 s in all). [env MEMAGENT_TIMEOUT]"),
+    ] = None,
+    no_verify: Annotated[
+        bool, typer.Option("--no-verify", "--no_verify", help="Skip first-message verification.")
+    ] = False,
+    no_constraint: Annotated[
+        bool, typer.Option("--no-constraint", help="Don't constrain output with a grammar.")
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per event per line.")] = False,
+    no_color: Annotated[bool, typer.Option("--no-color", help="Plain output (also NO_COLOR).")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for internal errors.")] = False,
+) -> None:
+    """Chat with an agent that remembers. Piped stdin: one message per line.
+
+    Exit codes: 0 when every line was handled (interactive: on /exit or Ctrl-D); 1 when a piped line ended
+    with an error (printed as the last line for it; later lines still run) or memagent could not start (one
+    line on stderr); 130 after Ctrl-C. Everything before the error or the interrupt is saved.
+    """
+    from memagent.settings import build_settings
+
+    ctx.ensure_object(Reporting).debug = debug
+    # Every flag by its parameter's name, as build_settings reads them: a new flag needs no copying here.
+    status = run_chat(build_settings(ctx.params))
+    if status:
+        raise typer.Exit(status)
+
+
+def run_chat(settings: Settings) -> int:
+    """Open the session (in the crash guard's child), say which agent this is, and chat; the exit status."""
+    from memagent.app import constraint_notice, open_session
+    from memagent.cli.crash_guard import guard_chat, note_agent
+    from memagent.events import SessionInfo
+    from memagent.repl.loop import chat as run_repl
+
+    guard_chat(settings.agent)  # from here on this is a child process; a crash of llama.cpp is explained
+    if settings.debug:
+        import faulthandler
+
+        faulthandler.enable()  # a crash in native code prints the Python stack first
+    session = open_session(settings)
+    note_agent(session.agent.name)
+    try:
+        verb = "Created" if session.created else "Resumed"
+        message = (
+            f"{verb} agent {session.agent.name} ({session.agent.wrapper.name} wrapper, {session.backend.name} backend)"
+        )
+        if settings.json_output:
+            print(SessionInfo(message, session.agent.name, session.created).to_json(), flush=True)
+        else:
+            print(message, file=sys.stderr, flush=True)
+        notice = constraint_notice(settings, session.backend)
+        if notice:  # on stderr in both modes, so the --json stream stays events only
+            print(notice, file=sys.stderr, flush=True)
+        return run_repl(session.agent, json_output=settings.json_output, color=settings.color, home=settings.home)
+    finally:
+        session.close()
