@@ -36,6 +36,22 @@ def test_a_resumed_agent_evaluates_only_its_new_tokens(tmp_path):
     assert warm.prompt_tokens_evaluated < 200, warm
 
 
+def test_a_second_new_agent_starts_from_the_prompt_start_the_first_one_evaluated(tmp_path):
+    evaluated = []
+    for name in ("first-agent", "second-agent"):
+        session = open_session(Settings(home=tmp_path, agent=name, no_verify=True))
+        try:
+            session.agent.run_turn("Hello, I am Brad.", Recorder())
+            completion = session.agent.last_completion
+            evaluated.append((completion.prompt_tokens, completion.prompt_tokens_evaluated))
+        finally:
+            session.close()
+    assert len(list((tmp_path / "cache" / "prefix").glob("prefix-*.kv"))) == 1
+    (first_total, first_evaluated), (second_total, second_evaluated) = evaluated
+    assert first_evaluated == first_total  # the first agent on this machine pays once
+    assert second_evaluated < second_total - 1000  # instructions and functions came from the shared file
+
+
 def test_a_cache_from_another_model_or_a_damaged_file_is_ignored(tmp_path):
     settings = Settings(home=tmp_path, agent="stale", no_verify=True)
     session = open_session(settings)

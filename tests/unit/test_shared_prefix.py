@@ -155,3 +155,35 @@ def test_without_a_shared_prefix_or_a_folder_nothing_is_saved(tmp_path: Path) ->
     instance.prefix_cache = None
     instance.generate(CompletionRequest("x" + SHARED, shared_prefix=len(SHARED)))
     assert not (tmp_path / "cache" / "prefix").exists()
+
+
+class CacheKeeper(embedded.Backend):
+    """A backend that keeps evaluated prompts on disk, as the embedded one does, without llama.cpp."""
+
+    name = "keeper"
+    capabilities = embedded.Capabilities(kv_cache=True)
+
+    def __init__(self, *, context_length: int | None = None, prefix_cache: Path | None = None) -> None:
+        self.prefix_cache = prefix_cache
+
+    context_length = 4096
+
+    def count_tokens(self, text: str) -> int:
+        return len(text)
+
+    def generate(self, request: CompletionRequest) -> embedded.Completion:
+        return embedded.Completion("")
+
+
+def test_the_factory_gives_a_backend_that_keeps_caches_the_shared_prefix_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memagent.errors import ConfigError
+    from memagent.llm.backends.registry import BACKENDS, check_settings, create_backend
+
+    monkeypatch.setitem(BACKENDS._entries, "keeper", CacheKeeper)
+    made = create_backend("keeper", cache_folder=tmp_path / "cache")
+    assert isinstance(made, CacheKeeper) and made.prefix_cache == tmp_path / "cache" / "prefix"
+    assert create_backend("human", cache_folder=tmp_path / "cache").name == "human"  # no cache: not given one
+    with pytest.raises(ConfigError, match="prefix_cache"):
+        check_settings("embedded", {"prefix_cache": str(tmp_path)})  # an LLM config can't point it elsewhere

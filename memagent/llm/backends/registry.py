@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memagent.errors import ConfigError
@@ -26,8 +27,6 @@ from memagent.llm.backends.vllm import VLLMBackend
 from memagent.llm.backends.webui import WebUIBackend
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     import httpx
 
 # Constructor arguments that are options of their own (flags, top-level config keys, injected test
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
 RESERVED_OPTIONS = frozenset(
     {
         "endpoint", "model", "model_path", "context_length", "api_key", "transport", "sleep", "clock", "input_fn",
-        "output_fn",
+        "output_fn", "prefix_cache",
     }
 )
 
