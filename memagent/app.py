@@ -88,6 +88,27 @@ def constraint_notice(settings: Settings, backend: Backend) -> str | None:
     return f"{backend.name} can't constrain output here: malformed calls are repaired or retried instead."
 
 
+DEFAULT_MODEL_HINT = (
+    "The default model (SmolLM2-135M) is tiny: it shows how memagent works, not how well an agent can talk; it "
+    "often repeats you and forgets. For real use give a 1-8B instruct GGUF with --model-path (README: Models)."
+)
+
+
+def default_model_hint(settings: Settings) -> str | None:
+    """The line the CLI prints on the default model's first chat in this home (once: a marker file remembers),
+    so a newcomer doesn't take the tiny model's replies for a broken agent; None otherwise."""
+    if settings.backend != "embedded" or settings.model_path is not None:
+        return None
+    marker = settings.home / "default-model-hint-shown"
+    if marker.exists():
+        return None
+    try:
+        marker.touch()
+    except OSError:
+        pass  # a read-only home shows the hint on every start rather than never
+    return DEFAULT_MODEL_HINT
+
+
 def choose_wrapper(settings: Settings, backend: Backend) -> LLMChatCompletionWrapper:
     """--model if given; else the wrapper matching the GGUF's chat template; else the default."""
     constrained = settings.constrain and backend.can_constrain

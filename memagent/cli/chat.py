@@ -74,7 +74,7 @@ def chat_command(
 
 def run_chat(settings: Settings) -> int:
     """Open the session (in the crash guard's child), say which agent this is, and chat; the exit status."""
-    from memagent.app import constraint_notice, open_session
+    from memagent.app import constraint_notice, default_model_hint, open_session
     from memagent.cli.crash_guard import guard_chat, note_agent
     from memagent.events import SessionInfo
     from memagent.repl.loop import chat as run_repl
@@ -95,9 +95,9 @@ def run_chat(settings: Settings) -> int:
             print(SessionInfo(message, session.agent.name, session.created).to_json(), flush=True)
         else:
             print(message, file=sys.stderr, flush=True)
-        notice = constraint_notice(settings, session.backend)
-        if notice:  # on stderr in both modes, so the --json stream stays events only
-            print(notice, file=sys.stderr, flush=True)
+        for notice in (constraint_notice(settings, session.backend), default_model_hint(settings)):
+            if notice:  # on stderr in both modes, so the --json stream stays events only
+                print(notice, file=sys.stderr, flush=True)
         return run_repl(session.agent, json_output=settings.json_output, color=settings.color, home=settings.home)
     finally:
         session.close()
