@@ -3,6 +3,8 @@ Nothing below this module reads the environment, files of the user's home or glo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +46,12 @@ class Session:
         if self.cache_path is None or not self.backend.capabilities.kv_cache or not self.cache_path.is_file():
             return 0
         return self.backend.load_cache(self.cache_path)
+
+    def prepare_prefix(self, on_evaluate: Callable[[int], None] | None = None) -> int:
+        """Have the prompt's shared start ready before the first turn (a new agent starts from the one saved by an
+        earlier agent; the first on this machine evaluates it, and `on_evaluate` hears so first)."""
+        prompt = self.agent.prompt()
+        return self.backend.prepare_prefix(prompt, self.agent.wrapper.shared_prefix(prompt), on_evaluate)
 
     def close(self) -> None:
         try:
@@ -102,10 +110,8 @@ def default_model_hint(settings: Settings) -> str | None:
     marker = settings.home / "default-model-hint-shown"
     if marker.exists():
         return None
-    try:
+    with suppress(OSError):  # a read-only home shows the hint on every start rather than never
         marker.touch()
-    except OSError:
-        pass  # a read-only home shows the hint on every start rather than never
     return DEFAULT_MODEL_HINT
 
 

@@ -72,6 +72,15 @@ def chat_command(
         raise typer.Exit(status)
 
 
+def _say_preparing(tokens: int) -> None:
+    print(
+        f"Reading the prompt's shared start ({tokens} tokens: instructions and functions), once per model and "
+        "preset; new agents start from it...",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def run_chat(settings: Settings) -> int:
     """Open the session (in the crash guard's child), say which agent this is, and chat; the exit status."""
     from memagent.app import constraint_notice, default_model_hint, open_session
@@ -98,6 +107,7 @@ def run_chat(settings: Settings) -> int:
         for notice in (constraint_notice(settings, session.backend), default_model_hint(settings)):
             if notice:  # on stderr in both modes, so the --json stream stays events only
                 print(notice, file=sys.stderr, flush=True)
+        session.prepare_prefix(_say_preparing)
         return run_repl(session.agent, json_output=settings.json_output, color=settings.color, home=settings.home)
     finally:
         session.close()

@@ -187,3 +187,16 @@ def test_the_factory_gives_a_backend_that_keeps_caches_the_shared_prefix_folder(
     assert create_backend("human", cache_folder=tmp_path / "cache").name == "human"  # no cache: not given one
     with pytest.raises(ConfigError, match="prefix_cache"):
         check_settings("embedded", {"prefix_cache": str(tmp_path)})  # an LLM config can't point it elsewhere
+
+
+def test_preparing_the_prefix_before_the_first_turn_says_so_only_when_it_must_evaluate(tmp_path: Path) -> None:
+    heard: list[int] = []
+    first = backend(tmp_path)
+    assert first.prepare_prefix(SHARED + "\nMemory: Brad", len(SHARED), heard.append) == len(SHARED) + 1
+    assert heard == [len(SHARED) + 1]  # told before the work, with its size
+    assert first.prepare_prefix(SHARED + "\nMemory: Brad", len(SHARED), heard.append) == 0  # already in the cache
+    second = backend(tmp_path)
+    assert second.prepare_prefix(SHARED + "\nMemory: Ann", len(SHARED), heard.append) == 0  # loaded from the file
+    assert heard == [len(SHARED) + 1] and second._llm.evaluated == 0
+    # its first turn then evaluates only its own part
+    assert ask(second, SHARED + "\nMemory: Ann\nUSER: hi") == len("\nMemory: Ann\nUSER: hi")

@@ -113,6 +113,14 @@ class Backend(ABC):
         """Restore the KV cache saved at `path`; the number of tokens restored (0: nothing usable)."""
         raise self._unsupported("a KV cache on disk")
 
+    def prepare_prefix(
+        self, prompt: str, shared_chars: int, on_evaluate: Callable[[int], None] | None = None
+    ) -> int:
+        """Get the start of `prompt` that every agent shares (its first `shared_chars` characters) ready before the
+        first turn, telling `on_evaluate` how many tokens it has to evaluate; the tokens it evaluated. Backends
+        without a shared prefix cache have nothing to do."""
+        return 0
+
     def _unsupported(self, what: str) -> UnsupportedOperation:
         return UnsupportedOperation(f"The {self.name} backend has no {what}.")
 

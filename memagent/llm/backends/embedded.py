@@ -132,7 +132,7 @@ class EmbeddedBackend(Backend):
         return dict(getattr(self._llm, "metadata", {}) or {})
 
     def generate(self, request: CompletionRequest) -> Completion:
-        evaluated_here = self._start_from_shared_prefix(request.prompt, request.shared_prefix, self.prefix_cache)
+        evaluated_here = self.prepare_prefix(request.prompt, request.shared_prefix)
         reused = self._in_cache(self._tokenize(request.prompt)) - evaluated_here
         kwargs: dict[str, Any] = {
             "max_tokens": request.max_tokens,
@@ -215,14 +215,18 @@ class EmbeddedBackend(Backend):
         return load_state(self._llm, path, self._fingerprint(), self.context_length)
 
     # -- The shared prompt prefix: evaluated once per machine, the start of every new agent ---------
-    def _start_from_shared_prefix(self, prompt: str, shared_chars: int, folder: Path | None) -> int:
+    def prepare_prefix(
+        self, prompt: str, shared_chars: int, on_evaluate: Callable[[int], None] | None = None
+    ) -> int:
         """Make the KV cache hold the prompt's shared prefix (its first ``shared_chars`` characters, the same for
         every agent of this model, wrapper, preset and template): from its state file if one exists, else by
-        evaluating it and saving the file for the next agent. Returns the tokens evaluated here (0 when loaded).
+        evaluating it (``on_evaluate`` hears how many tokens first) and saving the file for the next agent.
+        Returns the tokens evaluated here (0 when loaded or already in the cache).
 
         The file is named by a hash of the model's fingerprint and the prefix's tokens, so a changed model, context,
         prompt or template finds no file rather than a wrong one. Keys of the KV cache depend only on the tokens
         before them, so a state restored for the prefix is exactly what evaluating it would give."""
+        folder = self.prefix_cache
         if folder is None or shared_chars <= 0:
             return 0
         tokens = self._tokenize(prompt)
@@ -237,6 +241,8 @@ class EmbeddedBackend(Backend):
             if path.is_file() and load_state(self._llm, path, header, self.context_length) == len(shared):
                 os.utime(path)  # recently used: kept by the pruning below
                 return 0
+            if on_evaluate is not None:
+                on_evaluate(len(shared))
             self._llm.reset()
             self._llm.eval(shared)
             save_state(self._llm, path, header)
