@@ -9,34 +9,16 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from typing import Any, Protocol
 
+from memagent.functions.blocks import BLOCK_FUNCTIONS
+from memagent.functions.context import FunctionContext, SearchResults
 from memagent.functions.registry import FunctionFailed, FunctionRegistry
-from memagent.memory.core import CoreMemory, CoreMemoryEditError
+from memagent.memory.core import CoreMemoryEditError
 from memagent.messages import format_time
 
 MAX_PAUSE_MINUTES = 360
 HIT_CHAR_LIMIT = 1000
 """Characters of one search hit shown to the model: a page of long messages must still fit the context."""
-
-
-class SearchResults(Protocol):
-    items: list[Any]
-    total: int
-    page: int
-    num_pages: int
-
-
-class FunctionContext(Protocol):
-    core_memory: CoreMemory
-
-    def send_message(self, message: str) -> None: ...
-    def core_memory_changed(self) -> None: ...
-    def search_recall(self, query: str, page: int) -> SearchResults: ...
-    def search_recall_by_date(self, start: date, end: date, page: int) -> SearchResults: ...
-    def insert_archival(self, content: str) -> None: ...
-    def search_archival(self, query: str, page: int) -> SearchResults: ...
-    def pause_heartbeats(self, minutes: int) -> None: ...
 
 
 def _format_page(results: SearchResults, lines: list[str]) -> str:
@@ -173,6 +155,7 @@ def builtin_functions() -> FunctionRegistry:
         conversation_search_date,
         archival_memory_insert,
         archival_memory_search,
+        *BLOCK_FUNCTIONS,
     ):
         registry.register(fn)
     return registry

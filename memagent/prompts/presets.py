@@ -99,6 +99,7 @@ class Preset:
     core_memory_file: str | None = None
     system_message_layout_template: str | None = None
     core_memory_section_template: str | None = None
+    memory_blocks: dict[str, Any] | None = None  # label -> {content, description, limit, read_only}, checked on load
     source: Path = field(default=Path("."))
 
 
@@ -111,7 +112,9 @@ _PRESET_KEYS = {
     "core_memory_file",
     "system_message_layout_template",
     "core_memory_section_template",
+    "memory_blocks",
 }
+_BLOCK_KEYS = {"content", "description", "limit", "max_length", "read_only"}
 
 
 def load_preset(library: Library, name: str) -> Preset:
@@ -137,6 +140,8 @@ def load_preset(library: Library, name: str) -> Preset:
         raise ConfigError(f"Preset {path}: core_memory_type 'custom' needs core_memory_file.")
     fields = {k: data[k] for k in _PRESET_KEYS & set(data)}
     preset = Preset(name=name, source=path, **fields)
+    if preset.memory_blocks is not None:
+        blocks_from_yaml(path, preset.memory_blocks)  # every mistake in a block is found when the preset loads
     # Fail at load time, naming the path looked for, if a referenced file is missing.
     for kind, ref, suffix in _references(preset):
         library.find(kind, ref, suffix)
@@ -202,22 +207,12 @@ def builtin_fields() -> dict[str, str]:
 
 
 def initial_core_memory(library: Library, preset: Preset) -> CoreMemory:
+    if preset.memory_blocks is not None:
+        return CoreMemory(blocks_from_yaml(preset.source, preset.memory_blocks))
     if preset.core_memory_type == "custom" and preset.core_memory_file:
         path = library.find("presets", preset.core_memory_file, ".yaml")
         assert path is not None
-        data = read_yaml(path)
-        if not isinstance(data, dict) or not data:
-            raise ConfigError(f"Core memory file {path} must map section names to {{content, max_length}}.")
-        sections = {}
-        for name, value in data.items():
-            if isinstance(value, dict):
-                if "content" not in value:
-                    raise ConfigError(f"Core memory file {path}: section {name!r} needs 'content'.")
-                limit = value.get("max_length", DEFAULT_SECTION_LIMIT)
-                sections[str(name)] = Section(str(value["content"]), int(limit))
-            else:
-                sections[str(name)] = Section(str(value))
-        return CoreMemory(sections)
+        return CoreMemory(blocks_from_yaml(path, read_yaml(path)))
     persona = library.find("personas", preset.persona, ".txt")
     human = library.find("humans", preset.human, ".txt")
     assert persona is not None and human is not None
@@ -227,3 +222,46 @@ def initial_core_memory(library: Library, preset: Preset) -> CoreMemory:
             "human": Section(read_user_text(human).strip()),
         }
     )
+
+
+def blocks_from_yaml(path: Path, data: Any) -> dict[str, Section]:
+    """Core memory blocks as a preset or a core memory file declares them: each label maps to its text, or to
+    {content, description, limit, read_only}. Any mistake is one ConfigError naming the file and the block."""
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(
+            f"{path}: core memory blocks must map block labels to their text or to {{content, description, limit, "
+            "read_only}."
+        )
+    blocks: dict[str, Section] = {}
+    for label, value in data.items():
+        try:
+            name = check_name(str(label), "core memory block")
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        if not isinstance(value, dict):
+            blocks[name] = Section("" if value is None else clean_text(str(value)).strip())
+            continue
+        unknown = sorted(set(map(str, value)) - _BLOCK_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"{path}: block {name!r} has unknown key {unknown[0]!r}; known keys: {', '.join(sorted(_BLOCK_KEYS))}."
+            )
+        if "content" not in value:
+            raise ConfigError(f"{path}: block {name!r} needs 'content' (it may be empty: content: \"\").")
+        limit = value.get("limit", value.get("max_length", DEFAULT_SECTION_LIMIT))
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigError(
+                f"{path}: block {name!r} has limit {limit!r}; give a whole number of characters, 1 or more."
+            )
+        read_only = value.get("read_only", False)
+        if not isinstance(read_only, bool):
+            raise ConfigError(f"{path}: block {name!r} has read_only {read_only!r}; write true or false.")
+        content = "" if value["content"] is None else clean_text(str(value["content"])).strip()
+        if len(content) > limit:
+            raise ConfigError(
+                f"{path}: block {name!r} has {len(content)} characters, over its limit of {limit}; shorten it or "
+                "raise the limit."
+            )
+        description = clean_text(str(value.get("description") or "")).strip()
+        blocks[name] = Section(content, limit, description, read_only)
+    return blocks

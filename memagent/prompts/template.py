@@ -28,12 +28,25 @@ DEFAULT_LAYOUT = """{system}
 Core memory shown below (limited in size, additional information stored in archival / recall memory):
 {core_memory_content}"""
 
-DEFAULT_SECTION = """<{memory_key} characters={memory_value_length}/{memory_value_limit}>
+DEFAULT_SECTION = """<{memory_key} characters={memory_value_length}/{memory_value_limit}{memory_attributes}>
 {memory_value}
 </{memory_key}>"""
 
 LAYOUT_FIELDS = ("system", "memory_edit_timestamp", "len_recall_memory", "len_archival_memory", "core_memory_content")
-SECTION_FIELDS = ("memory_key", "memory_value", "memory_value_length", "memory_value_limit")
+SECTION_FIELDS = (
+    "memory_key",
+    "memory_value",
+    "memory_value_length",
+    "memory_value_limit",
+    "memory_description",
+    "memory_read_only",
+    "memory_attributes",  # ` description="..."` and ` read-only` when they apply: nothing for a plain block
+)
+
+
+def block_attributes(description: str, read_only: bool) -> str:
+    quoted = " ".join(description.replace('"', "'").split())
+    return (f' description="{quoted}"' if quoted else "") + (" read-only" if read_only else "")
 
 
 def placeholders(template: str, where: str) -> list[str]:
@@ -119,6 +132,9 @@ class SystemPromptTemplate:
                     "memory_value": section.content,
                     "memory_value_length": len(section.content),
                     "memory_value_limit": section.max_length,
+                    "memory_description": section.description,
+                    "memory_read_only": "read-only" if section.read_only else "",
+                    "memory_attributes": block_attributes(section.description, section.read_only),
                 },
                 "core memory section",
             )

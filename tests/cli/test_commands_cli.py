@@ -136,7 +136,7 @@ def test_presets_list_shows_bundled_and_user_presets_user_first(cli_home):
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("│")]
     by_name = {row.split("│")[1].strip(): row for row in rows}
-    assert set(by_name) == {"memgpt_chat", "memgpt_pirate_preset"}
+    assert set(by_name) == {"memgpt_blocks", "memgpt_chat", "memgpt_pirate_preset"}
     assert str(presets / "memgpt_chat.yaml") in by_name["memgpt_chat"]
     assert "memgpt_chat_pirate_templated" in by_name["memgpt_pirate_preset"]
 
