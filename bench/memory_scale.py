@@ -25,6 +25,7 @@ from typing import Any
 from bench.common import Section, Target, Timer, log, mb, md_table, paragraphs, percentile, targets_table
 from bench.corpus import CLASSES, Corpus
 from memagent.memory.migrations import fts_query
+from memagent.memory.sqlite import SqliteDialect
 from memagent.memory.store import Store
 
 BATCH = 2_000
@@ -144,27 +145,17 @@ class ProposedStore(Store):
 
     proposed = True  # False: the plain JOIN of before the fix
 
-    def _text_search(
-        self,
-        table: str,
-        alias: str,
-        columns: str,
-        extra_where: str,
-        params: dict[str, Any],
-        query: str,
-        page: int,
-        page_size: int,
-    ) -> tuple[int, Any]:
-        match = fts_query(query)
-        if self.proposed or match is None:
-            return super()._text_search(table, alias, columns, extra_where, params, query, page, page_size)
-        fts = f"{table}_fts"
-        where = (
-            f"FROM {fts} JOIN {table} {alias} ON {alias}.id = {fts}.rowid WHERE {fts} MATCH :match "
-            f"AND {alias}.agent_id = :agent_id {extra_where}"
-        )
-        order = f"bm25({fts}), {alias}.created_at DESC, {alias}.id DESC"
-        return self._page(where, order, columns, {**params, "match": match}, page, page_size)
+    def search_messages(self, *args: Any, **kwargs: Any) -> Any:
+        self._choose_join()
+        return super().search_messages(*args, **kwargs)
+
+    def search_passages(self, *args: Any, **kwargs: Any) -> Any:
+        self._choose_join()
+        return super().search_passages(*args, **kwargs)
+
+    def _choose_join(self) -> None:
+        assert isinstance(self.dialect, SqliteDialect)
+        self.dialect.join = "CROSS JOIN" if self.proposed else "JOIN"
 
 
 def fts_today(store: ProposedStore, kind: Kind, agent_id: int, query: str) -> Any:
