@@ -16,7 +16,7 @@ import typer
 
 from memagent import __version__
 from memagent.cli_agents import agents_app, load, presets_app
-from memagent.cli_common import NoColor
+from memagent.cli_common import Db, NoColor
 from memagent.cli_wrappers import wrappers_app
 from memagent.errors import UserError
 from memagent.text import clean_text
@@ -75,6 +75,7 @@ def chat(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per event per line.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="Plain output (also NO_COLOR).")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for internal errors.")] = False,
+    db: Db = None,
 ) -> None:
     """Chat with an agent that remembers. Piped stdin: one message per line.
 
@@ -107,6 +108,7 @@ def chat(
             json_output=json_output,
             no_color=no_color,
             debug=debug,
+            db=db,
         )
     )
     guard_chat(settings.agent)  # from here on this is a child process; a crash of llama.cpp is explained

@@ -81,9 +81,12 @@ class PostgresDialect:
         options = f"-c lock_timeout={int(self.busy_timeout * 1000)}"
         if self.read_only:
             options += " -c default_transaction_read_only=on"
+        given = self.url.query.get("options")  # the URL's own (a search_path, say) come first
+        if given:
+            options = f"{given if isinstance(given, str) else ' '.join(given)} {options}"
         try:
             return sa.create_engine(
-                self.url,
+                self.url.difference_update_query(["options"]),
                 isolation_level="AUTOCOMMIT",
                 pool_size=1,
                 max_overflow=0,
