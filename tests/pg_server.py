@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 READY = "database system is ready to accept connections"
+PASSWORD = "pg-test-secret"  # the superuser's: connections over TCP must give it (so a wrong one is refused)
 START_DEADLINE = 60.0  # seconds; a start takes ~1 s on an idle machine
 
 
@@ -87,8 +88,13 @@ class PostgresServer:
     def start(self) -> None:
         if self._user is not None:
             os.chown(self.root, self._user, self._group or -1)
+        password_file = self.root / "password"
+        password_file.write_text(PASSWORD + "\n")
+        if self._user is not None:
+            os.chown(password_file, self._user, self._group or -1)
         subprocess.run(
-            [str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
+            [str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=scram-sha-256",
+             f"--pwfile={password_file}", "--encoding=UTF8",
              "--locale-provider=builtin", "--builtin-locale=C.UTF-8", "--no-sync", "--no-instructions"],
             check=True, capture_output=True, text=True, timeout=120, **self._as_server_user(),  # type: ignore[call-overload]
         )
@@ -132,9 +138,9 @@ class PostgresServer:
         return True
 
     def url(
-        self, database: str = "postgres", user: str = "postgres", password: str | None = None, schema: str | None = None
+        self, database: str = "postgres", user: str = "postgres", password: str = PASSWORD, schema: str | None = None
     ) -> str:
-        auth = user if password is None else f"{user}:{password}"
+        auth = f"{user}:{password}"
         query = f"?options=-csearch_path%3D{schema}" if schema else ""
         return f"postgresql+psycopg://{auth}@127.0.0.1:{self.port}/{database}{query}"
 
@@ -142,8 +148,8 @@ class PostgresServer:
         """Statements run with autocommit as the superuser (CREATE DATABASE can't run in a transaction)."""
         import psycopg
 
-        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname={database}",
-                             autocommit=True) as conn:
+        dsn = f"host=127.0.0.1 port={self.port} user=postgres password={PASSWORD} dbname={database}"
+        with psycopg.connect(dsn, autocommit=True) as conn:
             for statement in statements:
                 conn.execute(statement)  # type: ignore[arg-type]
 

@@ -192,6 +192,9 @@ class Store:
                 sa_exc.ProgrammingError | sa_exc.DataError | sa_exc.NotSupportedError | sqlite3.ProgrammingError,
             ):
                 raise
+            if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+                with suppress(sa_exc.SQLAlchemyError):
+                    self._conn.rollback()  # a lost connection: the next statement connects again
             raise StoreError(one_line(f"Can't {action} database {self.where}: {self.dialect.reason(error)}")) from None
 
     # --------------------------------------------------------------------------- transactions

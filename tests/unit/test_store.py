@@ -108,6 +108,22 @@ def test_a_schema_newer_than_this_code_is_refused(tmp_path: Path) -> None:
     assert "newer memagent" in str(info.value)
 
 
+def test_the_table_definitions_match_the_migrated_database(database: str) -> None:
+    """schema.py (what statements are written against) and the migrations (what creates the tables) agree."""
+    import sqlalchemy as sa
+
+    from memagent.memory import schema
+
+    Store(database).close()
+    engine = sa.create_engine(database if "://" in database else f"sqlite:///{database}")
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        for table in (schema.agents, schema.messages, schema.passages):
+            columns = {column["name"] for column in inspector.get_columns(table.name)} - {"search_vector"}
+            assert columns == {column.name for column in table.columns}, table.name
+    engine.dispose()
+
+
 # --------------------------------------------------------------------------------------- agents
 
 
@@ -409,7 +425,8 @@ def test_fts_query_quotes_every_term() -> None:
 def fuzz_store(request: pytest.FixtureRequest) -> Iterator[tuple[Store, int]]:
     if request.param == "postgresql":
         server = request.getfixturevalue("postgres_server")
-        s = Store(server.url(schema=server.create_schema()))
+        schema_name = server.create_schema()
+        s = Store(server.url(schema=schema_name))
     else:
         s = Store.in_memory()
     with s.transaction() as tx:
@@ -418,6 +435,8 @@ def fuzz_store(request: pytest.FixtureRequest) -> Iterator[tuple[Store, int]]:
         tx.add_passage(agent.id, "other ordinary words NEAR OR NOT")
     yield s, agent.id
     s.close()
+    if request.param == "postgresql":
+        server.drop_schema(schema_name)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
