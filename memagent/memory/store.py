@@ -264,15 +264,13 @@ class Store:
 
     # ---------------------------------------------------------------------------------- reads
 
-    def _rows(self, statement: sa.Executable | str, params: Mapping[str, Any] | None = None) -> Sequence[sa.Row[Any]]:
-        """All rows of a read (a Core statement; text SQL for benchmarks and tests)."""
+    def _rows(self, statement: sa.Executable, params: Mapping[str, Any] | None = None) -> Sequence[sa.Row[Any]]:
+        """All rows of a read."""
         self._check_open()
-        if isinstance(statement, str):
-            statement = sa.text(statement)
         with self._guard("read"):
             return self._conn.execute(statement, params or {}).all()
 
-    def _scalar(self, statement: sa.Executable | str, params: Mapping[str, Any] | None = None) -> Any:
+    def _scalar(self, statement: sa.Executable, params: Mapping[str, Any] | None = None) -> Any:
         rows = self._rows(statement, params)
         return rows[0][0]
 

@@ -7,11 +7,13 @@ import copy
 import json
 
 import pytest
+import sqlalchemy as sa
 from conftest import BOTH_STORES
 from fakes import ScriptedBackend, call, reply
 
 from memagent.app import open_agent
 from memagent.errors import AgentExistsError, UserError
+from memagent.memory import schema
 from memagent.memory.export import FORMAT, VERSION, check_export, export_agent, import_agent
 from memagent.memory.store import Store, Transaction
 from memagent.settings import Settings
@@ -127,7 +129,7 @@ def test_a_failing_import_leaves_no_half_agent(exported, tmp_path, monkeypatch):
         with pytest.raises(RuntimeError, match="disk went away"):
             import_agent(target, data)
         assert target.list_agents() == []
-        assert target._scalar("SELECT count(*) FROM messages", {}) == 0
+        assert target._scalar(sa.select(sa.func.count()).select_from(schema.messages)) == 0
 
 
 def test_text_is_cleaned_on_the_way_in(exported, tmp_path):
