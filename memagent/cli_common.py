@@ -85,6 +85,9 @@ def open_store(settings: Settings, *, create: bool = True, read_only: bool = Fal
 
     target = settings.database
     if is_url(target):
+        if not create and _empty(target):  # a database memagent never wrote holds no agents: leave it so
+            yield None
+            return
         store = _store(target, read_only=read_only)
     else:
         path = Path(target)
@@ -98,6 +101,11 @@ def open_store(settings: Settings, *, create: bool = True, read_only: bool = Fal
         yield store
     finally:
         store.close()
+
+
+def _empty(target: str) -> bool:
+    with _store(target, read_only=True) as store:
+        return store.schema_version == 0
 
 
 def _store(target: str, *, read_only: bool = False) -> Store:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from fakes import Recorder, ScriptedBackend
-from pg_server import PostgresServer
+from pg_server import BOTH_STORES, PostgresServer
 
 from memagent.agent import Agent
 from memagent.app import open_agent
@@ -35,9 +35,6 @@ def pg_url(postgres_server: PostgresServer) -> Iterator[str]:
     schema = postgres_server.create_schema()
     yield postgres_server.url(schema=schema)
     postgres_server.drop_schema(schema)
-
-
-BOTH_STORES = [pytest.param("sqlite"), pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture(params=BOTH_STORES)

@@ -23,6 +23,11 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
+BOTH_STORES = [pytest.param("sqlite"), pytest.param("postgresql", marks=pytest.mark.postgres)]
+"""Parameters of a fixture that gives each test a SQLite store, then a PostgreSQL one (marked `postgres`)."""
+
 READY = "database system is ready to accept connections"
 PASSWORD = "pg-test-secret"  # the superuser's: connections over TCP must give it (so a wrong one is refused)
 START_DEADLINE = 60.0  # seconds; a start takes ~1 s on an idle machine

@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from memagent.errors import StoreError
+from memagent.memory import schema
 from memagent.memory.rows import one_line
 
 INSTALL_HINT = "pip install 'memagent[postgres]'"
@@ -113,14 +114,16 @@ class PostgresDialect:
         return bool(dbapi.info.transaction_status != psycopg.pq.TransactionStatus.IDLE)
 
     def schema_version(self, conn: sa.Connection) -> int:
-        if conn.exec_driver_sql("SELECT to_regclass('memagent_schema')").scalar_one() is None:
+        versions = schema.schema_versions
+        if not sa.inspect(conn).has_table(versions.name):
             return 0
-        return int(conn.exec_driver_sql("SELECT coalesce(max(version), 0) FROM memagent_schema").scalar_one())
+        return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(versions.c.version), 0))).scalar_one())
 
     def set_schema_version(self, conn: sa.Connection, version: int) -> None:
-        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS memagent_schema (version INTEGER NOT NULL)")
-        conn.exec_driver_sql("DELETE FROM memagent_schema")
-        conn.execute(sa.text("INSERT INTO memagent_schema (version) VALUES (:v)"), {"v": int(version)})
+        versions = schema.schema_versions
+        versions.create(conn, checkfirst=True)
+        conn.execute(sa.delete(versions))
+        conn.execute(sa.insert(versions).values(version=int(version)))
 
     def foreign_tables(self, conn: sa.Connection) -> list[str]:
         rows = conn.exec_driver_sql(

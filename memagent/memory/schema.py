@@ -109,6 +109,9 @@ passages = sa.Table(
     sqlite_autoincrement=True,
 )
 
+# The schema version on PostgreSQL (one row; SQLite keeps it in PRAGMA user_version): see dialect.py.
+schema_versions = sa.Table("memagent_schema", metadata, sa.Column("version", sa.Integer, nullable=False))
+
 MESSAGE_COLUMNS = (
     messages.c.id,
     messages.c.agent_id,

@@ -149,3 +149,11 @@ def test_a_database_url_that_fails_is_one_line_without_its_password(tmp_path, po
     for args in (["agents", "list", "--db", url], ["chat", "--db", url, "--backend", "human"]):
         line = one_error(run_cli(args, tmp_path / "home"))
         assert "does not exist" in line and "postgres:***@127.0.0.1" in line and PASSWORD not in line
+
+
+@pytest.mark.postgres
+def test_listing_an_empty_postgresql_database_creates_nothing(tmp_path, pg_url):
+    listed = run_cli(["agents", "list", "--db", pg_url], tmp_path / "home")
+    assert listed.returncode == 0 and "No agents yet" in listed.stdout, listed.stderr
+    with Store(pg_url, read_only=True) as store:
+        assert store.schema_version == 0  # not migrated: listing never writes

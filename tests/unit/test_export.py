@@ -8,8 +8,8 @@ import json
 
 import pytest
 import sqlalchemy as sa
-from conftest import BOTH_STORES
 from fakes import ScriptedBackend, call, reply
+from pg_server import BOTH_STORES
 
 from memagent.app import open_agent
 from memagent.errors import AgentExistsError, UserError

@@ -15,9 +15,9 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import BOTH_STORES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pg_server import BOTH_STORES
 from sqlalchemy import Connection
 
 from memagent.errors import StoreError, UserError
