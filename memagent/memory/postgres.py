@@ -68,6 +68,11 @@ class PostgresDialect:
         if self.url.drivername in ("postgresql", "postgres"):
             self.url = self.url.set(drivername="postgresql+psycopg")
         self.where = self.url.render_as_string(hide_password=True)
+        if self.url.drivername != "postgresql+psycopg":
+            raise StoreError(
+                f"Can't open database {self.where}: memagent talks to PostgreSQL through psycopg 3; write the URL "
+                "as postgresql+psycopg://user:password@host:port/database"
+            )
         self.read_only = read_only
         self.busy_timeout = busy_timeout
 

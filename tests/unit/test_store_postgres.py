@@ -229,7 +229,10 @@ def test_a_missing_driver_says_what_to_install(pg_url: str, monkeypatch) -> None
     assert "pip install 'memagent[postgres]'" in one_line_without_password(info.value)
 
 
-def test_a_url_of_another_database_kind() -> None:
+def test_a_url_of_another_database_kind_or_driver() -> None:
     with pytest.raises(StoreError) as info:
         Store(f"mysql://root:{PASSWORD}@127.0.0.1/memagent")
     assert "SQLite or PostgreSQL" in one_line_without_password(info.value)
+    with pytest.raises(StoreError) as info:
+        Store(f"postgresql+psycopg2://root:{PASSWORD}@127.0.0.1/memagent")
+    assert "postgresql+psycopg://" in one_line_without_password(info.value)
