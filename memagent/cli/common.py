@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -17,8 +18,6 @@ import typer
 from memagent.errors import UserError
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from rich.console import Console
 
     from memagent.memory.store import AgentRow, Store
@@ -45,6 +44,25 @@ NoColor = Annotated[
 ]
 
 
+def set_db(value: str | None) -> str | None:
+    """--db works like MEMAGENT_DB (which Settings reads), so set that."""
+    if value:
+        os.environ["MEMAGENT_DB"] = value
+    return value
+
+
+Db = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        metavar="PATH|URL",
+        help="The database: a SQLite file or a URL such as postgresql+psycopg://user:password@host/db "
+        "(default: $MEMAGENT_HOME/memagent.db). [env MEMAGENT_DB]",
+        callback=set_db,
+    ),
+]
+
+
 def current_settings() -> Settings:
     from memagent.settings import build_settings
 
@@ -67,29 +85,42 @@ def console(*, stderr: bool = False) -> Console:
 
 @contextmanager
 def open_store(settings: Settings, *, create: bool = True, read_only: bool = False) -> Iterator[Store | None]:
-    """The database, or None (with create=False) when there is none yet: listing must not create one.
+    """The database, or None (with create=False) when there is no SQLite file yet: listing must not create one.
 
     With read_only the commands that only read (agents list/show) work in a read-only home: SQLite opens
     the file with mode=ro and nothing is migrated or written. Otherwise a read-only home or database is
-    one clear line before anything is tried."""
-    if not create and not settings.db_path.exists():
-        yield None
-        return
-    if read_only:
-        store = _store(settings.db_path, read_only=True)
+    one clear line before anything is tried. A PostgreSQL URL is opened as it is (the server says what's wrong)."""
+    from memagent.memory.database_url import is_url
+
+    target = settings.database
+    if is_url(target):
+        if not create and _empty(target):  # a database memagent never wrote holds no agents: leave it so
+            yield None
+            return
+        store = _store(target, read_only=read_only)
     else:
-        check_writable(settings.db_path)
-        store = _store(settings.db_path)
+        path = Path(target)
+        if not create and not path.exists():
+            yield None
+            return
+        if not read_only:
+            check_writable(path)
+        store = _store(target, read_only=read_only)
     try:
         yield store
     finally:
         store.close()
 
 
-def _store(path: Path, *, read_only: bool = False) -> Store:
+def _empty(target: str) -> bool:
+    with _store(target, read_only=True) as store:
+        return store.schema_version == 0
+
+
+def _store(target: str, *, read_only: bool = False) -> Store:
     from memagent.memory.store import Store
 
-    return Store(path, read_only=read_only)
+    return Store(target, read_only=read_only)
 
 
 def check_writable(db_path: Path) -> None:

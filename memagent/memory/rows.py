@@ -1,5 +1,5 @@
 """What the store hands out (agents, messages, passages, pages of search results) and the conversions
-at the SQLite boundary: database rows to these dataclasses, datetimes to sortable UTC text and back,
+at the database boundary: database rows to these dataclasses, datetimes to sortable UTC text and back,
 and error text flattened to the one line a StoreError shows.
 
 Shared by ``store.py`` (the reads) and ``transaction.py`` (the writes); imports nothing from either.
@@ -7,7 +7,6 @@ Shared by ``store.py`` (the reads) and ``transaction.py`` (the writes); imports 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -93,18 +92,16 @@ def local_day_start(day: date) -> datetime:
 
 
 def message_from_row(row: sa.Row[Any]) -> StoredMessage:
-    return StoredMessage(row.id, row.agent_id, row.role, row.text, json.loads(row.payload), parse_time(row.created_at))
+    """A row of ``schema.MESSAGE_COLUMNS`` (its payload decoded and its time parsed by the column types)."""
+    return StoredMessage(row.id, row.agent_id, row.role, row.text, row.payload, row.created_at)
 
 
 def passage_from_row(row: sa.Row[Any]) -> Passage:
-    return Passage(row.id, row.agent_id, row.text, parse_time(row.created_at))
+    return Passage(row.id, row.agent_id, row.text, row.created_at)
 
 
 def agent_from_row(row: sa.Row[Any]) -> AgentRow:
-    version = int(getattr(row, "version", 0) or 0)  # databases of schema v1 have no version column
-    return AgentRow(
-        row.id, row.name, json.loads(row.state), parse_time(row.created_at), parse_time(row.updated_at), version
-    )
+    return AgentRow(row.id, row.name, row.state, row.created_at, row.updated_at, int(row.version or 0))
 
 
 def one_line(message: str) -> str:

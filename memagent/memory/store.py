@@ -1,27 +1,25 @@
-"""SQLite storage for agents, their message log (recall memory) and passages (archival memory).
+"""Storage for agents, their message log (recall memory) and passages (archival memory), on SQLite or PostgreSQL.
 
-One ``Store`` owns one SQLAlchemy connection in driver-autocommit mode and issues ``BEGIN IMMEDIATE``
-/ ``COMMIT`` itself. Why: reads outside a transaction must not leave a read snapshot open (that would
-pin the WAL and hide other processes' writes), and a write transaction must take the write lock up
-front so a second memagent fails fast with "locked" instead of deadlocking half-way through a step.
-The CLI is single-threaded, so one connection is enough, and reads made inside ``transaction()``
-see its uncommitted writes because they share that connection.
+``Store(target)`` opens a SQLite file (a path, the default: ``$MEMAGENT_HOME/memagent.db``) or a PostgreSQL
+database (a SQLAlchemy URL such as ``postgresql+psycopg://user:password@host/db``). The statements are Core
+statements on ``schema.py``'s tables; what differs between the two databases is behind ``dialect.py``.
 
-Full-text search uses FTS5 external-content tables (see ``migrations.py``). User/model queries are
-never passed to FTS5 as syntax: ``fts_query`` quotes every term, so no input can raise a syntax error.
+One ``Store`` owns one connection in driver-autocommit mode and issues ``BEGIN`` / ``COMMIT`` itself. Why: reads
+outside a transaction must not leave a read snapshot open (that would hide other processes' writes), and a write
+transaction must take its locks up front (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: ``Transaction.lock_agent``)
+so a second memagent waits or fails fast instead of deadlocking half-way through a step. The CLI is
+single-threaded, so one connection is enough, and reads made inside ``transaction()`` see its uncommitted writes
+because they share that connection.
 
-Every failure the user can do something about (bad path, not a database, locked, read-only, newer
-schema) becomes a one-line ``StoreError`` naming the database path; that translation lives here only,
-and the writes of ``transaction.py`` go through it too. The dataclasses the store returns are in
-``rows.py``; they and ``Transaction`` are re-exported here.
+Every failure the user can do something about (bad path, not a database, locked, read-only, newer schema, server
+down, wrong password, missing driver) becomes a one-line ``StoreError`` naming the database (a URL never shows
+its password); that translation lives here, with each dialect's wording, and the writes of ``transaction.py`` go
+through it too. The dataclasses the store returns are in ``rows.py``; they and ``Transaction`` are re-exported.
 """
 
 from __future__ import annotations
 
-import json
-import random
 import sqlite3
-import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import date, timedelta
@@ -30,17 +28,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.pool import StaticPool
 
 from memagent.errors import StoreError
-from memagent.memory.migrations import (
-    MIGRATIONS,
-    Migration,
-    apply_pending,
-    foreign_tables,
-    fts_query,
-    schema_version,
-)
+from memagent.memory import schema
+from memagent.memory.database_url import is_url, open_dialect
+from memagent.memory.migrations import MIGRATIONS, Migration, apply_pending
+from memagent.memory.names import unique_agent_name
 from memagent.memory.rows import (
     AgentRow,
     Passage,
@@ -52,10 +45,10 @@ from memagent.memory.rows import (
     one_line,
     passage_from_row,
     search_page,
-    utc_iso,
 )
+from memagent.memory.search import chunks, search_statements
+from memagent.memory.sqlite import MEMORY_PATH
 from memagent.memory.transaction import Transaction
-from memagent.text import clean_text
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
@@ -66,50 +59,13 @@ __all__ = [
     "Store",
     "StoredMessage",
     "Transaction",
+    "is_url",
     "unique_agent_name",
 ]
 
 DEFAULT_BUSY_TIMEOUT = 10.0
 """Seconds a statement waits for another process's lock before giving up with "locked". Write transactions
 are short (a step's function and its rows; never a model call), so several processes on one agent take turns."""
-
-MEMORY_PATH = ":memory:"
-
-
-# ---------------------------------------------------------------------------------- error messages
-
-_REASONS: tuple[tuple[tuple[str, ...], str], ...] = (
-    (
-        ("locked", "busy"),
-        "it is locked by another program (is another memagent running?); close that program and try again",
-    ),
-    (
-        ("not a database", "encrypted"),
-        "it is not a SQLite database; move the file away or choose another database path",
-    ),
-    (("malformed", "corrupt"), "the database is damaged; restore a backup or move the file away"),
-    (("readonly", "read-only"), "it is read-only; fix the permissions of the file and its directory"),
-    (("unable to open",), "the file can't be opened; check that its directory exists and is writable"),
-    (("disk is full", "database or disk is full"), "the disk is full; free some space and retry"),
-    (("no such module: fts5",), "this Python's SQLite lacks FTS5; use a Python built with FTS5"),
-)
-
-
-def _reason(error: BaseException) -> str:
-    """Turn a driver error into "what happened; how to fix it" without a traceback."""
-    original = getattr(error, "orig", None) or error
-    detail = one_line(str(original)) or type(original).__name__
-    lowered = detail.lower()
-    for needles, reason in _REASONS:
-        if any(needle in lowered for needle in needles):
-            return reason
-    return f"{detail}; check the file or choose another database path"
-
-
-# ------------------------------------------------------------------------------------------ store
-
-_MESSAGE_COLUMNS = "m.id, m.agent_id, m.role, m.text, m.payload, m.created_at"
-_PASSAGE_COLUMNS = "p.id, p.agent_id, p.text, p.created_at"
 
 
 def _check_paging(page: int, page_size: int) -> None:
@@ -118,34 +74,31 @@ def _check_paging(page: int, page_size: int) -> None:
 
 
 class Store:
-    """The memagent database at ``path`` (created with its parent directories if missing)."""
+    """The memagent database at ``target``: a file path (created with its parent directories if missing), or a
+    SQLAlchemy URL of a SQLite file or a PostgreSQL database."""
 
     def __init__(
         self,
-        path: str | Path,
+        target: str | Path | sa.URL,
         *,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         migrations: Sequence[Migration] = MIGRATIONS,
         read_only: bool = False,
     ) -> None:
-        """``read_only`` opens an existing file without ever writing to it (no migration, no WAL switch), so
+        """``read_only`` opens an existing database without ever writing to it (no migration, no WAL switch), so
         listing and showing agents work in a home the user can't write to."""
-        in_memory = str(path) == MEMORY_PATH
-        self.path: Path | str = MEMORY_PATH if in_memory else Path(path).expanduser()
-        self.read_only = read_only and not in_memory
         self._depth = 0
+        self._closed = True
+        self.dialect = open_dialect(target, busy_timeout, read_only)
+        self.path: Path | str = getattr(self.dialect, "path", self.dialect.where)
+        self.where = self.dialect.where
+        self.read_only = bool(getattr(self.dialect, "read_only", read_only))
+        self._engine = self.dialect.create_engine()
         self._closed = False
-        if self.read_only:
-            self._engine = self._read_only_engine(Path(self.path), busy_timeout)
-        else:
-            if not in_memory:
-                self._prepare_file(Path(self.path))
-            self._engine = self._make_engine(busy_timeout)
         try:
             with self._guard("open"):
                 self._conn = self._engine.connect()
-                if not self.read_only:
-                    self._conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+                self.dialect.prepare(self._conn)
             self._migrate(migrations)
         except BaseException:
             self._engine.dispose()
@@ -153,82 +106,35 @@ class Store:
             raise
 
     @classmethod
+    def open(cls, target: str | Path | sa.URL, **options: Any) -> Store:
+        """``Store(target)``: a file path or a SQLAlchemy URL."""
+        return cls(target, **options)
+
+    @classmethod
     def in_memory(cls) -> Store:
-        """A private, empty database that vanishes on close: for tests."""
+        """A private, empty SQLite database that vanishes on close: for tests."""
         return cls(MEMORY_PATH)
-
-    def _prepare_file(self, path: Path) -> None:
-        """Create the parent directories, turning OS errors into one clear line."""
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise StoreError(
-                one_line(
-                    f"Can't create the directory for database {path}: {error.strerror or error}; "
-                    "choose a writable location for the database"
-                )
-            ) from None
-        if path.is_dir():
-            raise StoreError(f"Can't open database {path}: it is a directory; give a file path instead")
-
-    def _make_engine(self, busy_timeout: float) -> sa.Engine:
-        """One pooled connection, driver autocommit (we issue BEGIN/COMMIT), pragmas set on connect."""
-        url = sa.URL.create("sqlite+pysqlite", database=str(self.path))
-        engine = sa.create_engine(
-            url, poolclass=StaticPool, isolation_level="AUTOCOMMIT", connect_args={"timeout": busy_timeout}
-        )
-
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            cursor.execute("PRAGMA foreign_keys = ON")
-            cursor.close()
-
-        return engine
-
-    def _read_only_engine(self, path: Path, busy_timeout: float) -> sa.Engine:
-        """SQLite's ``mode=ro``; where even that can't work (a WAL database in a directory we can't write, so
-        no ``-shm`` file can be made) ``immutable=1``, which reads the file as it is."""
-        if not path.is_file():
-            raise StoreError(f"Can't open database {path}: it does not exist; run `memagent chat` to create it")
-        uri = "file:" + urllib.parse.quote(str(path.resolve()))
-
-        def connect() -> sqlite3.Connection:
-            last: sqlite3.Error | None = None
-            for flags in ("mode=ro", "mode=ro&immutable=1"):
-                try:
-                    conn = sqlite3.connect(f"{uri}?{flags}", uri=True, timeout=busy_timeout, check_same_thread=False)
-                    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-                    return conn
-                except sqlite3.Error as error:
-                    last = error
-            assert last is not None
-            raise last
-
-        return sa.create_engine(
-            "sqlite+pysqlite://", creator=connect, poolclass=StaticPool, isolation_level="AUTOCOMMIT"
-        )
 
     def _migrate(self, migrations: Sequence[Migration]) -> None:
         """Bring the schema up to date; a no-op (no write lock taken) when it already is."""
         with self._guard("open"):
-            current = schema_version(self._conn)
+            current = self.dialect.schema_version(self._conn)
         if current > len(migrations):
             raise StoreError(
-                f"Can't open database {self.path}: it was written by a newer memagent (schema "
+                f"Can't open database {self.where}: it was written by a newer memagent (schema "
                 f"v{current}, this version knows up to v{len(migrations)}); upgrade memagent or "
                 "choose another database path"
             )
+        self._version = current
         if current == len(migrations):
             return
         if current == 0:
             with self._guard("open"):
-                foreign = foreign_tables(self._conn)
+                foreign = self.dialect.foreign_tables(self._conn)
             if foreign:
                 raise StoreError(
                     one_line(
-                        f"Can't open database {self.path}: it is not a memagent database (it holds tables "
+                        f"Can't open database {self.where}: it is not a memagent database (it holds tables "
                         f"{', '.join(foreign[:5])} but no memagent schema); choose another database path"
                     )
                 )
@@ -236,22 +142,23 @@ class Store:
             return  # reads of an older schema still work; the first writer upgrades it
         with self._raw_transaction("upgrade"), self._guard("upgrade"):
             # Re-read under the write lock: another process may have migrated in the meantime.
-            apply_pending(self._conn, schema_version(self._conn), migrations)
+            self._version = apply_pending(self._conn, self.dialect, self.dialect.schema_version(self._conn), migrations)
 
     # ------------------------------------------------------------------------------ lifecycle
 
     @property
     def schema_version(self) -> int:
         with self._guard("read"):
-            return schema_version(self._conn)
+            return self.dialect.schema_version(self._conn)
 
     def close(self) -> None:
-        """Roll back anything uncommitted and release the file. Safe to call twice."""
+        """Roll back anything uncommitted and release the database. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
         self._rollback_quietly()
-        self._conn.close()
+        with suppress(sa_exc.DBAPIError):
+            self._conn.close()
         self._engine.dispose()
 
     def __enter__(self) -> Store:
@@ -262,32 +169,33 @@ class Store:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise RuntimeError(f"the store for {self.path} is closed")
+            raise RuntimeError(f"the store for {self.where} is closed")
 
     @contextmanager
     def _guard(self, action: str) -> Iterator[None]:
-        """Translate driver errors into StoreError; programming errors (IntegrityError on a CHECK,
-        ProgrammingError...) keep their traceback because they are bugs."""
+        """Translate driver errors into StoreError; programming errors (IntegrityError on a CHECK or a unique
+        name, ProgrammingError...) keep their traceback because they are bugs or handled by the caller."""
         try:
             yield
         except sa_exc.IntegrityError as error:
-            if "FOREIGN KEY" not in str(error.orig):
+            if "foreign key" not in str(error.orig).lower():
                 raise
             raise StoreError(
                 one_line(
-                    f"Can't write to database {self.path}: the agent no longer exists (deleted by another "
+                    f"Can't write to database {self.where}: the agent no longer exists (deleted by another "
                     "memagent?); restart memagent"
                 )
             ) from None
-        except (
-            sa_exc.OperationalError,
-            sa_exc.DatabaseError,
-            sqlite3.OperationalError,
-            sqlite3.DatabaseError,
-        ) as error:
-            if isinstance(error, sa_exc.ProgrammingError | sqlite3.ProgrammingError):
+        except (sa_exc.DBAPIError, sqlite3.OperationalError, sqlite3.DatabaseError) as error:
+            if isinstance(
+                error,
+                sa_exc.ProgrammingError | sa_exc.DataError | sa_exc.NotSupportedError | sqlite3.ProgrammingError,
+            ):
                 raise
-            raise StoreError(one_line(f"Can't {action} database {self.path}: {_reason(error)}")) from None
+            if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+                with suppress(sa_exc.SQLAlchemyError):
+                    self._conn.rollback()  # a lost connection: the next statement connects again
+            raise StoreError(one_line(f"Can't {action} database {self.where}: {self.dialect.reason(error)}")) from None
 
     # --------------------------------------------------------------------------- transactions
 
@@ -299,21 +207,20 @@ class Store:
         nothing is durable until the outermost block commits."""
         self._check_open()
         if self.read_only:
-            raise StoreError(f"Can't write to database {self.path}: it was opened read-only; check its permissions")
+            raise StoreError(f"Can't write to database {self.where}: it was opened read-only; check its permissions")
         tx = Transaction(self)
         try:
             with self._raw_transaction("write to"):
                 yield tx
         finally:
-            tx._finished = True
+            tx.finish()
 
     @contextmanager
     def _raw_transaction(self, action: str) -> Iterator[None]:
         depth = self._depth
         savepoint = f"sp{depth}"
-        begin = "BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {savepoint}"
         with self._guard(action):
-            self._conn.exec_driver_sql(begin)
+            self._conn.exec_driver_sql(self.dialect.begin if depth == 0 else f"SAVEPOINT {savepoint}")
         self._depth = depth + 1
         try:
             yield
@@ -340,147 +247,117 @@ class Store:
             raise
 
     def _rollback_quietly(self) -> None:
-        """Roll back if SQLite still has a transaction open (some errors already ended it)."""
-        dbapi = self._conn.connection.dbapi_connection
-        if dbapi is not None and dbapi.in_transaction:
-            # If even ROLLBACK fails the connection is unusable; the next statement reports why.
-            with suppress(sa_exc.DBAPIError):
+        """Roll back if the driver still has a transaction open (some errors already ended it)."""
+        # If even ROLLBACK fails the connection is unusable; the next statement reports why.
+        with suppress(sa_exc.DBAPIError, sa_exc.InvalidRequestError):
+            if self.dialect.in_transaction(self._conn):
                 self._conn.exec_driver_sql("ROLLBACK")
 
-    def _execute(
-        self, sql: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]], action: str
+    def execute(
+        self, statement: sa.Executable, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
     ) -> sa.CursorResult[Any]:
-        """One statement (a list of params means executemany) with error translation: how a
-        ``Transaction`` writes."""
+        """One statement (a list of params means executemany) with error translation: how a ``Transaction``
+        writes (the ``Executor`` it is given)."""
         self._check_open()
-        with self._guard(action):
-            return self._conn.execute(sa.text(sql), params)
+        with self._guard("write to"):
+            return self._conn.execute(statement, params)
 
     # ---------------------------------------------------------------------------------- reads
 
-    def _rows(self, sql: str, params: Mapping[str, Any]) -> Sequence[sa.Row[Any]]:
+    def _rows(self, statement: sa.Executable, params: Mapping[str, Any] | None = None) -> Sequence[sa.Row[Any]]:
+        """All rows of a read."""
         self._check_open()
         with self._guard("read"):
-            return self._conn.execute(sa.text(sql), params).all()
+            return self._conn.execute(statement, params or {}).all()
 
-    def _scalar(self, sql: str, params: Mapping[str, Any]) -> Any:
-        self._check_open()
-        with self._guard("read"):
-            return self._conn.execute(sa.text(sql), params).scalar_one()
+    def _scalar(self, statement: sa.Executable, params: Mapping[str, Any] | None = None) -> Any:
+        rows = self._rows(statement, params)
+        return rows[0][0]
+
+    def select_agents(self) -> sa.Select[Any]:
+        """Every column of ``agents``; a schema-v1 file opened read-only has no version column yet."""
+        if self._version >= 2:
+            return sa.select(*schema.AGENT_COLUMNS)
+        columns = [c for c in schema.AGENT_COLUMNS if c.name != "version"]
+        return sa.select(*columns, sa.literal(0).label("version"))
 
     def find_agent(self, name: str) -> AgentRow | None:
-        rows = self._rows("SELECT * FROM agents WHERE name = :name", {"name": name})
+        rows = self._rows(self.select_agents().where(schema.agents.c.name == name))
         return agent_from_row(rows[0]) if rows else None
 
     def find_agent_by_id(self, agent_id: int) -> AgentRow | None:
-        rows = self._rows("SELECT * FROM agents WHERE id = :id", {"id": agent_id})
+        rows = self._rows(self.select_agents().where(schema.agents.c.id == agent_id))
         return agent_from_row(rows[0]) if rows else None
 
     def list_agents(self) -> list[AgentRow]:
         """All agents, by name (what a listing shows)."""
-        return [agent_from_row(row) for row in self._rows("SELECT * FROM agents ORDER BY name, id", {})]
+        statement = self.select_agents().order_by(schema.agents.c.name, schema.agents.c.id)
+        return [agent_from_row(row) for row in self._rows(statement)]
 
     def get_messages(self, agent_id: int, ids: Sequence[int]) -> list[StoredMessage]:
         """The messages with ``ids``, in the order of ``ids`` (an agent's in-context window).
 
         A missing id means the saved state points at a message that is gone, so this raises
         StoreError instead of silently dropping part of the context."""
-        rows = self._rows(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE m.agent_id = :agent_id "
-            "AND m.id IN (SELECT value FROM json_each(:ids))",
-            {"agent_id": agent_id, "ids": json.dumps([int(i) for i in ids])},
-        )
-        by_id = {row.id: message_from_row(row) for row in rows}
+        m = schema.messages
+        by_id: dict[int, StoredMessage] = {}
+        for chunk in chunks([int(i) for i in ids]):
+            statement = sa.select(*schema.MESSAGE_COLUMNS).where(m.c.agent_id == agent_id, m.c.id.in_(chunk))
+            by_id.update((row.id, message_from_row(row)) for row in self._rows(statement))
         missing = [i for i in ids if i not in by_id]
         if missing:
             raise StoreError(
                 one_line(
-                    f"Database {self.path} is missing messages {missing[:10]} of agent {agent_id}; the "
+                    f"Database {self.where} is missing messages {missing[:10]} of agent {agent_id}; the "
                     "file was edited or damaged, restore a backup or delete the agent"
                 )
             )
         return [by_id[i] for i in ids]
 
     def count_messages(self, agent_id: int) -> int:
-        return int(self._scalar("SELECT count(*) FROM messages WHERE agent_id = :a", {"a": agent_id}))
+        m = schema.messages
+        return int(self._scalar(sa.select(sa.func.count()).select_from(m).where(m.c.agent_id == agent_id)))
 
     def count_passages(self, agent_id: int) -> int:
-        return int(self._scalar("SELECT count(*) FROM passages WHERE agent_id = :a", {"a": agent_id}))
+        p = schema.passages
+        return int(self._scalar(sa.select(sa.func.count()).select_from(p).where(p.c.agent_id == agent_id)))
 
     def all_messages(self, agent_id: int) -> list[StoredMessage]:
         """Every message of the agent in id order (the order they were written): what an export holds."""
-        sql = f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE m.agent_id = :a ORDER BY m.id"
-        rows = self._rows(sql, {"a": agent_id})
-        return [message_from_row(row) for row in rows]
+        m = schema.messages
+        statement = sa.select(*schema.MESSAGE_COLUMNS).where(m.c.agent_id == agent_id).order_by(m.c.id)
+        return [message_from_row(row) for row in self._rows(statement)]
 
     def all_passages(self, agent_id: int) -> list[Passage]:
         """Every passage of the agent in id order."""
-        sql = f"SELECT {_PASSAGE_COLUMNS} FROM passages p WHERE p.agent_id = :a ORDER BY p.id"
-        rows = self._rows(sql, {"a": agent_id})
-        return [passage_from_row(row) for row in rows]
+        p = schema.passages
+        statement = sa.select(*schema.PASSAGE_COLUMNS).where(p.c.agent_id == agent_id).order_by(p.c.id)
+        return [passage_from_row(row) for row in self._rows(statement)]
 
     def list_passages(self, agent_id: int, limit: int, offset: int = 0) -> list[Passage]:
         """Passages oldest first (insertion order)."""
-        rows = self._rows(
-            f"SELECT {_PASSAGE_COLUMNS} FROM passages p WHERE p.agent_id = :a ORDER BY p.id "
-            "LIMIT :limit OFFSET :offset",
-            {"a": agent_id, "limit": limit, "offset": offset},
-        )
-        return [passage_from_row(row) for row in rows]
+        p = schema.passages
+        statement = (
+            sa.select(*schema.PASSAGE_COLUMNS).where(p.c.agent_id == agent_id).order_by(p.c.id).limit(limit)
+        ).offset(offset)
+        return [passage_from_row(row) for row in self._rows(statement)]
 
     # --------------------------------------------------------------------------------- search
 
-    def _page(
-        self, from_where: str, order: str, columns: str, params: dict[str, Any], page: int, page_size: int
-    ) -> tuple[int, Sequence[sa.Row[Any]]]:
+    def _page(self, statements: tuple[sa.Executable, sa.Executable]) -> tuple[int, Sequence[sa.Row[Any]]]:
         """Count every match, then fetch one page: ``total`` is never just ``len(items)``."""
-        _check_paging(page, page_size)
-        total = int(self._scalar(f"SELECT count(*) {from_where}", params))
-        rows = self._rows(
-            f"SELECT {columns} {from_where} ORDER BY {order} LIMIT :limit OFFSET :offset",
-            {**params, "limit": page_size, "offset": page * page_size},
-        )
-        return total, rows
-
-    def _text_search(
-        self,
-        table: str,
-        alias: str,
-        columns: str,
-        extra_where: str,
-        params: dict[str, Any],
-        query: str,
-        page: int,
-        page_size: int,
-    ) -> tuple[int, Sequence[sa.Row[Any]]]:
-        """bm25-ranked FTS5 search of ``query`` taken literally; substring match when it has no
-        indexable term (only punctuation or emoji), newest first. An empty query matches all."""
-        query = clean_text(query)
-        match = fts_query(query)
-        if match is None:
-            where = (
-                f"FROM {table} {alias} WHERE {alias}.agent_id = :agent_id {extra_where} "
-                f"AND instr(lower({alias}.text), lower(:needle)) > 0"
-            )
-            order = f"{alias}.created_at DESC, {alias}.id DESC"
-            return self._page(where, order, columns, {**params, "needle": query.strip()}, page, page_size)
-        fts = f"{table}_fts"
-        # CROSS JOIN keeps the FTS5 table outermost: SQLite reads the matches and looks each row up by id. With a
-        # plain JOIN it chose to walk every row of the agent and probe FTS5 per row: 170 s a search at 1M rows
-        # instead of ~40 ms (bench/memory_scale.py).
-        where = (
-            f"FROM {fts} CROSS JOIN {table} {alias} ON {alias}.id = {fts}.rowid WHERE {fts} MATCH :match "
-            f"AND {alias}.agent_id = :agent_id {extra_where}"
-        )
-        order = f"bm25({fts}), {alias}.created_at DESC, {alias}.id DESC"
-        return self._page(where, order, columns, {**params, "match": match}, page, page_size)
+        count, page = statements
+        return int(self._scalar(count)), self._rows(page)
 
     def search_messages(
         self, agent_id: int, query: str, *, page: int = 0, page_size: int = 5, roles: Sequence[str] | None = None
     ) -> SearchPage[StoredMessage]:
-        """Recall-memory search: best bm25 match first; ``roles`` limits which roles count."""
-        role_where, params = self._role_filter(agent_id, roles)
-        total, rows = self._text_search("messages", "m", _MESSAGE_COLUMNS, role_where, params, query, page, page_size)
+        """Recall-memory search: best full-text match first; ``roles`` limits which roles count."""
+        _check_paging(page, page_size)
+        statements = search_statements(
+            self.dialect, schema.messages, schema.MESSAGE_COLUMNS, agent_id, roles, query, page, page_size
+        )
+        total, rows = self._page(statements)
         return search_page([message_from_row(row) for row in rows], total, page, page_size)
 
     def search_messages_by_date(
@@ -495,56 +372,22 @@ class Store:
     ) -> SearchPage[StoredMessage]:
         """Messages from local-time midnight of ``start`` through the end of ``end`` (both
         inclusive), oldest first. ``start`` after ``end`` matches nothing."""
-        role_where, params = self._role_filter(agent_id, roles)
-        params |= {"lo": utc_iso(local_day_start(start)), "hi": utc_iso(local_day_start(end + timedelta(days=1)))}
-        where = (
-            f"FROM messages m WHERE m.agent_id = :agent_id {role_where} AND m.created_at >= :lo AND m.created_at < :hi"
-        )
-        total, rows = self._page(where, "m.created_at, m.id", _MESSAGE_COLUMNS, params, page, page_size)
-        return search_page([message_from_row(row) for row in rows], total, page, page_size)
+        _check_paging(page, page_size)
+        m = schema.messages
+        lo, hi = local_day_start(start), local_day_start(end + timedelta(days=1))
+        where = [m.c.agent_id == agent_id, m.c.created_at >= lo, m.c.created_at < hi]
+        if roles is not None:
+            where.append(m.c.role.in_(list(roles)))
+        count = sa.select(sa.func.count()).select_from(m).where(*where)
+        rows = sa.select(*schema.MESSAGE_COLUMNS).where(*where).order_by(m.c.created_at, m.c.id)
+        total, found = self._page((count, rows.limit(page_size).offset(page * page_size)))
+        return search_page([message_from_row(row) for row in found], total, page, page_size)
 
     def search_passages(self, agent_id: int, query: str, *, page: int = 0, page_size: int = 5) -> SearchPage[Passage]:
-        """Archival-memory search: best bm25 match first."""
-        total, rows = self._text_search(
-            "passages", "p", _PASSAGE_COLUMNS, "", {"agent_id": agent_id}, query, page, page_size
+        """Archival-memory search: best full-text match first."""
+        _check_paging(page, page_size)
+        statements = search_statements(
+            self.dialect, schema.passages, schema.PASSAGE_COLUMNS, agent_id, None, query, page, page_size
         )
+        total, rows = self._page(statements)
         return search_page([passage_from_row(row) for row in rows], total, page, page_size)
-
-    @staticmethod
-    def _role_filter(agent_id: int, roles: Sequence[str] | None) -> tuple[str, dict[str, Any]]:
-        params: dict[str, Any] = {"agent_id": agent_id}
-        if roles is None:
-            return "", params
-        params["roles"] = json.dumps(list(roles))
-        return "AND m.role IN (SELECT value FROM json_each(:roles))", params
-
-
-# ---------------------------------------------------------------------------------- agent names
-
-# fmt: off
-_ADJECTIVES = (
-    "amber", "bold", "brisk", "calm", "clever", "cosmic", "dapper", "eager", "fuzzy", "gentle", "happy",
-    "hidden", "jolly", "keen", "lively", "lucky", "mellow", "misty", "nimble", "plucky", "quiet", "rapid",
-    "rusty", "silver", "sleepy", "snowy", "steady", "sunny", "swift", "tidy", "witty", "zesty",
-)
-_ANIMALS = (
-    "badger", "beaver", "bison", "crane", "falcon", "ferret", "gecko", "heron", "ibis", "koala", "lemur",
-    "lynx", "marmot", "mole", "moose", "newt", "ocelot", "otter", "owl", "panda", "puffin", "quail",
-    "raven", "seal", "sparrow", "stoat", "tapir", "toad", "walrus", "wombat", "yak", "zebra",
-)
-# fmt: on
-
-
-def unique_agent_name(store: Store, rng: random.Random | None = None) -> str:
-    """A readable name such as ``brisk-otter-42`` that no agent in ``store`` has yet.
-
-    Deterministic for a seeded ``rng`` and a given database. After many collisions the number gets
-    wider, so this always terminates."""
-    rng = rng if rng is not None else random.Random()
-    attempt = 0
-    while True:
-        high = 99 if attempt < 200 else 99_999
-        name = f"{rng.choice(_ADJECTIVES)}-{rng.choice(_ANIMALS)}-{rng.randint(10, high)}"
-        if store.find_agent(name) is None:
-            return name
-        attempt += 1

@@ -1,7 +1,7 @@
 """The write side of the store: every write goes through a ``Transaction`` from ``Store.transaction()``.
 
-Statements run on the store's connection through ``Store._execute``, so driver errors are translated
-in one place (``store.py``) for reads and writes alike.
+A transaction runs Core statements on ``schema.py``'s tables through an ``Executor`` (the store, which translates
+driver errors in one place for reads and writes alike). It never reaches into the store itself.
 """
 
 from __future__ import annotations
@@ -9,143 +9,181 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 
 from memagent.errors import AgentExistsError, StateConflictError, StoreError
+from memagent.memory import schema
 from memagent.memory.rows import AgentRow, agent_from_row, one_line, parse_time, utc_iso
+from memagent.memory.search import chunks
 from memagent.text import clean_any, clean_text
 
-if TYPE_CHECKING:
-    from memagent.memory.store import Store
+
+class Executor(Protocol):
+    """Where a transaction's statements run."""
+
+    where: str
+    """The database as named in messages (a path, or a URL without its password)."""
+
+    def execute(
+        self, statement: sa.Executable, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
+    ) -> sa.CursorResult[Any]: ...
+
+    def select_agents(self) -> sa.Select[Any]:
+        """A select of every column of ``agents`` this database has."""
+        ...
+
+
+# Built once: the hot writes of every step pass only their values.
+_INSERT_MESSAGE = sa.insert(schema.messages).returning(schema.messages.c.id)
+_INSERT_PASSAGE = sa.insert(schema.passages).returning(schema.passages.c.id)
+_INSERT_PASSAGES = sa.insert(schema.passages).returning(schema.passages.c.id, sort_by_parameter_order=True)
+
+
+def _utc(moment: datetime | None = None) -> datetime:
+    """``moment`` (default now) as the aware UTC datetime the database gives back, to the microsecond."""
+    return parse_time(utc_iso(moment))
+
+
+def _document(value: Mapping[str, Any]) -> Any:
+    """A JSON value as stored: cleaned text, and lists where tuples were (what reading it back gives)."""
+    return json.loads(json.dumps(clean_any(dict(value))))
 
 
 class Transaction:
     """Write access to a ``Store`` for the duration of one ``with store.transaction()`` block."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, executor: Executor) -> None:
+        self._db = executor
         self._finished = False
 
-    def _run(self, sql: str, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> sa.CursorResult[Any]:
-        """Execute one statement (a list of params means executemany) with error translation."""
+    def finish(self) -> None:
+        """Called by the store when the block ends: later writes are refused."""
+        self._finished = True
+
+    def _run(
+        self, statement: sa.Executable, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
+    ) -> sa.CursorResult[Any]:
         if self._finished:
             raise RuntimeError("this transaction has already been committed or rolled back")
-        return self._store._execute(sql, params, "write to")
+        return self._db.execute(statement, params)
+
+    def _find(self, where: sa.ColumnElement[bool], lock: bool = False) -> AgentRow | None:
+        statement = self._db.select_agents().where(where)
+        rows = self._run(statement.with_for_update() if lock else statement).all()
+        return agent_from_row(rows[0]) if rows else None
 
     def create_agent(self, name: str, state: Mapping[str, Any], created_at: datetime | None = None) -> AgentRow:
-        """A new agent; StoreError if ``name`` is taken (the write lock makes the check race-free).
+        """A new agent; AgentExistsError if ``name`` is taken (by a committed agent, or one another process is
+        creating right now: PostgreSQL's unique index decides that race, SQLite's write lock prevents it).
         ``created_at`` (default now) keeps an imported agent's age; ``updated_at`` is always now."""
-        if self._store.find_agent(name) is not None:
-            raise AgentExistsError(
-                one_line(
-                    f"An agent named {name!r} already exists in {self._store.path}; choose another name "
-                    "or delete the existing agent first"
-                )
+        if self._find(schema.agents.c.name == name) is not None:
+            raise self._exists(name)
+        now = _utc()
+        created = now if created_at is None else _utc(created_at)
+        stored = _document(state)
+        insert = sa.insert(schema.agents).values(name=name, state=stored, created_at=created, updated_at=now)
+        try:
+            agent_id = self._run(insert.returning(schema.agents.c.id)).scalar_one()
+        except sa_exc.IntegrityError:
+            raise self._exists(name) from None
+        return AgentRow(int(agent_id), name, stored, created, now)
+
+    def _exists(self, name: str) -> AgentExistsError:
+        return AgentExistsError(
+            one_line(
+                f"An agent named {name!r} already exists in {self._db.where}; choose another name "
+                "or delete the existing agent first"
             )
-        now = utc_iso()
-        created = now if created_at is None else utc_iso(created_at)
-        stored = json.dumps(clean_any(dict(state)))
-        result = self._run(
-            "INSERT INTO agents (name, state, created_at, updated_at) VALUES (:name, :state, :created, :now)",
-            {"name": name, "state": stored, "created": created, "now": now},
         )
-        return AgentRow(int(result.lastrowid), name, json.loads(stored), parse_time(created), parse_time(now))
 
     def lock_agent(self, agent_id: int) -> AgentRow:
-        """The agent's row as committed now, locked until this transaction ends, so no other process can
-        change it in between. (SQLite's write lock is already held: ``Store.transaction`` begins IMMEDIATE.)"""
-        rows = self._run("SELECT * FROM agents WHERE id = :id", {"id": agent_id}).all()
-        if not rows:
+        """The agent's row as committed now, locked until this transaction ends, so no other process can change it
+        in between (PostgreSQL: ``SELECT ... FOR UPDATE``; SQLite's write lock is already held, since
+        ``Store.transaction`` begins IMMEDIATE)."""
+        row = self._find(schema.agents.c.id == agent_id, lock=True)
+        if row is None:
             raise self._gone(f"Can't save agent {agent_id} to")
-        return agent_from_row(rows[0])
+        return row
 
     def save_agent_state(self, agent_id: int, state: Mapping[str, Any], version: int | None = None) -> int:
         """Write the agent's state and return its new version. With ``version``, only if nobody wrote since
         that version was read (StateConflictError otherwise): how two processes on one agent never write
         over each other's edits."""
-        params = {"state": json.dumps(clean_any(dict(state))), "now": utc_iso(), "id": agent_id, "version": version}
-        check = "" if version is None else " AND version = :version"
-        result = self._run(
-            f"UPDATE agents SET state = :state, updated_at = :now, version = version + 1 WHERE id = :id{check}", params
+        agents = schema.agents
+        where = [agents.c.id == agent_id]
+        if version is not None:
+            where.append(agents.c.version == version)
+        update = (
+            sa.update(agents)
+            .where(*where)
+            .values(state=_document(state), updated_at=_utc(), version=agents.c.version + 1)
+            .returning(agents.c.version)
         )
-        if result.rowcount == 0:
-            if version is not None and self._store.find_agent_by_id(agent_id) is not None:
+        saved = self._run(update).scalar_one_or_none()
+        if saved is None:
+            if version is not None and self._find(agents.c.id == agent_id) is not None:
                 raise StateConflictError(
-                    f"Agent {agent_id} in {self._store.path} was changed by another process since version {version}"
+                    f"Agent {agent_id} in {self._db.where} was changed by another process since version {version}"
                 )
             raise self._gone(f"Can't save agent {agent_id} to")
-        return int(self._run("SELECT version FROM agents WHERE id = :id", {"id": agent_id}).scalar_one())
+        return int(saved)
 
     def _gone(self, what: str) -> StoreError:
         return StoreError(
-            one_line(
-                f"{what} {self._store.path}: it no longer exists (deleted by another memagent?); restart memagent"
-            )
+            one_line(f"{what} {self._db.where}: it no longer exists (deleted by another memagent?); restart memagent")
         )
 
     def add_message(
         self, agent_id: int, role: str, text: str, payload: Mapping[str, Any], created_at: datetime | None = None
     ) -> int:
         """Append to the message log; ``text`` is what search sees, ``payload`` the full message."""
-        result = self._run(
-            "INSERT INTO messages (agent_id, role, text, payload, created_at) "
-            "VALUES (:agent_id, :role, :text, :payload, :created_at)",
-            {
-                "agent_id": agent_id,
-                "role": role,
-                "text": clean_text(text),
-                "payload": json.dumps(clean_any(dict(payload))),
-                "created_at": utc_iso(created_at),
-            },
-        )
-        return int(result.lastrowid)
+        values = {
+            "agent_id": agent_id,
+            "role": role,
+            "text": clean_text(text),
+            "payload": clean_any(dict(payload)),
+            "created_at": _utc(created_at),
+        }
+        return int(self._run(_INSERT_MESSAGE, values).scalar_one())
 
     def update_message(self, message_id: int, text: str, payload: Mapping[str, Any]) -> None:
-        result = self._run(
-            "UPDATE messages SET text = :text, payload = :payload WHERE id = :id",
-            {"text": clean_text(text), "payload": json.dumps(clean_any(dict(payload))), "id": message_id},
+        messages = schema.messages
+        update = (
+            sa.update(messages)
+            .where(messages.c.id == message_id)
+            .values(text=clean_text(text), payload=clean_any(dict(payload)))
         )
-        if result.rowcount == 0:
+        if self._run(update).rowcount == 0:
             raise StoreError(
                 one_line(
-                    f"Can't update message {message_id} in {self._store.path}: it no longer exists "
+                    f"Can't update message {message_id} in {self._db.where}: it no longer exists "
                     "(agent deleted by another memagent?); restart memagent"
                 )
             )
 
     def delete_messages(self, ids: Sequence[int]) -> int:
         """Delete messages by id; returns how many existed."""
-        result = self._run(
-            "DELETE FROM messages WHERE id IN (SELECT value FROM json_each(:ids))",
-            {"ids": json.dumps([int(i) for i in ids])},
-        )
-        return int(result.rowcount)
+        messages = schema.messages
+        deleted = 0
+        for chunk in chunks([int(i) for i in ids]):
+            deleted += int(self._run(sa.delete(messages).where(messages.c.id.in_(chunk))).rowcount)
+        return deleted
 
     def add_passage(self, agent_id: int, text: str, created_at: datetime | None = None) -> int:
-        result = self._run(
-            "INSERT INTO passages (agent_id, text, created_at) VALUES (:agent_id, :text, :created_at)",
-            {"agent_id": agent_id, "text": clean_text(text), "created_at": utc_iso(created_at)},
-        )
-        return int(result.lastrowid)
+        values = {"agent_id": agent_id, "text": clean_text(text), "created_at": _utc(created_at)}
+        return int(self._run(_INSERT_PASSAGE, values).scalar_one())
 
     def add_passages(self, agent_id: int, texts: Sequence[str]) -> list[int]:
-        """Bulk insert (one executemany) for loading files; ids in the order of ``texts``.
-
-        We hold the write lock and ids only grow (AUTOINCREMENT), so the new ids are exactly those
-        above the previous maximum."""
+        """Bulk insert for loading files (batched multi-row INSERTs); ids in the order of ``texts``."""
         if not texts:
             return []
-        before = int(self._run("SELECT coalesce(max(id), 0) FROM passages", {}).scalar_one())
-        now = utc_iso()
-        self._run(
-            "INSERT INTO passages (agent_id, text, created_at) VALUES (:agent_id, :text, :now)",
-            [{"agent_id": agent_id, "text": clean_text(text), "now": now} for text in texts],
-        )
-        rows = self._run("SELECT id FROM passages WHERE id > :before ORDER BY id", {"before": before})
-        return [int(row.id) for row in rows]
+        now = _utc()
+        rows = [{"agent_id": agent_id, "text": clean_text(text), "created_at": now} for text in texts]
+        return [int(row.id) for row in self._run(_INSERT_PASSAGES, rows)]
 
     def delete_agent(self, name: str) -> bool:
-        """Delete an agent with its messages, passages and their index rows (FK cascade + triggers)."""
-        return self._run("DELETE FROM agents WHERE name = :name", {"name": name}).rowcount > 0
+        """Delete an agent with its messages, passages and their index rows (FK cascade; SQLite's triggers)."""
+        return self._run(sa.delete(schema.agents).where(schema.agents.c.name == name)).rowcount > 0

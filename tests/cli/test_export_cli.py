@@ -122,3 +122,38 @@ def test_missing_files_and_agents_are_one_line(source, tmp_path):
     file = tmp_path / "sam.json"
     assert run_cli(["agents", "export", "sam", "-o", str(file)], source).returncode == 0
     assert "Invalid agent name" in one_error(run_cli(["agents", "import", str(file), "--name", "../x"], source))
+
+
+@pytest.mark.postgres
+def test_an_agent_moves_from_the_home_to_postgresql_with_db_and_memagent_db(source, tmp_path, pg_url):
+    file = tmp_path / "sam.json"
+    assert run_cli(["agents", "export", "sam", "-o", str(file)], source).returncode == 0
+    imported = run_cli(["agents", "import", str(file), "--db", pg_url], tmp_path / "elsewhere")
+    assert imported.returncode == 0, imported.stderr
+    assert "Imported agent 'sam' (4 messages, 2 passages)." in imported.stdout
+    listed = run_cli(["agents", "list"], tmp_path / "elsewhere", env={"MEMAGENT_DB": pg_url})
+    assert listed.returncode == 0 and "sam" in listed.stdout, listed.stderr
+    shown = run_cli(["agents", "show", "sam", "--db", pg_url], tmp_path / "elsewhere")
+    assert shown.returncode == 0 and "4 messages (3 in context)" in shown.stdout
+    assert not (tmp_path / "elsewhere" / "memagent.db").exists()  # nothing went to the home's SQLite file
+    with Store(pg_url) as store:
+        row = store.find_agent("sam")
+        assert (store.count_messages(row.id), store.count_passages(row.id)) == (4, 2)
+
+
+@pytest.mark.postgres
+def test_a_database_url_that_fails_is_one_line_without_its_password(tmp_path, postgres_server):
+    from pg_server import PASSWORD
+
+    url = postgres_server.url("no_such_database")
+    for args in (["agents", "list", "--db", url], ["chat", "--db", url, "--backend", "human"]):
+        line = one_error(run_cli(args, tmp_path / "home"))
+        assert "does not exist" in line and "postgres:***@127.0.0.1" in line and PASSWORD not in line
+
+
+@pytest.mark.postgres
+def test_listing_an_empty_postgresql_database_creates_nothing(tmp_path, pg_url):
+    listed = run_cli(["agents", "list", "--db", pg_url], tmp_path / "home")
+    assert listed.returncode == 0 and "No agents yet" in listed.stdout, listed.stderr
+    with Store(pg_url, read_only=True) as store:
+        assert store.schema_version == 0  # not migrated: listing never writes

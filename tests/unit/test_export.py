@@ -1,4 +1,5 @@
-"""`memagent.memory.export`: an agent as versioned JSON and back, on SQLite (a fresh database per import)."""
+"""`memagent.memory.export`: an agent as versioned JSON and back (a fresh database per import), into SQLite and
+into PostgreSQL, and round trip SQLite -> PostgreSQL -> SQLite."""
 
 from __future__ import annotations
 
@@ -6,13 +7,24 @@ import copy
 import json
 
 import pytest
+import sqlalchemy as sa
 from fakes import ScriptedBackend, call, reply
+from pg_server import BOTH_STORES
 
 from memagent.app import open_agent
 from memagent.errors import AgentExistsError, UserError
+from memagent.memory import schema
 from memagent.memory.export import FORMAT, VERSION, check_export, export_agent, import_agent
 from memagent.memory.store import Store, Transaction
 from memagent.settings import Settings
+
+
+@pytest.fixture(params=BOTH_STORES)
+def target_db(request, tmp_path):
+    """An empty database to import into, other than the source's: a SQLite file, then PostgreSQL."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("pg_url")
+    return str(tmp_path / "other" / "memagent.db")
 
 
 def summarizing(outputs):
@@ -75,9 +87,11 @@ def test_the_export_holds_the_whole_agent(exported, store):
 
 
 @pytest.mark.parametrize("name", [None, "copy-of-tester"])
-def test_an_import_into_a_fresh_database_equals_the_original_and_resumes(exported, store, tmp_path, name, events):
+def test_an_import_into_a_fresh_database_equals_the_original_and_resumes(
+    exported, store, tmp_path, name, events, target_db
+):
     agent, data = exported
-    with Store(tmp_path / "other" / "memagent.db") as target:
+    with Store(target_db) as target:
         with target.transaction() as tx:  # an agent already there: the imported ids differ from the source's
             other = tx.create_agent("someone-else", {"preset": "memgpt_chat", "core_memory": {}})
             for text in ("a", "b", "c", "d"):
@@ -115,7 +129,7 @@ def test_a_failing_import_leaves_no_half_agent(exported, tmp_path, monkeypatch):
         with pytest.raises(RuntimeError, match="disk went away"):
             import_agent(target, data)
         assert target.list_agents() == []
-        assert target._scalar("SELECT count(*) FROM messages", {}) == 0
+        assert target._scalar(sa.select(sa.func.count()).select_from(schema.messages)) == 0
 
 
 def test_text_is_cleaned_on_the_way_in(exported, tmp_path):
@@ -176,3 +190,19 @@ def test_an_agent_without_messages_or_passages_round_trips(store, tmp_path):
     assert data["messages"] == [] and data["passages"] == []
     with Store(tmp_path / "t.db") as target:
         assert import_agent(target, data).state == {"preset": "memgpt_chat", "core_memory": {}, "in_context": []}
+
+
+@pytest.mark.postgres
+def test_an_agent_moves_sqlite_to_postgresql_and_back_unchanged(exported, store, pg_url, tmp_path):
+    _, data = exported
+    with Store(pg_url) as postgres:
+        import_agent(postgres, data)
+        assert comparable(postgres, "tester") == comparable(store, "tester")
+        again = json.loads(json.dumps(export_agent(postgres, "tester"), ensure_ascii=False))
+    with Store(tmp_path / "back" / "memagent.db") as back:
+        import_agent(back, again)
+        assert comparable(back, "tester") == comparable(store, "tester")
+    assert again["passages"] == data["passages"]  # texts and times exactly, through timestamptz and back
+    assert [{**m, "id": 0} for m in again["messages"]] == [{**m, "id": 0} for m in data["messages"]]
+    without_ids = [{**d["agent"], "state": {**d["agent"]["state"], "in_context": None}} for d in (again, data)]
+    assert without_ids[0] == without_ids[1]

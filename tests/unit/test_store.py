@@ -1,4 +1,8 @@
-"""Tests for the SQLite store: schema migrations, CRUD, transactions, FTS search, paging, errors."""
+"""Tests for the store: schema migrations, CRUD, transactions, full-text search, paging, errors.
+
+The tests of behaviour run on both stores (the ``store`` fixture: an in-memory SQLite database, then a fresh
+PostgreSQL database); those of SQLite's files, pragmas and FTS5 plan run on SQLite (PostgreSQL's own are in
+``test_store_postgres.py``)."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pg_server import BOTH_STORES
 from sqlalchemy import Connection
 
 from memagent.errors import StoreError, UserError
@@ -20,8 +25,15 @@ from memagent.memory.migrations import LATEST_VERSION, MIGRATIONS, Migration, ft
 from memagent.memory.store import AgentRow, SearchPage, Store, unique_agent_name
 
 
+@pytest.fixture(params=BOTH_STORES)
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    s = Store(request.getfixturevalue("pg_url")) if request.param == "postgresql" else Store.in_memory()
+    yield s
+    s.close()
+
+
 @pytest.fixture
-def store() -> Iterator[Store]:
+def sqlite_store() -> Iterator[Store]:
     s = Store.in_memory()
     yield s
     s.close()
@@ -96,6 +108,22 @@ def test_a_schema_newer_than_this_code_is_refused(tmp_path: Path) -> None:
     assert "newer memagent" in str(info.value)
 
 
+def test_the_table_definitions_match_the_migrated_database(database: str) -> None:
+    """schema.py (what statements are written against) and the migrations (what creates the tables) agree."""
+    import sqlalchemy as sa
+
+    from memagent.memory import schema
+
+    Store(database).close()
+    engine = sa.create_engine(database if "://" in database else f"sqlite:///{database}")
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        for table in (schema.agents, schema.messages, schema.passages):
+            columns = {column["name"] for column in inspector.get_columns(table.name)} - {"search_vector"}
+            assert columns == {column.name for column in table.columns}, table.name
+    engine.dispose()
+
+
 # --------------------------------------------------------------------------------------- agents
 
 
@@ -120,12 +148,12 @@ def test_agent_crud(store: Store) -> None:
     assert [a.name for a in store.list_agents()] == ["alpha"]
 
 
-def test_a_taken_name_is_a_store_error(tmp_path: Path) -> None:
-    with Store(tmp_path / "a.db") as s:
+def test_a_taken_name_is_a_store_error(database: str) -> None:
+    with Store(database) as s:
         make_agent(s, "dup")
         with pytest.raises(StoreError) as info:
             make_agent(s, "dup")
-        assert "'dup'" in str(info.value) and str(tmp_path / "a.db") in str(info.value)
+        assert "'dup'" in str(info.value) and s.where in str(info.value)
         assert len(s.list_agents()) == 1
 
 
@@ -286,11 +314,12 @@ def test_search_is_per_agent_and_filters_roles(store: Store) -> None:
 
 
 @pytest.mark.parametrize("kind", ["messages", "passages"])
-def test_search_reads_the_full_text_matches_first(store: Store, kind: str) -> None:
+def test_search_reads_the_full_text_matches_first(sqlite_store: Store, kind: str) -> None:
     """Starting from the agent's rows and probing the index per row made a search take minutes at 1M rows
     (bench/memory_scale.py). Every statement a search runs must start from the FTS5 table."""
     from sqlalchemy import event
 
+    store = sqlite_store
     agent = make_agent(store)
     with store.transaction() as tx:
         for i in range(50):
@@ -392,15 +421,22 @@ def test_fts_query_quotes_every_term() -> None:
     assert fts_query("😀 -- ''") is None
 
 
-@pytest.fixture(scope="module")
-def fuzz_store() -> Iterator[tuple[Store, int]]:
-    s = Store.in_memory()
+@pytest.fixture(scope="module", params=BOTH_STORES)
+def fuzz_store(request: pytest.FixtureRequest) -> Iterator[tuple[Store, int]]:
+    if request.param == "postgresql":
+        server = request.getfixturevalue("postgres_server")
+        schema_name = server.create_schema()
+        s = Store(server.url(schema=schema_name))
+    else:
+        s = Store.in_memory()
     with s.transaction() as tx:
         agent = tx.create_agent("fuzz", {})
         tx.add_message(agent.id, "user", 'some ordinary words (and) "quotes" * ^ : -', {})
         tx.add_passage(agent.id, "other ordinary words NEAR OR NOT")
     yield s, agent.id
     s.close()
+    if request.param == "postgresql":
+        server.drop_schema(schema_name)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,4 +1,5 @@
-"""The store refuses what isn't its own in one line, reads where it can't write, and stores any text."""
+"""The store refuses what isn't its own in one line, reads where it can't write, and stores any text (on both
+stores; PostgreSQL's own refusals are in test_store_postgres.py)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,12 @@ def test_read_only_on_a_missing_file_says_so(tmp_path):
         Store(tmp_path / "nope.db", read_only=True)
 
 
-def test_lone_surrogates_and_nul_are_stored_and_searched_without_error(store):
+def test_lone_surrogates_and_nul_are_stored_and_searched_without_error(database):
+    with Store(database) as store:
+        _store_and_search_broken_text(store)
+
+
+def _store_and_search_broken_text(store):
     with store.transaction() as tx:
         agent = tx.create_agent("s", {"note": "bad \ud800 state"})
         tx.add_message(agent.id, "user", "hello \ud800 world\x00", {"content": "x \udfff"})

@@ -1,0 +1,95 @@
+"""The seam between the store and its database: everything that differs between SQLite and PostgreSQL.
+
+``Store`` and ``Transaction`` write dialect-neutral Core statements against ``schema.py``. What can't be said
+the same way on both sits behind ``Dialect``, implemented once per database (``sqlite.py``, ``postgres.py``):
+- how to connect (files, read-only opening, URLs, drivers) and how a write transaction begins (SQLite takes the
+  write lock up front with ``BEGIN IMMEDIATE``; PostgreSQL locks rows with ``SELECT ... FOR UPDATE``);
+- where the schema version is recorded;
+- full-text search (FTS5 with bm25; ``tsvector`` with ``ts_rank``) and the substring match it falls back to;
+- the wording of driver errors as "what happened; how to fix it".
+
+Also here: ``query_terms``, how user text becomes search terms on both (never query syntax).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from itertools import groupby
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+
+class Dialect(Protocol):
+    name: str
+    """"sqlite" or "postgresql"."""
+    where: str
+    """The database as named in messages: a file path, or a URL without its password."""
+    begin: str
+    """The statement that opens a write transaction."""
+
+    def create_engine(self) -> sa.Engine: ...
+
+    def prepare(self, conn: sa.Connection) -> None:
+        """Run once on the store's connection when it opens (SQLite: WAL; PostgreSQL: check the encoding)."""
+        ...
+
+    def in_transaction(self, conn: sa.Connection) -> bool:
+        """Whether the driver connection still has a transaction open (some errors already ended it)."""
+        ...
+
+    def schema_version(self, conn: sa.Connection) -> int:
+        """The recorded schema version; 0 for a database memagent never wrote."""
+        ...
+
+    def set_schema_version(self, conn: sa.Connection, version: int) -> None: ...
+
+    def foreign_tables(self, conn: sa.Connection) -> list[str]:
+        """Tables in a database whose schema version is 0: another program's."""
+        ...
+
+    def reason(self, error: BaseException) -> str:
+        """A driver error as "what happened; how to fix it", on one line, never with a password."""
+        ...
+
+    def contains(self, column: sa.ColumnElement[str], needle: str) -> sa.ColumnElement[bool]:
+        """Case-insensitive substring match: the search of a query with no indexable term."""
+        ...
+
+    def text_search(
+        self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, roles: Sequence[str] | None,
+        terms: Sequence[str], limit: int, offset: int,
+    ) -> tuple[sa.Executable, sa.Executable]:
+        """(the count of every match, one page of them best first) for ``terms`` OR-ed, among the agent's rows of
+        ``table`` (messages: of ``roles`` only, unless None)."""
+        ...
+
+
+# ------------------------------------------------------------------------------- search terms
+
+
+def _is_token_char(ch: str) -> bool:
+    """A superset of FTS5 unicode61's token characters (letters, numbers, private use, marks).
+
+    Erring towards "token" is safe: each term is re-tokenized by the database's own parser, so a term it
+    would split just becomes a phrase."""
+    category = unicodedata.category(ch)
+    return category[0] in "LNM" or category == "Co"
+
+
+def _is_indexable(term: str) -> bool:
+    """Marks alone produce no token; a term needs a letter, number or private-use character."""
+    return any(unicodedata.category(ch)[0] in "LN" or unicodedata.category(ch) == "Co" for ch in term)
+
+
+def query_terms(query: str) -> list[str]:
+    """The distinct (case-insensitively) searchable terms of ``query``, in order."""
+    seen: set[str] = set()
+    terms: list[str] = []
+    for is_token, chars in groupby(query, key=_is_token_char):
+        term = "".join(chars)
+        if is_token and _is_indexable(term) and term.lower() not in seen:
+            seen.add(term.lower())
+            terms.append(term)
+    return terms

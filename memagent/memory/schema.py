@@ -1,0 +1,124 @@
+"""The memagent tables as SQLAlchemy Core definitions: what every statement of the store is written against.
+
+The tables are created by the numbered migrations (``migrations.py``), not from these definitions: a shipped
+migration never changes, while these describe the schema as of the latest one. A test checks that the two agree
+on both databases.
+
+Two column types keep the stored values exactly as the SQLite files written before them hold them:
+- ``UtcTime``: aware UTC datetimes. SQLite keeps fixed-width ISO-8601 text (``2026-12-02T17:10:07.123456+00:00``,
+  so text order is time order); PostgreSQL a ``timestamptz``.
+- ``JsonText``: a JSON document kept as its text on both (``json.dumps`` as written, read back key for key in the
+  same order; PostgreSQL's ``jsonb`` would reorder keys).
+
+PostgreSQL's full-text column (``search_vector``) is the dialect's own business: see ``postgres.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from memagent.memory.rows import parse_time, utc_iso
+
+
+class UtcTime(TypeDecorator[datetime]):
+    """An aware UTC datetime: ISO-8601 text on SQLite, ``timestamptz`` on PostgreSQL. A naive datetime is local."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(sa.TIMESTAMP(timezone=True))
+        return dialect.type_descriptor(sa.Text())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if dialect.name == "postgresql":
+            return parse_time(utc_iso(value))
+        return utc_iso(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return value.astimezone(UTC)
+        return parse_time(str(value))
+
+
+class JsonText(TypeDecorator[Any]):
+    """A JSON document stored as its text (``json.dumps`` of the value), decoded on the way out."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else json.dumps(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+# SQLite's rowid alias must be spelled INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+metadata = sa.MetaData()
+
+# AUTOINCREMENT (SQLite) and sequences (PostgreSQL): ids are never reused, so an id remembered in an agent's
+# state can't silently start pointing at a different message after a delete.
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("state", JsonText, nullable=False, server_default="{}"),
+    sa.Column("created_at", UtcTime, nullable=False),
+    sa.Column("updated_at", UtcTime, nullable=False),
+    # Bumped by every write of the state (migration 2): see Transaction.lock_agent.
+    sa.Column("version", sa.Integer, nullable=False, server_default="0"),
+    sqlite_autoincrement=True,
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("agent_id", Id, sa.ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False, server_default=""),  # what search sees
+    sa.Column("payload", JsonText, nullable=False, server_default="{}"),  # the whole message
+    sa.Column("created_at", UtcTime, nullable=False),
+    sa.Index("messages_agent_created", "agent_id", "created_at", "id"),
+    sqlite_autoincrement=True,
+)
+
+passages = sa.Table(
+    "passages",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("agent_id", Id, sa.ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("created_at", UtcTime, nullable=False),
+    sa.Index("passages_agent_id", "agent_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+# The schema version on PostgreSQL (one row; SQLite keeps it in PRAGMA user_version): see dialect.py.
+schema_versions = sa.Table("memagent_schema", metadata, sa.Column("version", sa.Integer, nullable=False))
+
+MESSAGE_COLUMNS = (
+    messages.c.id,
+    messages.c.agent_id,
+    messages.c.role,
+    messages.c.text,
+    messages.c.payload,
+    messages.c.created_at,
+)
+PASSAGE_COLUMNS = (passages.c.id, passages.c.agent_id, passages.c.text, passages.c.created_at)
+AGENT_COLUMNS = tuple(agents.c)

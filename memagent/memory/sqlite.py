@@ -1,0 +1,194 @@
+"""SQLite behind the store's seam (``dialect.py``): a file (or ``:memory:``), FTS5 search, ``PRAGMA user_version``.
+
+One pooled connection in driver-autocommit mode; the store issues ``BEGIN IMMEDIATE`` / ``COMMIT`` itself. Why:
+reads outside a transaction must not leave a read snapshot open (that would pin the WAL and hide other processes'
+writes), and a write transaction must take the write lock up front so a second memagent fails fast with "locked"
+instead of deadlocking half-way through a step.
+
+Full-text search uses FTS5 external-content tables (see ``migrations.py``). User/model queries are never passed
+to FTS5 as syntax: ``fts_query`` quotes every term, so no input can raise a syntax error.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import urllib.parse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.pool import StaticPool
+
+from memagent.errors import StoreError
+from memagent.memory.dialect import query_terms
+from memagent.memory.rows import one_line
+
+MEMORY_PATH = ":memory:"
+
+_REASONS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (
+        ("locked", "busy"),
+        "it is locked by another program (is another memagent running?); close that program and try again",
+    ),
+    (
+        ("not a database", "encrypted"),
+        "it is not a SQLite database; move the file away or choose another database path",
+    ),
+    (("malformed", "corrupt"), "the database is damaged; restore a backup or move the file away"),
+    (("readonly", "read-only"), "it is read-only; fix the permissions of the file and its directory"),
+    (("unable to open",), "the file can't be opened; check that its directory exists and is writable"),
+    (("disk is full", "database or disk is full"), "the disk is full; free some space and retry"),
+    (("no such module: fts5",), "this Python's SQLite lacks FTS5; use a Python built with FTS5"),
+)
+
+
+class SqliteDialect:
+    """The memagent database in the file ``path`` (created with its parent directories if missing)."""
+
+    name = "sqlite"
+    begin = "BEGIN IMMEDIATE"
+    join = "CROSS JOIN"  # see text_search; bench/memory_scale.py sets a plain JOIN to measure what this saves
+
+    def __init__(self, path: str | Path, busy_timeout: float, read_only: bool = False) -> None:
+        in_memory = str(path) == MEMORY_PATH
+        self.path: Path | str = MEMORY_PATH if in_memory else Path(path).expanduser()
+        self.where = str(self.path)
+        self.read_only = read_only and not in_memory
+        self.busy_timeout = busy_timeout
+        if not in_memory and not self.read_only:
+            _prepare_file(Path(self.path))
+
+    def create_engine(self) -> sa.Engine:
+        if self.read_only:
+            return _read_only_engine(Path(self.path), self.busy_timeout)
+        return _engine(str(self.path), self.busy_timeout)
+
+    def prepare(self, conn: sa.Connection) -> None:
+        if not self.read_only:
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+
+    def in_transaction(self, conn: sa.Connection) -> bool:
+        dbapi = conn.connection.dbapi_connection
+        return dbapi is not None and bool(getattr(dbapi, "in_transaction", False))
+
+    def schema_version(self, conn: sa.Connection) -> int:
+        return int(conn.exec_driver_sql("PRAGMA user_version").scalar_one())
+
+    def set_schema_version(self, conn: sa.Connection, version: int) -> None:
+        # PRAGMA values can't be bound parameters; ``version`` is an int we computed. Transactional in SQLite.
+        conn.exec_driver_sql(f"PRAGMA user_version = {int(version)}")
+
+    def foreign_tables(self, conn: sa.Connection) -> list[str]:
+        """memagent sets the version in the same transaction that creates its tables, so at version 0 any table is
+        another program's."""
+        rows = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        return [str(row[0]) for row in rows]
+
+    def reason(self, error: BaseException) -> str:
+        original = getattr(error, "orig", None) or error
+        detail = one_line(str(original)) or type(original).__name__
+        lowered = detail.lower()
+        for needles, reason in _REASONS:
+            if any(needle in lowered for needle in needles):
+                return reason
+        return f"{detail}; check the file or choose another database path"
+
+    def contains(self, column: sa.ColumnElement[str], needle: str) -> sa.ColumnElement[bool]:
+        return sa.func.instr(sa.func.lower(column), sa.func.lower(needle)) > 0
+
+    def text_search(
+        self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, roles: Sequence[str] | None,
+        terms: Sequence[str], limit: int, offset: int,
+    ) -> tuple[sa.Executable, sa.Executable]:
+        """bm25-ranked FTS5 search, then newest first."""
+        fts, alias = f"{table.name}_fts", table.name[0]
+        params: dict[str, Any] = {"agent_id": agent_id, "match": fts_match(terms)}
+        role_where = ""
+        binds: list[sa.BindParameter[Any]] = []
+        if roles is not None:
+            role_where = f"AND {alias}.role IN :roles"
+            params["roles"] = list(roles)
+            binds.append(sa.bindparam("roles", expanding=True))
+        # CROSS JOIN keeps the FTS5 table outermost: SQLite reads the matches and looks each row up by id. With a
+        # plain JOIN it chose to walk every row of the agent and probe FTS5 per row: 170 s a search at 1M rows
+        # instead of ~40 ms (bench/memory_scale.py).
+        where = (
+            f"FROM {fts} {self.join} {table.name} {alias} ON {alias}.id = {fts}.rowid WHERE {fts} MATCH :match "
+            f"AND {alias}.agent_id = :agent_id {role_where}"
+        )
+        order = f"bm25({fts}), {alias}.created_at DESC, {alias}.id DESC"
+        selected = ", ".join(f"{alias}.{column.name}" for column in columns)
+        count = sa.text(f"SELECT count(*) {where}").bindparams(*binds, **params)
+        page = (
+            sa.text(f"SELECT {selected} {where} ORDER BY {order} LIMIT :limit OFFSET :offset")
+            .bindparams(*binds, **params, limit=limit, offset=offset)
+            .columns(*columns)
+        )
+        return count, page
+
+
+def fts_match(terms: Sequence[str]) -> str:
+    """Every term a double-quoted FTS5 string (so AND/OR/NOT/NEAR, ``*``, ``^``, ``:``, ``-``, parentheses and
+    quotes are just text), OR-ed: bm25 then ranks rows that match more of the terms first."""
+    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+
+
+def fts_query(query: str) -> str | None:
+    """An FTS5 MATCH expression that searches ``query`` literally, or None if it has no terms."""
+    terms = query_terms(query)
+    return fts_match(terms) if terms else None
+
+
+def _prepare_file(path: Path) -> None:
+    """Create the parent directories, turning OS errors into one clear line."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StoreError(
+            one_line(
+                f"Can't create the directory for database {path}: {error.strerror or error}; "
+                "choose a writable location for the database"
+            )
+        ) from None
+    if path.is_dir():
+        raise StoreError(f"Can't open database {path}: it is a directory; give a file path instead")
+
+
+def _engine(database: str, busy_timeout: float) -> sa.Engine:
+    """One pooled connection, driver autocommit (the store issues BEGIN/COMMIT), pragmas set on connect."""
+    url = sa.URL.create("sqlite+pysqlite", database=database)
+    engine = sa.create_engine(
+        url, poolclass=StaticPool, isolation_level="AUTOCOMMIT", connect_args={"timeout": busy_timeout}
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    return engine
+
+
+def _read_only_engine(path: Path, busy_timeout: float) -> sa.Engine:
+    """SQLite's ``mode=ro``; where even that can't work (a WAL database in a directory we can't write, so no
+    ``-shm`` file can be made) ``immutable=1``, which reads the file as it is."""
+    if not path.is_file():
+        raise StoreError(f"Can't open database {path}: it does not exist; run `memagent chat` to create it")
+    uri = "file:" + urllib.parse.quote(str(path.resolve()))
+
+    def connect() -> sqlite3.Connection:
+        last: sqlite3.Error | None = None
+        for flags in ("mode=ro", "mode=ro&immutable=1"):
+            try:
+                conn = sqlite3.connect(f"{uri}?{flags}", uri=True, timeout=busy_timeout, check_same_thread=False)
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return conn
+            except sqlite3.Error as error:
+                last = error
+        assert last is not None
+        raise last
+
+    return sa.create_engine("sqlite+pysqlite://", creator=connect, poolclass=StaticPool, isolation_level="AUTOCOMMIT")
