@@ -135,3 +135,14 @@ def test_a_folder_of_unusable_files_is_one_line(tmp_path: Path, capsys) -> None:
     assert mq.main(["--data", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "no usable LoCoMo conversation" in err
+
+
+def test_prototype_query_processing_and_fusion() -> None:
+    """bench/memory_variants.py's pieces: stopwords go as FTS5 splits words; RRF favours turns both lists rank."""
+    from bench.memory_variants import fuse
+    from bench.stopwords import NLTK_ENGLISH, drop_stopwords
+
+    assert len(NLTK_ENGLISH) == 179
+    assert drop_stopwords("When did Caroline's sister go to the support group?") == "Caroline sister go support group"
+    assert drop_stopwords("What is it?") == "What is it?"  # nothing would be left: searched as asked
+    assert fuse(["D1:1", "D1:2", None], ["D1:2", "D1:3"]) == ["D1:2", "D1:1", "D1:3"]
