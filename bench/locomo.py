@@ -196,6 +196,8 @@ def _questions(qa: list[Any], known: set[str], skipped: Skipped) -> list[Questio
             skipped.add("questions that are not objects")
             continue
         category = raw.get("category")
+        if isinstance(category, str) and category.strip().isdigit():
+            category = int(category)
         if category not in CATEGORIES:
             skipped.add("questions not in categories 1-4 (5 is adversarial)")
             continue

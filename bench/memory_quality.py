@@ -241,8 +241,8 @@ def build_section(result: dict[str, Any], command: str) -> Section:
     skipped = "; ".join(f"{n} {reason}" for reason, n in counts["skipped"].items()) or "nothing"
     body = "\n\n".join(
         [
-            f"{counts['conversations']} LoCoMo conversations (Maharana et al., \"Evaluating Very Long-Term "
-            f"Conversational Memory of LLM Agents\", ACL 2024; {counts['turns']} turns), {counts['questions']} "
+            f'{counts["conversations"]} LoCoMo conversations (Maharana et al., "Evaluating Very Long-Term '
+            f'Conversational Memory of LLM Agents", ACL 2024; {counts["turns"]} turns), {counts["questions"]} '
             "questions of categories 1-4. Every turn is stored as memagent stores a chat (user messages and "
             "send_message replies, dated by session) and as an archival passage `(date) Speaker: text` written by "
             "`archival_memory_insert`; each question is asked, as written, by calling `conversation_search` and "
@@ -252,6 +252,8 @@ def build_section(result: dict[str, Any], command: str) -> Section:
             f"Search latency per function call (page 0 or 1, the function's whole work including formatting): "
             f"p50 {latency['p50']:.2f} ms, p95 {latency['p95']:.2f} ms over {latency['calls']} calls; "
             f"failed calls: {counts['failed_calls']}. Not used from the data: {skipped}.",
+            "Candidate improvements (stopwords, speaker and date indexed, stemming, e5 embeddings, fusion) were "
+            "measured as prototypes: `bench/README.md`, which also explains the difference from issue 18's table.",
         ]
     )
     minutes = result["seconds"] / 60
