@@ -20,12 +20,30 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import cpu_builds, memory_scale, parse_speed, prompt_reuse, reliability, startup, valid_calls
+from bench import (
+    cpu_builds,
+    memory_quality,
+    memory_scale,
+    parse_speed,
+    prompt_reuse,
+    reliability,
+    startup,
+    valid_calls,
+)
 from bench.common import ROOT, Section, Target, load_text, machine_info, md_table, targets_table
 
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 RESULTS = ROOT / "bench" / "results"
-ORDER = ("startup", "memory_scale", "prompt_reuse", "valid_calls", "cpu_builds", "parse_speed", "reliability")
+ORDER = (
+    "startup",
+    "memory_scale",
+    "memory_quality",
+    "prompt_reuse",
+    "valid_calls",
+    "cpu_builds",
+    "parse_speed",
+    "reliability",
+)
 
 
 def plans(args: argparse.Namespace) -> dict[str, Callable[[], Section]]:
@@ -36,6 +54,8 @@ def plans(args: argparse.Namespace) -> dict[str, Callable[[], Section]]:
         "memory_scale": lambda: memory_scale.run(
             sizes, args.queries or (50 if quick else 200), args.budget or (5.0 if quick else 60.0)
         ),
+        # LoCoMo retrieval: the same whole run when quick (seconds)
+        "memory_quality": lambda: memory_quality.run(args.locomo or memory_quality.DEV_DATA),
         "prompt_reuse": lambda: prompt_reuse.run(args.turns or (3 if quick else 20), args.context_length),
         "valid_calls": lambda: valid_calls.run(
             valid_calls.Plan(
@@ -181,6 +201,7 @@ def main() -> None:
     parser.add_argument("--sizes", help="memory_scale: row counts (10000,100000,1000000)")
     parser.add_argument("--queries", type=int, help="memory_scale: queries per size (200)")
     parser.add_argument("--budget", type=float, help="memory_scale: seconds per scanning method and size (60)")
+    parser.add_argument("--locomo", type=Path, help="memory_quality: folder of LoCoMo files (the dev split)")
     parser.add_argument("--turns", type=int, help="prompt_reuse: conversation turns (20)")
     parser.add_argument("--steps", type=int, help="valid_calls: steps per wrapper and grammar setting (100)")
     parser.add_argument("--per-agent", type=int, help="valid_calls: steps before a fresh agent (10)")

@@ -1,0 +1,342 @@
+"""Memory retrieval quality on LoCoMo: does a search with the question as asked bring back the turn that answers it?
+
+    python -m bench.memory_quality --data DIR [--json FILE]
+
+DIR holds LoCoMo-format conversations (``*.json``; the dev split is ``../shared/data/locomo-dev/``). Each
+conversation gets its own SQLite file in a temporary folder (``memagent.memory.store.Store``) and one agent, and
+every turn is stored twice, through memagent's own code paths:
+
+- **as the chat, for recall** (``conversation_search``). The first speaker (``speaker_a``) is the user and the
+  second (``speaker_b``) the agent: a user turn is a ``user_message`` envelope whose searchable text is what was
+  typed (``Agent.run_turn``); an agent turn is a ``send_message`` call (no inner thoughts: LoCoMo has none)
+  followed by its "OK" function result, as ``Agent.step`` writes them. Rows go through ``Transaction.add_message``
+  with the text ``Agent._add`` gives them, and ``created_at`` is the session's date (one second per turn). Why this
+  way round: both roles are searched alike (``RECALL_ROLES``), so the mapping changes only which rows are JSON
+  envelopes; ``speaker_a`` opens most sessions, as a user opens a chat. A turn by neither speaker is a user turn.
+- **as archival passages** ``(8 May 2023) Speaker: text``, written by calling the ``archival_memory_insert``
+  function itself (what the model calls), so they go where and how that tool puts them. Undated sessions'
+  passages have no date prefix.
+
+A photo a turn shared is part of its text (``[shared a photo: caption]``): the caption is often the evidence.
+
+Then every question of categories 1-4 is asked by calling the ``conversation_search`` and ``archival_memory_search``
+functions from ``builtin_functions()`` with ``query`` = the question as written, page 0 then page 1 (as a model
+pages), on a FunctionContext built like the agent's (``AgentMemory``, inside a store transaction as in a step).
+The rows each call's context returned are mapped back to turn ids: recall@k counts a question as found when any
+of its evidence turns is among the first k rows. Latency is the wall time of each function call (page 0 and 1).
+Whatever makes search better (query processing, indexing, hybrid ranking) is measured here without a change,
+as long as the functions keep their names and return pages of rows with ids.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.common import ROOT, Section, Target, Timer, log, machine_info, md_table, percentile
+from bench.locomo import CATEGORIES, Conversation, Question, Skipped, load_folder
+from bench.locomo_store import FUNCTIONS, Stored, function_context, store_conversation
+from memagent.functions.registry import FunctionFailed
+
+DEV_DATA = ROOT.parent / "shared" / "data" / "locomo-dev"
+TOOLS = ("conversation_search", "archival_memory_search")
+DEPTHS = (1, 5, 10)
+
+
+# -- asking as the model would -----------------------------------------------------------------------------------
+
+
+class RecordingContext:
+    """Passes everything to the real FunctionContext and keeps the last page of rows one of its methods returned:
+    the rows behind the text the function gives the model."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.last_page: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._inner, name)
+        if not callable(attribute):
+            return attribute
+
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            result = attribute(*args, **kwargs)
+            if isinstance(getattr(result, "items", None), list):
+                self.last_page = result
+            return result
+
+        return recorded
+
+
+@dataclass
+class Asked:
+    """One question asked of one function: where its first evidence turn came (None: not in the first pages)."""
+
+    conversation: str
+    question: str
+    tool: str
+    category: int
+    rank: int | None
+
+
+@dataclass
+class Run:
+    asked: list[Asked] = field(default_factory=list)
+    latency_ms: dict[str, list[float]] = field(default_factory=lambda: {tool: [] for tool in TOOLS})
+    failed_calls: int = 0
+    conversations: int = 0
+    turns: int = 0
+    seconds: float = 0.0
+    skipped: Skipped = field(default_factory=Skipped)
+
+
+def ranked_rows(tool: str, context: RecordingContext, query: str, depth: int, run: Run) -> list[int]:
+    """Row ids the function returns for ``query``, best first, paging until ``depth`` rows or the last page."""
+    function = FUNCTIONS.get(tool)
+    assert function is not None
+    ids: list[int] = []
+    page = 0
+    while len(ids) < depth:
+        context.last_page = None
+        start = time.perf_counter()
+        try:
+            function(context, query=query, page=page)
+        except FunctionFailed:
+            run.failed_calls += 1
+        run.latency_ms[tool].append((time.perf_counter() - start) * 1000)
+        result = context.last_page
+        if result is None or not result.items:
+            break
+        ids += [item.id for item in result.items]
+        page += 1
+        if page >= getattr(result, "num_pages", page + 1):
+            break
+    return ids[:depth]
+
+
+def first_evidence_rank(dia_ids: Sequence[str | None], question: Question) -> int | None:
+    return next((rank for rank, dia_id in enumerate(dia_ids, 1) if dia_id in question.evidence), None)
+
+
+def ask_all(stored: Stored, conversation: Conversation, run: Run) -> None:
+    for question in conversation.questions:
+        with stored.store.transaction() as tx:  # a step's functions run inside its transaction
+            context = RecordingContext(function_context(stored.store, stored.agent_id, tx))
+            for tool in TOOLS:
+                rows = ranked_rows(tool, context, question.text, max(DEPTHS), run)
+                dia_ids = [stored.turn_of[tool].get(row) for row in rows]
+                rank = first_evidence_rank(dia_ids, question)
+                run.asked.append(Asked(conversation.name, question.text, tool, question.category, rank))
+
+
+def measure(folder: Path, work_dir: Path | None = None) -> Run:
+    run = Run()
+    started = time.perf_counter()
+    conversations = load_folder(folder, run.skipped)
+    with tempfile.TemporaryDirectory(prefix="memagent-locomo-", dir=work_dir) as tmp:
+        for number, conversation in enumerate(conversations):
+            log(f"{conversation.name}: storing {sum(1 for _ in conversation.turns)} turns")
+            stored = store_conversation(Path(tmp) / f"{number}.db", conversation, run.skipped)
+            try:
+                log(f"{conversation.name}: asking {len(conversation.questions)} questions")
+                ask_all(stored, conversation, run)
+            finally:
+                stored.store.close()
+            run.conversations += 1
+            run.turns += sum(1 for _ in conversation.turns)
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+# -- results -----------------------------------------------------------------------------------------------------
+
+
+def recall(asked: Sequence[Asked]) -> dict[str, Any]:
+    """R@1/5/10 of these questions (a share of them, 0 when there are none) and how many there were."""
+    found = {k: sum(a.rank is not None and a.rank <= k for a in asked) for k in DEPTHS}
+    return {**{f"R@{k}": _share(found[k], len(asked)) for k in DEPTHS}, "questions": len(asked)}
+
+
+def _share(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+def _latency(values: Sequence[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": 0.0, "p95": 0.0, "calls": 0}
+    return {"p50": round(percentile(values, 50), 3), "p95": round(percentile(values, 95), 3), "calls": len(values)}
+
+
+def summary(run: Run) -> dict[str, Any]:
+    """What ``--json`` writes."""
+    result: dict[str, Any] = {}
+    for tool in TOOLS:
+        mine = [a for a in run.asked if a.tool == tool]
+        by_category = {
+            str(number): {"name": name, **recall([a for a in mine if a.category == number])}
+            for number, name in CATEGORIES.items()
+        }
+        names = dict.fromkeys(a.conversation for a in mine)
+        by_conversation = {name: recall([a for a in mine if a.conversation == name]) for name in names}
+        result[tool] = {**recall(mine), "by_category": by_category, "by_conversation": by_conversation}
+    every = [ms for tool in TOOLS for ms in run.latency_ms[tool]]
+    result["latency_ms"] = {**_latency(every), **{tool: _latency(run.latency_ms[tool]) for tool in TOOLS}}
+    result["counts"] = {
+        "conversations": run.conversations,
+        "turns": run.turns,
+        "questions": len(run.asked) // len(TOOLS),
+        "failed_calls": run.failed_calls,
+        "skipped": dict(sorted(run.skipped.reasons.items())),
+    }
+    result["seconds"] = round(run.seconds, 1)
+    return result
+
+
+def recall_rows(result: dict[str, Any]) -> list[tuple[str, str, int, str, str, str]]:
+    rows = []
+    for tool in TOOLS:
+        part = result[tool]
+        groups = [("all", part)] + [(f"{n} {c['name']}", c) for n, c in part["by_category"].items()]
+        for label, numbers in groups:
+            r1, r5, r10 = (f"{numbers[f'R@{k}']:.3f}" for k in DEPTHS)
+            rows.append((tool, label, numbers["questions"], r1, r5, r10))
+    return rows
+
+
+def console_report(result: dict[str, Any]) -> str:
+    lines = [f"{'function':<24} {'questions':<16} {'n':>4}  {'R@1':>5}  {'R@5':>5}  {'R@10':>5}"]
+    previous = ""
+    for tool, label, n, r1, r5, r10 in recall_rows(result):
+        lines.append(f"{tool if tool != previous else '':<24} {label:<16} {n:>4}  {r1:>5}  {r5:>5}  {r10:>5}")
+        previous = tool
+    latency, counts = result["latency_ms"], result["counts"]
+    lines += [
+        "",
+        f"search latency per call: p50 {latency['p50']:.2f} ms, p95 {latency['p95']:.2f} ms ({latency['calls']} calls)",
+        f"{counts['conversations']} conversations, {counts['turns']} turns, {counts['questions']} questions asked, "
+        f"{counts['failed_calls']} failed calls, {result['seconds']:.0f} s",
+    ]
+    if counts["skipped"]:
+        lines.append("not used: " + "; ".join(f"{n} {reason}" for reason, n in counts["skipped"].items()))
+    return "\n".join(lines)
+
+
+# -- the report --------------------------------------------------------------------------------------------------
+
+TARGET_R5 = 0.70  # issue 18, item 2
+TARGET_MINUTES = 10.0  # five conversations, on 2 cores
+
+
+def build_section(result: dict[str, Any], command: str) -> Section:
+    counts, latency = result["counts"], result["latency_ms"]
+    r5 = {tool: result[tool]["R@5"] for tool in TOOLS}
+    headers = ("function", "questions", "n", "R@1", "R@5", "R@10")
+    skipped = "; ".join(f"{n} {reason}" for reason, n in counts["skipped"].items()) or "nothing"
+    body = "\n\n".join(
+        [
+            f'{counts["conversations"]} LoCoMo conversations (Maharana et al., "Evaluating Very Long-Term '
+            f'Conversational Memory of LLM Agents", ACL 2024; {counts["turns"]} turns), {counts["questions"]} '
+            "questions of categories 1-4. Every turn is stored as memagent stores a chat (user messages and "
+            "send_message replies, dated by session) and as an archival passage `(date) Speaker: text` written by "
+            "`archival_memory_insert`; each question is asked, as written, by calling `conversation_search` and "
+            "`archival_memory_search` (pages 0 and 1). R@k: share of questions with an evidence turn among the "
+            "first k rows. How and why: the docstring of `bench/memory_quality.py`.",
+            md_table(headers, recall_rows(result)),
+            f"Search latency per function call (page 0 or 1, the function's whole work including formatting): "
+            f"p50 {latency['p50']:.2f} ms, p95 {latency['p95']:.2f} ms over {latency['calls']} calls; "
+            f"failed calls: {counts['failed_calls']}. Not used from the data: {skipped}.",
+            "Candidate improvements (stopwords, speaker and date indexed, stemming, e5 embeddings, fusion) were "
+            "measured as prototypes: `bench/README.md`, which also explains the difference from issue 18's table.",
+        ]
+    )
+    minutes = result["seconds"] / 60
+    targets = [
+        Target(
+            f"{tool} R@5, question as written",
+            f">= {TARGET_R5:.2f} (issue 18)",
+            f"{r5[tool]:.3f}",
+            r5[tool] >= TARGET_R5,
+        )
+        for tool in TOOLS
+    ]
+    targets.append(
+        Target(
+            "run time, 5 conversations",
+            f"<= {TARGET_MINUTES:.0f} min on 2 cores",
+            f"{minutes:.1f} min",
+            minutes <= TARGET_MINUTES if counts["conversations"] == 5 else None,
+        )
+    )
+    summary_line = ", ".join(f"{tool} R@5 {r5[tool]:.3f}" for tool in TOOLS)
+    return Section(
+        "memory_quality",
+        "Memory retrieval (LoCoMo)",
+        command,
+        summary=[summary_line, f"p50 {latency['p50']:.1f} ms"],
+        targets=targets,
+        body=body,
+    )
+
+
+def run(folder: Path = DEV_DATA, json_path: Path | None = None) -> Section:
+    """For ``bench.run_all``: measure, optionally keep the JSON, and report as a Section."""
+    with Timer() as timer:
+        result = summary(measure(folder))
+    if json_path is not None:
+        json_path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    shown = folder.relative_to(ROOT.parent) if folder.is_relative_to(ROOT.parent) else folder
+    return timer.stamp(build_section(result, f".venv/bin/python -m bench.memory_quality --data ../{shown}"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEV_DATA, help=f"folder of LoCoMo .json files ({DEV_DATA})")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here as JSON")
+    parser.add_argument("--dir", type=Path, default=None, help="where the temporary databases go")
+    args = parser.parse_args(argv)
+    problem = _check_arguments(args)
+    if problem:
+        print(f"memory_quality: {problem}", file=sys.stderr)
+        return 2
+    run_data = measure(args.data, args.dir)
+    if not run_data.conversations:
+        print(
+            f"memory_quality: no usable LoCoMo conversation in {args.data}; "
+            f"check its files ({_skipped_text(run_data)})",
+            file=sys.stderr,
+        )
+        return 2
+    result = summary(run_data)
+    print(console_report(result))
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    print(f"machine: {machine_info()['CPU']}")
+    return 0
+
+
+def _skipped_text(run_data: Run) -> str:
+    return "; ".join(f"{n} {reason}" for reason, n in sorted(run_data.skipped.reasons.items())) or "no .json files"
+
+
+def _check_arguments(args: argparse.Namespace) -> str | None:
+    if not args.data.is_dir():
+        return f"--data {args.data} is not a folder; give the folder that holds the LoCoMo .json files"
+    if not any(args.data.glob("*.json")):
+        return f"--data {args.data} holds no .json files; give the folder that holds the LoCoMo .json files"
+    if args.json is not None and not args.json.parent.is_dir():
+        return f"--json {args.json}: its folder does not exist; create it or choose another path"
+    if args.dir is not None and not args.dir.is_dir():
+        return f"--dir {args.dir} is not a folder; create it or leave --dir out"
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
