@@ -5,7 +5,7 @@ download is needed. Generic, not chosen for any benchmark's questions."""
 
 from __future__ import annotations
 
-from memagent.memory.migrations import query_terms
+from memagent.memory.dialect import query_terms
 
 _AS_PUBLISHED = """
 i me my myself we our ours ourselves you you're you've you'll you'd your yours yourself yourselves he him his
