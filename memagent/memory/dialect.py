@@ -20,6 +20,20 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+Reasons = tuple[tuple[tuple[str, ...], str], ...]
+"""(words a driver error may contain, what to tell the user) pairs, first match wins."""
+
+
+def explain(error: BaseException, reasons: Reasons, fallback: str) -> str:
+    """A driver error as the first matching reason, else its own text (cut) followed by ``fallback``'s advice."""
+    original = getattr(error, "orig", None) or error
+    detail = " ".join(str(original).split()) or type(original).__name__
+    lowered = detail.lower()
+    for needles, reason in reasons:
+        if any(needle in lowered for needle in needles):
+            return reason
+    return f"{detail[:300]}; {fallback}"
+
 
 class Dialect(Protocol):
     name: str

@@ -21,11 +21,12 @@ import sqlalchemy as sa
 
 from memagent.errors import StoreError
 from memagent.memory import schema
+from memagent.memory.dialect import Reasons, explain
 from memagent.memory.rows import one_line
 
 INSTALL_HINT = "pip install 'memagent[postgres]'"
 
-_REASONS: tuple[tuple[tuple[str, ...], str], ...] = (
+_REASONS: Reasons = (
     (
         ("password authentication failed", "authentication failed", "no password supplied", "role \"", "pg_hba.conf"),
         "the server refused the user name or password; check the URL's user and password",
@@ -137,13 +138,7 @@ class PostgresDialect:
         return [str(row[0]) for row in rows]
 
     def reason(self, error: BaseException) -> str:
-        original = getattr(error, "orig", None) or error
-        detail = one_line(str(original)) or type(original).__name__
-        lowered = detail.lower()
-        for needles, reason in _REASONS:
-            if any(needle in lowered for needle in needles):
-                return reason
-        return f"{detail[:300]}; check the server and the URL"
+        return explain(error, _REASONS, "check the server and the URL")
 
     def contains(self, column: sa.ColumnElement[str], needle: str) -> sa.ColumnElement[bool]:
         return sa.func.strpos(sa.func.lower(column), sa.func.lower(sa.literal(needle, sa.Text))) > 0

@@ -21,12 +21,12 @@ import sqlalchemy as sa
 from sqlalchemy.pool import StaticPool
 
 from memagent.errors import StoreError
-from memagent.memory.dialect import query_terms
+from memagent.memory.dialect import Reasons, explain, query_terms
 from memagent.memory.rows import one_line
 
 MEMORY_PATH = ":memory:"
 
-_REASONS: tuple[tuple[tuple[str, ...], str], ...] = (
+_REASONS: Reasons = (
     (
         ("locked", "busy"),
         "it is locked by another program (is another memagent running?); close that program and try again",
@@ -86,13 +86,7 @@ class SqliteDialect:
         return [str(row[0]) for row in rows]
 
     def reason(self, error: BaseException) -> str:
-        original = getattr(error, "orig", None) or error
-        detail = one_line(str(original)) or type(original).__name__
-        lowered = detail.lower()
-        for needles, reason in _REASONS:
-            if any(needle in lowered for needle in needles):
-                return reason
-        return f"{detail}; check the file or choose another database path"
+        return explain(error, _REASONS, "check the file or choose another database path")
 
     def contains(self, column: sa.ColumnElement[str], needle: str) -> sa.ColumnElement[bool]:
         return sa.func.instr(sa.func.lower(column), sa.func.lower(needle)) > 0
