@@ -21,6 +21,7 @@ from typing import Any
 from memagent.errors import BackendError, ConfigError, ModelFileError
 from memagent.llm.backends.base import Backend, Completion, CompletionRequest
 from memagent.llm.backends.deadline import DEFAULT_EMBEDDED_TIMEOUT, TIMEOUT_ADVICE, Clock, Deadline, call_limits
+from memagent.llm.backends.grammar_sampler import llama_with_grammar_last
 from memagent.llm.backends.llama_state import common_prefix, header_path, load_state, save_state
 from memagent.llm.types import Capabilities
 
@@ -93,11 +94,11 @@ class EmbeddedBackend(Backend):
 
     def _load(self, n_ctx: int, seed: int, threads: int | None) -> Any:
         try:
-            from llama_cpp import Llama
+            import llama_cpp  # noqa: F401 - only to say clearly that the extra is missing
         except ImportError as exc:
             raise ConfigError(f"The embedded backend needs llama-cpp-python. {INSTALL_HINT}") from exc
         try:
-            return Llama(
+            return llama_with_grammar_last(
                 model_path=str(self.model_path),
                 n_ctx=n_ctx,
                 seed=seed,
