@@ -200,3 +200,12 @@ def test_preparing_the_prefix_before_the_first_turn_says_so_only_when_it_must_ev
     assert heard == [len(SHARED) + 1] and second._llm.evaluated == 0
     # its first turn then evaluates only its own part
     assert ask(second, SHARED + "\nMemory: Ann\nUSER: hi") == len("\nMemory: Ann\nUSER: hi")
+
+
+def test_an_unknown_kv_cache_type_is_one_line_naming_the_choices(tmp_path: Path) -> None:
+    from memagent.errors import ConfigError
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    with pytest.raises(ConfigError, match="kv_cache_type 'q2' is not one of f16, q8_0, q4_0"):
+        EmbeddedBackend(model, kv_cache_type="q2")

