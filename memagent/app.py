@@ -52,7 +52,7 @@ class Session:
         """Have the prompt's shared start ready before the first turn (a new agent starts from the one saved by an
         earlier agent; the first on this machine evaluates it, and `on_evaluate` hears so first)."""
         prompt = self.agent.prompt()
-        return self.backend.prepare_prefix(prompt, self.agent.wrapper.shared_prefix(prompt), on_evaluate)
+        return self.backend.prepare_prefix(prompt, self.agent.shared_prefix(prompt), on_evaluate)
 
     def close(self) -> None:
         try:

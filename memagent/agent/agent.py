@@ -129,6 +129,9 @@ class Agent:
     def prompt(self, extra: Sequence[AgentMessage] = ()) -> str:
         return self.context.prompt(extra)
 
+    def shared_prefix(self, prompt: str) -> int:
+        return self.context.shared_prefix(prompt)
+
     def recall_count(self) -> int:
         return self.history.recall_count()
 

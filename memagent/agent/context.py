@@ -164,6 +164,16 @@ class ContextWindow:
         first_message = not self.history.state.first_reply_done
         return self.wrapper.chat_completion_to_prompt(self.messages(extra), self.schemas, first_message=first_message)
 
+    def shared_prefix(self, prompt: str) -> int:
+        """How much of ``prompt`` every new agent of this preset sends too: the wrapper's shared start (instructions and
+        functions), extended through core memory up to the time of the last memory edit when the layout shows that
+        time after core memory (memagent's layout does; MemGPT's shows it in the heading). A backend keeps that start
+        evaluated for the next new agent; for an agent whose memory changed it is simply its own."""
+        start = self.wrapper.shared_prefix(prompt)
+        stamp = str((self.history.state.memory_stats or {}).get("edit_timestamp") or "")
+        at = prompt.find(stamp, start) if start and stamp else -1
+        return at if at > start else start
+
     def fit(self, extra: Sequence[AgentMessage], emit: Emit) -> tuple[str, int]:
         """The prompt and its size in tokens, summarizing old messages until it fits with room for the reply."""
         while True:

@@ -126,7 +126,7 @@ class CallGenerator:
                 max_tokens=max_tokens,
                 constraint=constraint,
                 on_text=on_text if self.stream else None,
-                shared_prefix=self.wrapper.shared_prefix(prompt),
+                shared_prefix=self.context.shared_prefix(prompt),
             )
             if completion.prompt_tokens is None:  # servers that stream without usage (llama-cpp-python)
                 completion.prompt_tokens = prompt_tokens

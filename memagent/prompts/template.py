@@ -19,14 +19,17 @@ from dataclasses import dataclass, replace
 from memagent.errors import ConfigError
 from memagent.memory.core import CoreMemory
 
+# MemGPT's layout with the time of the last memory edit moved from the heading to the end: everything before it is the
+# same for every new agent of a preset, so the embedded backend's shared prompt prefix covers core memory too.
 DEFAULT_LAYOUT = """{system}
 
-### Memory [last modified: {memory_edit_timestamp}]
+### Memory
 {len_recall_memory} previous messages between you and the user are stored in recall memory (use functions to access them)
 {len_archival_memory} total memories you created are stored in archival memory (use functions to access them)
 
 Core memory shown below (limited in size, additional information stored in archival / recall memory):
-{core_memory_content}"""
+{core_memory_content}
+(Memory last modified: {memory_edit_timestamp})"""
 
 DEFAULT_SECTION = """<{memory_key} characters={memory_value_length}/{memory_value_limit}{memory_attributes}>
 {memory_value}

@@ -132,7 +132,9 @@ def test_two_new_agents_send_the_same_prompt_start_and_say_where_it_ends(make_ag
         assert 0 < request.shared_prefix < len(request.prompt)
         start = request.prompt[: request.shared_prefix]
         assert all(schema["name"] in start for schema in agent.schemas)  # the functions are in the shared part
-        assert "I am the user" not in start and "### Memory" in request.prompt[request.shared_prefix :]
+        assert start.index("### Memory") > start.index("send_message")  # and core memory after them, shared too
+        assert start.endswith("(Memory last modified: ")  # up to the first byte a new agent has of its own
+        assert "I am the user" not in start
         starts.append(start)
     assert starts[0] == starts[1]
 

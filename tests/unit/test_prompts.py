@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -198,15 +199,32 @@ def test_layout_and_section_templates_per_preset(home, make_agent):
     assert "[human] First name: Chad\n---\n" in agent.system_message
 
 
-def test_the_default_layout_matches_seed_004():
+SEED_004_MEMORY = (
+    "12 previous messages between you and the user are stored in recall memory (use functions to access them)\n"
+    "3 total memories you created are stored in archival memory (use functions to access them)\n\n"
+    "Core memory shown below (limited in size, additional information stored in archival / recall memory):\n"
+    "<persona characters=9/2000>\nI am Sam.\n</persona>\n<human characters=16/2000>\nFirst name: Chad\n</human>"
+)
+
+
+def test_the_default_layout_is_seed_004s_with_the_edit_time_after_core_memory():
+    """The same lines as MemGPT's layout; the time of the last edit moves from the heading to the end, so all before
+    it is the same for every new agent of a preset (the shared prompt prefix covers core memory too)."""
     core = CoreMemory({"persona": Section("I am Sam.", 2000), "human": Section("First name: Chad", 2000)})
     text = SystemPromptTemplate("Hello.", {}).render(core, STATS)
     assert text == (
-        "Hello.\n\n### Memory [last modified: 2024-01-01 10:00:00 AM UTC+0000]\n"
-        "12 previous messages between you and the user are stored in recall memory (use functions to access them)\n"
-        "3 total memories you created are stored in archival memory (use functions to access them)\n\n"
-        "Core memory shown below (limited in size, additional information stored in archival / recall memory):\n"
-        "<persona characters=9/2000>\nI am Sam.\n</persona>\n<human characters=16/2000>\nFirst name: Chad\n</human>")
+        "Hello.\n\n### Memory\n" + SEED_004_MEMORY + "\n(Memory last modified: 2024-01-01 10:00:00 AM UTC+0000)"
+    )
+
+
+def test_seed_004s_layout_is_bundled_for_presets_that_want_it_verbatim(home):
+    core = CoreMemory({"persona": Section("I am Sam.", 2000), "human": Section("First name: Chad", 2000)})
+    (home / "presets").mkdir(parents=True, exist_ok=True)
+    write(home / "presets" / "seed.yaml", "system_prompt: memgpt_chat\nfunctions: [send_message]\n"
+          "system_message_layout_template: memgpt_layout\n")
+    template = load_template(Library(home), load_preset(Library(home), "seed"), builtin_fields())
+    text = replace(template, text="Hello.").render(core, STATS)
+    assert text == "Hello.\n\n### Memory [last modified: 2024-01-01 10:00:00 AM UTC+0000]\n" + SEED_004_MEMORY
 
 
 def test_braces_in_values_and_memory_appear_literally():

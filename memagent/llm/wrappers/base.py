@@ -27,10 +27,11 @@ FunctionSchema = dict[str, Any]
 
 INNER_THOUGHTS_DESCRIPTION = "Deep inner monologue private to you only."
 
-MEMORY_HEADING = "### Memory [last modified:"
-"""Where the memory block of MemGPT's system message begins: the part that differs between agents (core memory,
-statistics, the time of the last edit). Wrappers put the function list before it, so the prompt's whole start
-(instructions and functions) is the same for every agent and a backend can evaluate it once for all of them."""
+MEMORY_HEADING = "### Memory"
+"""Where the memory block of MemGPT's system message begins (a line starting with it, as in MemGPT's "### Memory [last
+modified: ...]" and memagent's "### Memory"): the part that differs between agents (core memory, statistics, the time
+of the last edit). Wrappers put the function list before it, so the prompt's whole start (instructions and
+functions) is the same for every agent and a backend can evaluate it once for all of them."""
 
 
 def split_memory(system: str) -> tuple[str, str]:
@@ -72,7 +73,7 @@ class LLMChatCompletionWrapper(ABC):
     def shared_prefix(self, prompt: str) -> int:
         """How many leading characters of a prompt this wrapper rendered are the same for every agent (everything
         before the memory block: instructions and functions); 0 when the format has no such start."""
-        return max(prompt.find(MEMORY_HEADING), 0)
+        return max(prompt.find("\n" + MEMORY_HEADING) + 1, 0)
 
     def output_schema(self, functions: Sequence[FunctionSchema]) -> dict[str, Any] | None:
         """The JSON schema of this wrapper's output, or None if it can't be constrained."""
