@@ -21,6 +21,7 @@ from memagent.llm.backends.base import Backend, Completion
 from memagent.llm.wrappers.base import LLMChatCompletionWrapper
 from memagent.memory.core import CoreMemory
 from memagent.memory.store import Passage, Store
+from memagent.memory.versions import MemoryVersion
 from memagent.messages import HIDDEN_PREFIX, AgentMessage, Message
 from memagent.messages import UserMessage as UserText
 from memagent.prompts.template import SystemPromptTemplate
@@ -116,6 +117,10 @@ class Agent:
     def add_passages(self, texts: Sequence[str]) -> list[int]:
         return self.edits.add_passages(texts)
 
+    def undo(self) -> MemoryVersion | None:
+        """Undo the most recent core-memory change (see Edits.undo); None when there is none."""
+        return self.edits.undo()
+
     def set_template_field(self, name: str, value: str) -> None:
         self.history.set_template_field(name, value)
 
@@ -137,6 +142,10 @@ class Agent:
 
     def first_passages(self, limit: int) -> list[Passage]:
         return self.history.first_passages(limit)
+
+    def memory_versions(self, block: str | None = None, limit: int | None = None) -> list[MemoryVersion]:
+        """Core-memory history (of one block), newest first."""
+        return self.store.memory_versions(self.agent_id, block, limit=limit)
 
     @property
     def messages(self) -> list[tuple[int, Message]]:

@@ -1,4 +1,4 @@
-"""Edits: the changes a person makes to the agent's history from the REPL (/pop, /retry, /rethink, /rewrite,
+"""Edits: the changes a person makes to the agent's history from the REPL (/pop, /retry, /rethink, /rewrite, /undo,
 /attach, `memagent load`). Each writes through to recall memory in one History transaction, decided on the
 history as committed now (another process may have changed it)."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from memagent.agent.history import History
+from memagent.memory.versions import UNDO, Cause, MemoryVersion, restore
 from memagent.messages import AgentMessage, AssistantCall
 from memagent.text import clean_text
 
@@ -82,3 +83,17 @@ class Edits:
             self.history.refresh_system_message(tx)
             self.history.save(tx)
         return ids
+
+    def undo(self) -> MemoryVersion | None:
+        """Put the block of the agent's most recent core-memory change (by any process) back as it was before, and
+        rebuild the system message. The undo is recorded as a change itself, so undoing again re-applies it. Returns
+        the change undone; None when core memory has no recorded change."""
+        history = self.history
+        with history.transaction() as tx:
+            latest = history.store.memory_versions(history.agent_id, limit=1)
+            if not latest:
+                return None
+            restore(history.core_memory, latest[0])
+            history.refresh_system_message(tx)
+            history.save(tx, Cause(UNDO, reverts=latest[0].id))
+        return latest[0]
