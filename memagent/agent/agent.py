@@ -21,7 +21,7 @@ from memagent.llm.backends.base import Backend, Completion
 from memagent.llm.wrappers.base import LLMChatCompletionWrapper
 from memagent.memory.core import CoreMemory
 from memagent.memory.store import Passage, Store
-from memagent.memory.versions import MemoryVersion
+from memagent.memory.versions import MemoryVersion, Undone
 from memagent.messages import HIDDEN_PREFIX, AgentMessage, Message
 from memagent.messages import UserMessage as UserText
 from memagent.prompts.template import SystemPromptTemplate
@@ -117,9 +117,10 @@ class Agent:
     def add_passages(self, texts: Sequence[str]) -> list[int]:
         return self.edits.add_passages(texts)
 
-    def undo(self) -> MemoryVersion | None:
-        """Undo the most recent core-memory change (see Edits.undo); None when there is none."""
-        return self.edits.undo()
+    def undo(self, version_id: int | None = None) -> Undone | None:
+        """Undo the most recent core-memory change, or change ``version_id`` (see Edits.undo); None when there is
+        no such change."""
+        return self.edits.undo(version_id)
 
     def set_template_field(self, name: str, value: str) -> None:
         self.history.set_template_field(name, value)

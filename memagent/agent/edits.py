@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from memagent.agent.history import History
-from memagent.memory.versions import UNDO, Cause, MemoryVersion, restore
+from memagent.memory.versions import UNDO, Cause, Undone, restore
 from memagent.messages import AgentMessage, AssistantCall
 from memagent.text import clean_text
 
@@ -84,16 +84,18 @@ class Edits:
             self.history.save(tx)
         return ids
 
-    def undo(self) -> MemoryVersion | None:
-        """Put the block of the agent's most recent core-memory change (by any process) back as it was before, and
-        rebuild the system message. The undo is recorded as a change itself, so undoing again re-applies it. Returns
-        the change undone; None when core memory has no recorded change."""
+    def undo(self, version_id: int | None = None) -> Undone | None:
+        """Put the block of the agent's most recent core-memory change (by any process), or of change
+        ``version_id``, back as it was before that change, and rebuild the system message. The undo is recorded as a
+        change itself, so undoing again re-applies it. None when there is no such change."""
         history = self.history
+        store, agent_id = history.store, history.agent_id
         with history.transaction() as tx:
-            latest = history.store.memory_versions(history.agent_id, limit=1)
-            if not latest:
+            found = store.memory_versions(agent_id, limit=1, version_id=version_id)
+            if not found:
                 return None
-            restore(history.core_memory, latest[0])
+            restore(history.core_memory, found[0])
             history.refresh_system_message(tx)
-            history.save(tx, Cause(UNDO, reverts=latest[0].id))
-        return latest[0]
+            recorded = history.save(tx, Cause(UNDO, reverts=found[0].id))
+            result = store.memory_versions(agent_id, version_id=recorded[0]) if recorded else [None]
+        return Undone(found[0], result[0])

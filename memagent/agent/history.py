@@ -100,16 +100,18 @@ class History:
         self.messages.append((message_id, message))
         return message_id
 
-    def save(self, tx: Transaction, cause: Cause = UNKNOWN) -> None:
+    def save(self, tx: Transaction, cause: Cause = UNKNOWN) -> list[int]:
         """Write the state (core memory, which messages are in context, ...) over the version read, and a version
-        of each core-memory block that changed since (what ``cause`` did: see memory/versions.py)."""
+        of each core-memory block that changed since (what ``cause`` did: see memory/versions.py); their ids."""
         stored = CoreMemory.from_dict(self.state.core_memory).sections
+        recorded = []
         for change in changed_blocks(stored, self.core_memory.sections):
             texts = (change.old_text, change.new_text)
-            tx.add_memory_version(self.agent_id, change.block, texts, change.settings, cause)
+            recorded.append(tx.add_memory_version(self.agent_id, change.block, texts, change.settings, cause))
         self.state.core_memory = self.core_memory.to_dict()
         self.state.in_context = [mid for mid, _ in self.messages]
         self.version = tx.save_agent_state(self.agent_id, self.state.to_dict(), self.version)
+        return recorded
 
     def refresh_system_message(self, tx: Transaction) -> None:
         """Memory changed: the counts and the edit time the system message shows are brought up to date."""

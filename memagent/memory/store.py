@@ -344,12 +344,14 @@ class Store:
         return [passage_from_row(row) for row in self._rows(statement)]
 
     def memory_versions(
-        self, agent_id: int, block: str | None = None, *, limit: int | None = None, newest_first: bool = True
+        self, agent_id: int, block: str | None = None, *, limit: int | None = None, newest_first: bool = True,
+        version_id: int | None = None,
     ) -> list[MemoryVersion]:
-        """The agent's core-memory history (of one block), newest first; none in a file older than it (read-only)."""
+        """The agent's core-memory history (of one block, or change ``version_id``), newest first; none in a file
+        older than it (opened read-only)."""
         if self._version < MEMORY_VERSIONS_SCHEMA:
             return []
-        statement = select_versions(agent_id, block, newest_first)
+        statement = select_versions(agent_id, block, newest_first, version_id)
         rows = self._rows(statement if limit is None else statement.limit(limit))
         return [version_from_row(row) for row in rows]
 

@@ -127,6 +127,14 @@ class MemoryVersion:
         return int(self.settings.get("position", -1))
 
 
+@dataclass(frozen=True, slots=True)
+class Undone:
+    """What an undo did: the change it undid, and the change it made (None: memory already was that way)."""
+
+    change: MemoryVersion
+    result: MemoryVersion | None
+
+
 def restore(core: CoreMemory, version: MemoryVersion) -> None:
     """Put ``version``'s block back as it was before that change (see the module's docstring)."""
     before = version.section_before()
@@ -149,12 +157,17 @@ VERSION_COLUMNS = tuple(schema.memory_versions.c)
 INSERT_VERSION = sa.insert(schema.memory_versions).returning(schema.memory_versions.c.id)
 
 
-def select_versions(agent_id: int, block: str | None = None, newest_first: bool = True) -> sa.Select[Any]:
-    """The agent's versions (of one block, if given), newest first (or in the order they were made)."""
+def select_versions(
+    agent_id: int, block: str | None = None, newest_first: bool = True, version_id: int | None = None
+) -> sa.Select[Any]:
+    """The agent's versions (of one block, or the one numbered ``version_id``, if given), newest first (or in the
+    order they were made)."""
     v = schema.memory_versions
     statement = sa.select(*VERSION_COLUMNS).where(v.c.agent_id == agent_id)
     if block is not None:
         statement = statement.where(v.c.block == block)
+    if version_id is not None:
+        statement = statement.where(v.c.id == version_id)
     return statement.order_by(v.c.id.desc() if newest_first else v.c.id)
 
 

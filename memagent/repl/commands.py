@@ -274,7 +274,8 @@ COMMANDS: dict[str, Command] = {
         Command("memory", "/memory [history [BLOCK] [N]]",
                 "core memory sections with used/limit, recall and archival counts; with history: the latest "
                 "core-memory changes (of one block), newest first", _memory),
-        Command("undo", "/undo", "undo the latest core-memory change (/undo again re-applies it)", undo),
+        Command("undo", "/undo [N]", "undo the latest core-memory change, or change #N (/undo again re-applies it)",
+                undo),
         Command("dump", "/dump [N]", "show the last N messages in context (all by default)", _dump),
         Command("dumpraw", "/dumpraw [N]", "the same, as the stored JSON", lambda c, a: _dump(c, a, raw=True)),
         Command("pop", "/pop [N]", f"delete the last N messages (default {DEFAULT_POP}) from context and recall", _pop),

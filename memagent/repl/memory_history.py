@@ -98,21 +98,32 @@ def show_history(ctx: CommandContext, args: str) -> None:
     ctx.info("\n".join(lines))
 
 
+UNDO_USAGE = "Usage: /undo [N] (undoes the latest core-memory change, or change #N of /memory history)."
+
+
 def undo(ctx: CommandContext, args: str) -> None:
-    """/undo"""
-    if args.strip():
-        ctx.error("Usage: /undo (takes no argument; it undoes the latest core-memory change).")
+    """/undo [N]"""
+    number = args.strip().removeprefix("#")
+    if number and not number.isdigit():
+        ctx.error(UNDO_USAGE)
         return
-    undone = ctx.agent.undo()
+    undone = ctx.agent.undo(int(number) if number else None)
     if undone is None:
-        ctx.error("Nothing to undo: core memory has no recorded change.")
+        if number:
+            ctx.error(f"No change #{number} in this agent's core-memory history; /memory history lists them.")
+        else:
+            ctx.error("Nothing to undo: core memory has no recorded change.")
         return
-    when = undone.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-    what = f"change #{undone.id} ({undone.cause.describe()}, {when})"
-    if undone.kind == "created":
-        result = f"block {undone.block!r} removed"
-    elif undone.kind == "deleted":
-        result = f"block {undone.block!r} restored ({len(undone.old_text or '')} characters)"
+    change, result = undone.change, undone.result
+    when = change.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    what = f"Undid change #{change.id} ({change.cause.describe()}, {when})"
+    if result is None:
+        ctx.info(f"{what}: block {change.block!r} already was as before it; nothing changed.")
+        return
+    if result.kind == "deleted":
+        done = f"block {change.block!r} removed"
+    elif result.kind == "created":
+        done = f"block {change.block!r} restored ({len(result.new_text or '')} characters)"
     else:
-        result = f"block {undone.block!r} changed back, {diff_text(undone.new_text, undone.old_text)}"
-    ctx.info(f"Undid {what}: {result}. The system message was rebuilt; /undo again re-applies it.")
+        done = f"block {change.block!r} changed back, {diff_text(result.old_text, result.new_text)}"
+    ctx.info(f"{what}: {done}. The system message was rebuilt; /undo again re-applies it (as #{result.id}).")
