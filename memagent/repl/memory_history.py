@@ -54,10 +54,10 @@ def diff_text(old: str | None, new: str | None) -> str:
 
 
 def change_line(version: MemoryVersion) -> str:
-    """`#12 2026-12-02 18:40:01 human: core_memory_append (call 42) "Name: Brad" → "Name: Brad⏎Likes tea"`"""
+    """`#12 2026-12-02 18:40:01 human, core_memory_append (call 42): "Name: Brad" → "Name: Brad⏎Likes tea"`"""
     when = version.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
     what = version.cause.describe()
-    return f"#{version.id} {when} {version.block}: {what} {diff_text(version.old_text, version.new_text)}"
+    return f"#{version.id} {when} {version.block}, {what}: {diff_text(version.old_text, version.new_text)}"
 
 
 def history_lines(versions: Sequence[MemoryVersion]) -> list[str]:

@@ -306,7 +306,7 @@ def test_memory_history_shows_changes_newest_first_per_block_cut_to_one_line(mak
     versions = agent.memory_versions()
     for line, version in zip(shown[1:], versions, strict=True):
         when = version.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-        assert line.startswith(f"  #{version.id} {when} {version.block}: core_memory_append (call ")
+        assert line.startswith(f"  #{version.id} {when} {version.block}, core_memory_append (call ")
     assert shown[1].endswith('"…⏎Name: Brad." → "…⏎Name: Brad.⏎Likes tea."')
     assert len(shown[2]) < 250 and "…" in shown[2]  # the persona's long addition is cut
     human = text_of(command(agent, "/memory history human")).splitlines()
@@ -358,7 +358,7 @@ def test_agents_show_lists_recent_changes(home, make_agent, store, events) -> No
     assert "Recent core-memory changes, newest first" in out
     lines = [line.strip() for line in out.splitlines() if line.strip().startswith("#")]
     assert len(lines) == 3
-    assert "human: /undo of #" in lines[0] and "core_memory_append (call" in lines[1]
+    assert "human, /undo of #" in lines[0] and "core_memory_append (call" in lines[1]
     assert 'Likes tea."' in lines[1]
 
 
