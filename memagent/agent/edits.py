@@ -97,5 +97,5 @@ class Edits:
             restore(history.core_memory, found[0])
             history.refresh_system_message(tx)
             recorded = history.save(tx, Cause(UNDO, reverts=found[0].id))
-            result = store.memory_versions(agent_id, version_id=recorded[0]) if recorded else [None]
-        return Undone(found[0], result[0])
+            result = store.memory_versions(agent_id, version_id=recorded[0]) if recorded else []
+        return Undone(found[0], result[0] if result else None)

@@ -20,7 +20,7 @@ from memagent.memory.export import VERSION, export_agent, import_agent
 from memagent.memory.migrations import LATEST_VERSION, MEMORY_VERSIONS_SCHEMA, MIGRATIONS
 from memagent.memory.store import Store, Transaction
 from memagent.memory.versions import UNDO, Cause, changed_blocks, restore
-from memagent.repl.commands import run_command
+from memagent.repl.commands import completions, run_command
 from memagent.repl.memory_history import diff_text
 from memagent.settings import Settings
 
@@ -322,6 +322,12 @@ def test_memory_history_of_an_agent_without_changes(make_agent) -> None:
     agent, _ = make_agent()
     assert text_of(command(agent, "/memory history")) == "No core-memory change recorded yet."
     assert text_of(command(agent, "/memory history human")) == "No core-memory change of block 'human' recorded yet."
+
+
+def test_tab_completes_history_after_memory(make_agent) -> None:
+    agent, _ = make_agent()
+    assert completions("/memory h", agent) == ["history"]
+    assert "/undo" in completions("/un", agent)
 
 
 @pytest.mark.parametrize(("old", "new", "shown"), [
