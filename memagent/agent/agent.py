@@ -21,6 +21,7 @@ from memagent.llm.backends.base import Backend, Completion
 from memagent.llm.wrappers.base import LLMChatCompletionWrapper
 from memagent.memory.core import CoreMemory
 from memagent.memory.store import Passage, Store
+from memagent.memory.versions import MemoryVersion, Undone
 from memagent.messages import HIDDEN_PREFIX, AgentMessage, Message
 from memagent.messages import UserMessage as UserText
 from memagent.prompts.template import SystemPromptTemplate
@@ -116,6 +117,11 @@ class Agent:
     def add_passages(self, texts: Sequence[str]) -> list[int]:
         return self.edits.add_passages(texts)
 
+    def undo(self, version_id: int | None = None) -> Undone | None:
+        """Undo the most recent core-memory change, or change ``version_id`` (see Edits.undo); None when there is
+        no such change."""
+        return self.edits.undo(version_id)
+
     def set_template_field(self, name: str, value: str) -> None:
         self.history.set_template_field(name, value)
 
@@ -140,6 +146,10 @@ class Agent:
 
     def first_passages(self, limit: int) -> list[Passage]:
         return self.history.first_passages(limit)
+
+    def memory_versions(self, block: str | None = None, limit: int | None = None) -> list[MemoryVersion]:
+        """Core-memory history (of one block), newest first."""
+        return self.store.memory_versions(self.agent_id, block, limit=limit)
 
     @property
     def messages(self) -> list[tuple[int, Message]]:

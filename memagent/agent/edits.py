@@ -1,4 +1,4 @@
-"""Edits: the changes a person makes to the agent's history from the REPL (/pop, /retry, /rethink, /rewrite,
+"""Edits: the changes a person makes to the agent's history from the REPL (/pop, /retry, /rethink, /rewrite, /undo,
 /attach, `memagent load`). Each writes through to recall memory in one History transaction, decided on the
 history as committed now (another process may have changed it)."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from memagent.agent.history import History
+from memagent.memory.versions import UNDO, Cause, Undone, restore
 from memagent.messages import AgentMessage, AssistantCall
 from memagent.text import clean_text
 
@@ -82,3 +83,19 @@ class Edits:
             self.history.refresh_system_message(tx)
             self.history.save(tx)
         return ids
+
+    def undo(self, version_id: int | None = None) -> Undone | None:
+        """Put the block of the agent's most recent core-memory change (by any process), or of change
+        ``version_id``, back as it was before that change, and rebuild the system message. The undo is recorded as a
+        change itself, so undoing again re-applies it. None when there is no such change."""
+        history = self.history
+        store, agent_id = history.store, history.agent_id
+        with history.transaction() as tx:
+            found = store.memory_versions(agent_id, limit=1, version_id=version_id)
+            if not found:
+                return None
+            restore(history.core_memory, found[0])
+            history.refresh_system_message(tx)
+            recorded = history.save(tx, Cause(UNDO, reverts=found[0].id))
+            result = store.memory_versions(agent_id, version_id=recorded[0]) if recorded else []
+        return Undone(found[0], result[0] if result else None)

@@ -17,6 +17,7 @@ from typing import Any
 from memagent.agent.state import AgentState
 from memagent.memory.core import CoreMemory
 from memagent.memory.store import Passage, Store, Transaction
+from memagent.memory.versions import UNKNOWN, Cause, changed_blocks
 from memagent.messages import AgentMessage, message_from_dict, now_text
 from memagent.prompts.template import MemoryStats, SystemPromptTemplate
 
@@ -99,11 +100,18 @@ class History:
         self.messages.append((message_id, message))
         return message_id
 
-    def save(self, tx: Transaction) -> None:
-        """Write the state (core memory, which messages are in context, ...) over the version read."""
+    def save(self, tx: Transaction, cause: Cause = UNKNOWN) -> list[int]:
+        """Write the state (core memory, which messages are in context, ...) over the version read, and a version
+        of each core-memory block that changed since (what ``cause`` did: see memory/versions.py); their ids."""
+        stored = CoreMemory.from_dict(self.state.core_memory).sections
+        recorded = []
+        for change in changed_blocks(stored, self.core_memory.sections):
+            texts = (change.old_text, change.new_text)
+            recorded.append(tx.add_memory_version(self.agent_id, change.block, texts, change.settings, cause))
         self.state.core_memory = self.core_memory.to_dict()
         self.state.in_context = [mid for mid, _ in self.messages]
         self.version = tx.save_agent_state(self.agent_id, self.state.to_dict(), self.version)
+        return recorded
 
     def refresh_system_message(self, tx: Transaction) -> None:
         """Memory changed: the counts and the edit time the system message shows are brought up to date."""

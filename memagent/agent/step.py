@@ -19,6 +19,7 @@ from memagent.functions.memory import SEARCH_FUNCTIONS
 from memagent.functions.registry import HEARTBEAT_PARAM, AgentFunction, FunctionFailed, clip_arguments
 from memagent.llm.backends.base import Completion
 from memagent.memory.agent_memory import AgentMemory
+from memagent.memory.versions import Cause
 from memagent.messages import HEARTBEAT_FAILED, HEARTBEAT_REQUESTED, MEMORY_PRESSURE, AssistantCall, FunctionResult
 
 RESULT_CHAR_LIMIT = 3000
@@ -52,13 +53,13 @@ class StepRunner:
             ok, result = self._execute(call.name, args, tools)
             function = self.functions[call.name]
             stored_args = {**args, HEARTBEAT_PARAM: heartbeat} if function.takes_heartbeat else args
-            history.add(tx, AssistantCall(call.inner_thoughts or "", call.name, clip_arguments(stored_args)))
+            call_id = history.add(tx, AssistantCall(call.inner_thoughts or "", call.name, clip_arguments(stored_args)))
             history.add(tx, FunctionResult(call.name, ok, result))
             if tools.memory_edited:
                 history.refresh_system_message(tx)
             history.state.first_reply_done = True
             next_step = self._next_step(ok, heartbeat, completion)
-            history.save(tx)
+            history.save(tx, Cause(call.name, message_id=call_id))
         shown.append(FunctionReturn(call.name, "OK" if ok else "Failed", result))
         for event in shown:
             emit(event)

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from memagent.memory.store import AgentRow, Store
+    from memagent.memory.versions import MemoryVersion
+
+RECENT_CHANGES = 5
+"""Core-memory changes `agents show` lists."""
 
 agents_app = typer.Typer(help="List, inspect, delete, export and import agents.", no_args_is_help=True,
                          rich_markup_mode=None)
@@ -67,6 +71,20 @@ def _print_core_memory(out: Console, state: dict[str, Any]) -> None:
             out.print(f"    {safe(line)}")
 
 
+def _print_changes(out: Console, changes: list[MemoryVersion]) -> None:
+    """The latest core-memory changes, newest first (`/memory history` in the chat shows more)."""
+    from memagent.repl.memory_history import history_lines
+    from memagent.repl.render import safe
+
+    if not changes:
+        out.print("[bold]Recent core-memory changes[/]: none recorded")
+        return
+    more = " (more: /memory history in the chat)" if len(changes) > RECENT_CHANGES else ""
+    out.print(f"[bold]Recent core-memory changes[/], newest first{more}")
+    for line in history_lines(changes[:RECENT_CHANGES]):
+        out.print(f"  {safe(line)}")
+
+
 def _print_fields(out: Console, state: dict[str, Any]) -> None:
     """The system prompt's template fields; edited ones (stored with the agent) are marked."""
     from memagent.app import build_template
@@ -95,7 +113,7 @@ def _print_fields(out: Console, state: dict[str, Any]) -> None:
 def show_agent(
     name: Annotated[str, typer.Argument(help="The agent's name.")], no_color: NoColor = False, db: Db = None
 ) -> None:
-    """Show an agent's core memory (used/limit per section), counts and template fields."""
+    """Show an agent's core memory (used/limit per section), its recent changes, counts and template fields."""
     from memagent.repl.render import safe
 
     out = console()
@@ -103,12 +121,14 @@ def show_agent(
         row = require_agent(store, name)
         assert store is not None
         messages, passages = store.count_messages(row.id), store.count_passages(row.id)
+        changes = store.memory_versions(row.id, limit=RECENT_CHANGES + 1)
     state = row.state
     in_context = len(state.get("in_context") or [])
     out.print(f"[bold]Agent {safe(display_name(row.name))}[/] (preset {safe(state.get('preset', '?'))})")
     out.print(f"Created {local_time(row.created_at)}, last used {local_time(row.updated_at)}")
     out.print(f"Recall memory: {messages} messages ({in_context} in context). Archival memory: {passages} passages.")
     _print_core_memory(out, state)
+    _print_changes(out, changes)
     _print_fields(out, state)
 
 

@@ -1,15 +1,19 @@
 """An agent as one versioned JSON document, and back: how an agent moves between databases and machines.
 
-The format (``FORMAT``, ``VERSION`` 1)::
+The format (``FORMAT``, ``VERSION`` 2)::
 
-    {"format": "memagent-agent", "version": 1, "exported_at": "2026-...+00:00",
+    {"format": "memagent-agent", "version": 2, "exported_at": "2026-...+00:00",
      "agent": {"name": ..., "created_at": ..., "state": {...}},      # state: preset, core memory, template
                                                                      # fields, in_context (message ids), stats
      "messages": [{"id", "role", "text", "payload", "created_at"}, ...],   # recall memory, oldest first
-     "passages": [{"text", "created_at"}, ...]}                            # archival memory, oldest first
+     "passages": [{"text", "created_at"}, ...],                            # archival memory, oldest first
+     "memory_versions": [{"id", "block", "old_text", "new_text", "settings", "source", "message_id",
+                          "reverts", "created_at"}, ...]}            # core-memory history, oldest first (v2)
 
-Times are ISO-8601 UTC. Message ids are the source database's; an import gives every message a new id and
-rewrites ``state["in_context"]`` to match. A reader refuses a newer ``version`` instead of guessing.
+Times are ISO-8601 UTC. Message and version ids are the source database's; an import gives every message and
+version a new id and rewrites ``state["in_context"]``, a version's ``message_id`` (null when that call is no longer
+in the file) and ``reverts`` to match. Version 1 files (no history) are still read. A reader refuses a newer
+``version`` instead of guessing.
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 from memagent.errors import UserError
 from memagent.memory.rows import AgentRow, utc_iso
+from memagent.memory.versions import Cause, MemoryVersion
 from memagent.text import check_name, clean_text
 
 if TYPE_CHECKING:
     from memagent.memory.store import Store
 
 FORMAT = "memagent-agent"
-VERSION = 1
+VERSION = 2
+HISTORY_SINCE = 2
+"""The first format version with ``memory_versions``."""
 
 
 def export_agent(store: Store, name: str) -> dict[str, Any]:
@@ -45,6 +52,16 @@ def export_agent(store: Store, name: str) -> dict[str, Any]:
             for m in messages
         ],
         "passages": [{"text": p.text, "created_at": utc_iso(p.created_at)} for p in passages],
+        "memory_versions": [_version_data(v) for v in store.memory_versions(row.id, newest_first=False)],
+    }
+
+
+def _version_data(version: MemoryVersion) -> dict[str, Any]:
+    cause = version.cause
+    return {
+        "id": version.id, "block": version.block, "old_text": version.old_text, "new_text": version.new_text,
+        "settings": version.settings, "source": cause.source, "message_id": cause.message_id,
+        "reverts": cause.reverts, "created_at": utc_iso(version.created_at),
     }
 
 
@@ -67,6 +84,10 @@ class _Reader:
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise self.fail(path, f"should be {_JSON_NAMES[kind]}, not {_JSON_NAMES.get(type(value), 'null')}")
         return value
+
+    def maybe(self, data: dict[str, Any], key: str, kind: type, where: str) -> Any:
+        """Like ``get``, but null is allowed."""
+        return None if data.get(key, 0) is None else self.get(data, key, kind, where)
 
     def time(self, data: dict[str, Any], where: str) -> datetime:
         text = self.get(data, "created_at", str, where)
@@ -125,6 +146,8 @@ def check_export(data: object, source: str = "the file") -> None:
             raise reader.fail(where, "should be an object")
         reader.get(passage, "text", str, where)
         reader.time(passage, where)
+    if version >= HISTORY_SINCE:
+        _check_versions(reader, reader.get(data, "memory_versions", list, ""))
     in_context = state.get("in_context", [])
     if not isinstance(in_context, list):
         raise reader.fail("agent.state.in_context", "should be a list of message ids")
@@ -132,6 +155,27 @@ def check_export(data: object, source: str = "the file") -> None:
     if missing:
         shown = clean_text(repr(missing[:5]))[:60]
         raise reader.fail("agent.state.in_context", f"names messages {shown} that the file lacks")
+
+
+def _check_versions(reader: _Reader, versions: list[Any]) -> None:
+    ids: set[int] = set()
+    for i, version in enumerate(versions):
+        where = f"memory_versions[{i}]"
+        if not isinstance(version, dict):
+            raise reader.fail(where, "should be an object")
+        version_id = reader.get(version, "id", int, where)
+        if version_id in ids:
+            raise reader.fail(f"{where}.id", f"repeats id {version_id}")
+        ids.add(version_id)
+        reader.get(version, "block", str, where)
+        texts = [reader.maybe(version, key, str, where) for key in ("old_text", "new_text")]
+        if texts == [None, None]:
+            raise reader.fail(where, "has neither old_text nor new_text")
+        reader.get(version, "settings", dict, where)
+        reader.get(version, "source", str, where)
+        reader.maybe(version, "message_id", int, where)
+        reader.maybe(version, "reverts", int, where)
+        reader.time(version, where)
 
 
 def import_agent(store: Store, data: dict[str, Any], name: str | None = None, source: str = "the file") -> AgentRow:
@@ -155,6 +199,16 @@ def import_agent(store: Store, data: dict[str, Any], name: str | None = None, so
             tx.add_passage(row.id, passage["text"], reader.time(passage, f"passages[{i}]"))
         state["in_context"] = [new_ids[i] for i in state.get("in_context", [])]
         tx.save_agent_state(row.id, state)
+        version_ids: dict[int, int] = {}
+        for i, version in enumerate(data.get("memory_versions", [])):
+            cause = Cause(
+                version["source"], new_ids.get(version.get("message_id")), version_ids.get(version.get("reverts"))
+            )
+            texts = (version.get("old_text"), version.get("new_text"))
+            moment = reader.time(version, f"memory_versions[{i}]")
+            version_ids[version["id"]] = tx.add_memory_version(
+                row.id, version["block"], texts, version["settings"], cause, moment
+            )
     imported = store.find_agent(target)
     assert imported is not None
     return imported

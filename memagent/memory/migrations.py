@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 from memagent.memory.dialect import Dialect
 from memagent.memory.sqlite import fts_query
 
-__all__ = ["LATEST_VERSION", "MIGRATIONS", "Migration", "apply_pending", "fts_query"]
+__all__ = ["LATEST_VERSION", "MEMORY_VERSIONS_SCHEMA", "MIGRATIONS", "Migration", "apply_pending", "fts_query"]
 
 Migration = Callable[[Connection], None]
 
@@ -138,10 +138,37 @@ def _v2_agent_version(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE agents ADD COLUMN version INTEGER NOT NULL DEFAULT 0")  # valid on both
 
 
-MIGRATIONS: Sequence[Migration] = (_v1_initial_schema, _v2_agent_version)
+def _memory_versions(conn: Connection) -> None:
+    """Core-memory history: a version per change of a block, with its old and new text and what made it (see
+    ``versions.py``). Deleted with its agent."""
+    postgres = conn.dialect.name == "postgresql"
+    big_id = "BIGSERIAL PRIMARY KEY" if postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
+    integer = "BIGINT" if postgres else "INTEGER"
+    conn.exec_driver_sql(
+        f"""
+        CREATE TABLE memory_versions (
+            id {big_id},
+            agent_id {integer} NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+            block TEXT NOT NULL,
+            old_text TEXT,
+            new_text TEXT,
+            settings TEXT NOT NULL DEFAULT '{{}}',
+            source TEXT NOT NULL,
+            message_id {integer},
+            reverts {integer},
+            created_at {"TIMESTAMPTZ" if postgres else "TEXT"} NOT NULL
+        )
+        """
+    )
+    conn.exec_driver_sql("CREATE INDEX memory_versions_agent ON memory_versions(agent_id, id)")
+
+
+MIGRATIONS: Sequence[Migration] = (_v1_initial_schema, _v2_agent_version, _memory_versions)
 """Index i holds the migration to version i + 1. Append only."""
 
 LATEST_VERSION = len(MIGRATIONS)
+MEMORY_VERSIONS_SCHEMA = MIGRATIONS.index(_memory_versions) + 1
+"""The schema version from which the ``memory_versions`` table exists (an older file opened read-only lacks it)."""
 
 
 def apply_pending(

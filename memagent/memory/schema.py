@@ -109,6 +109,28 @@ passages = sa.Table(
     sqlite_autoincrement=True,
 )
 
+# Core-memory history (see versions.py): one row per change of a block, written in the transaction of the edit.
+# ``old_text``/``new_text`` are NULL where the block did not exist (created, deleted); ``settings`` holds what the
+# block was like before (after, if created): max_length, position, and description/read_only when set.
+# ``message_id`` names the stored call that made the change (no foreign key: /pop may delete the call, the
+# history stays); ``reverts`` the version an /undo reverted.
+memory_versions = sa.Table(
+    "memory_versions",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("agent_id", Id, sa.ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("block", sa.Text, nullable=False),
+    sa.Column("old_text", sa.Text),
+    sa.Column("new_text", sa.Text),
+    sa.Column("settings", JsonText, nullable=False, server_default="{}"),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("message_id", sa.BigInteger),
+    sa.Column("reverts", sa.BigInteger),
+    sa.Column("created_at", UtcTime, nullable=False),
+    sa.Index("memory_versions_agent", "agent_id", "id"),
+    sqlite_autoincrement=True,
+)
+
 # The schema version on PostgreSQL (one row; SQLite keeps it in PRAGMA user_version): see dialect.py.
 schema_versions = sa.Table("memagent_schema", metadata, sa.Column("version", sa.Integer, nullable=False))
 

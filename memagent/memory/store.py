@@ -32,7 +32,7 @@ from sqlalchemy import exc as sa_exc
 from memagent.errors import StoreError
 from memagent.memory import schema
 from memagent.memory.database_url import is_url, open_dialect
-from memagent.memory.migrations import MIGRATIONS, Migration, apply_pending
+from memagent.memory.migrations import MEMORY_VERSIONS_SCHEMA, MIGRATIONS, Migration, apply_pending
 from memagent.memory.names import unique_agent_name
 from memagent.memory.rows import (
     AgentRow,
@@ -49,6 +49,7 @@ from memagent.memory.rows import (
 from memagent.memory.search import chunks, search_statements
 from memagent.memory.sqlite import MEMORY_PATH
 from memagent.memory.transaction import Transaction
+from memagent.memory.versions import MemoryVersion, select_versions, version_from_row
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
@@ -341,6 +342,18 @@ class Store:
             sa.select(*schema.PASSAGE_COLUMNS).where(p.c.agent_id == agent_id).order_by(p.c.id).limit(limit)
         ).offset(offset)
         return [passage_from_row(row) for row in self._rows(statement)]
+
+    def memory_versions(
+        self, agent_id: int, block: str | None = None, *, limit: int | None = None, newest_first: bool = True,
+        version_id: int | None = None,
+    ) -> list[MemoryVersion]:
+        """The agent's core-memory history (of one block, or change ``version_id``), newest first; none in a file
+        older than it (opened read-only)."""
+        if self._version < MEMORY_VERSIONS_SCHEMA:
+            return []
+        statement = select_versions(agent_id, block, newest_first, version_id)
+        rows = self._rows(statement if limit is None else statement.limit(limit))
+        return [version_from_row(row) for row in rows]
 
     # --------------------------------------------------------------------------------- search
 

@@ -18,6 +18,7 @@ from memagent.errors import AgentExistsError, StateConflictError, StoreError
 from memagent.memory import schema
 from memagent.memory.rows import AgentRow, agent_from_row, one_line, parse_time, utc_iso
 from memagent.memory.search import chunks
+from memagent.memory.versions import INSERT_VERSION, Cause
 from memagent.text import clean_any, clean_text
 
 
@@ -183,6 +184,31 @@ class Transaction:
         now = _utc()
         rows = [{"agent_id": agent_id, "text": clean_text(text), "created_at": now} for text in texts]
         return [int(row.id) for row in self._run(_INSERT_PASSAGES, rows)]
+
+    def add_memory_version(
+        self,
+        agent_id: int,
+        block: str,
+        texts: tuple[str | None, str | None],
+        settings: Mapping[str, Any],
+        cause: Cause,
+        created_at: datetime | None = None,
+    ) -> int:
+        """Record one change of a core-memory block: its (old, new) text, None where it did not exist (see
+        ``versions.py``). Written in the transaction that saves the edit."""
+        old, new = texts
+        values = {
+            "agent_id": agent_id,
+            "block": block,
+            "old_text": None if old is None else clean_text(old),
+            "new_text": None if new is None else clean_text(new),
+            "settings": _document(settings),
+            "source": clean_text(cause.source),
+            "message_id": cause.message_id,
+            "reverts": cause.reverts,
+            "created_at": _utc(created_at),
+        }
+        return int(self._run(INSERT_VERSION, values).scalar_one())
 
     def delete_agent(self, name: str) -> bool:
         """Delete an agent with its messages, passages and their index rows (FK cascade; SQLite's triggers)."""

@@ -18,6 +18,7 @@ from memagent.agent import Agent
 from memagent.errors import ConfigError, UserError
 from memagent.events import Error, Event, Info
 from memagent.messages import envelope_type, searchable_text
+from memagent.repl.memory_history import HISTORY_USAGE, show_history, undo
 from memagent.text import clean_text
 
 Emit = Callable[[Event], None]
@@ -80,6 +81,13 @@ def _exit(ctx: CommandContext, args: str) -> None:
 
 
 def _memory(ctx: CommandContext, args: str) -> None:
+    word, _, rest = args.strip().partition(" ")
+    if word == "history":
+        show_history(ctx, rest)
+        return
+    if word:
+        ctx.error(f"Unknown /memory argument {word!r}. {HISTORY_USAGE} /memory alone shows core memory and counts.")
+        return
     agent = ctx.agent
     lines = [f"Agent {agent.name} (preset {agent.state.preset}, wrapper {agent.wrapper.name})", "Core memory:"]
     for key, section in agent.core_memory.sections.items():
@@ -263,7 +271,11 @@ COMMANDS: dict[str, Command] = {
     for c in (
         Command("help", "/help", "show this list", _help),
         Command("exit", "/exit", "leave (the agent is saved as you go)", _exit),
-        Command("memory", "/memory", "core memory sections with used/limit, recall and archival counts", _memory),
+        Command("memory", "/memory [history [BLOCK] [N]]",
+                "core memory sections with used/limit, recall and archival counts; with history: the latest "
+                "core-memory changes (of one block), newest first", _memory),
+        Command("undo", "/undo [N]", "undo the latest core-memory change, or change #N (/undo again re-applies it)",
+                undo),
         Command("dump", "/dump [N]", "show the last N messages in context (all by default)", _dump),
         Command("dumpraw", "/dumpraw [N]", "the same, as the stored JSON", lambda c, a: _dump(c, a, raw=True)),
         Command("pop", "/pop [N]", f"delete the last N messages (default {DEFAULT_POP}) from context and recall", _pop),
@@ -323,7 +335,8 @@ def run_command(line: str, agent: Agent, emit: Emit, ask: Ask, home: Path | None
 
 def completions(text: str, agent: Agent, wrappers: Sequence[str] = ()) -> list[str]:
     """Candidates for the word at the end of `text`: a command after '/', a template field name after
-    '/edit_template_field ', a wrapper name after '/wrapper '. Only the first argument is completed."""
+    '/edit_template_field ', a wrapper name after '/wrapper ', history after '/memory '. Only the first argument is
+    completed."""
     if not is_command(text):
         return []
     words = text.split(" ")
@@ -331,5 +344,6 @@ def completions(text: str, agent: Agent, wrappers: Sequence[str] = ()) -> list[s
         return [f"/{name}" for name in COMMANDS if f"/{name}".startswith(text)]
     if len(words) != 2:
         return []
-    choices = {"edit_template_field": agent.template.field_names(), "wrapper": list(wrappers)}.get(words[0][1:], [])
+    by_command = {"edit_template_field": agent.template.field_names(), "wrapper": list(wrappers), "memory": ["history"]}
+    choices = by_command.get(words[0][1:], [])
     return [choice for choice in choices if choice.startswith(words[1])]

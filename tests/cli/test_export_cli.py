@@ -9,6 +9,7 @@ from clihelp import run_cli
 from fakes import ScriptedBackend
 
 from memagent.app import open_agent
+from memagent.memory.export import VERSION
 from memagent.memory.store import Store
 from memagent.settings import Settings
 
@@ -39,7 +40,7 @@ def test_export_to_stdout_then_import_elsewhere(source, tmp_path):
     exported = run_cli(["agents", "export", "sam"], source)
     assert exported.returncode == 0, exported.stderr
     data = json.loads(exported.stdout)
-    assert data["format"] == "memagent-agent" and data["version"] == 1
+    assert data["format"] == "memagent-agent" and data["version"] == VERSION
     assert "héllo 你好" in exported.stdout  # UTF-8, not \u escapes
     file = tmp_path / "sam.json"
     file.write_text(exported.stdout, encoding="utf-8")
@@ -98,7 +99,8 @@ def test_importing_over_an_existing_name_is_refused(source, tmp_path):
 @pytest.mark.parametrize(("content", "expected"), [
     ('{"messages": [', "is not valid JSON (line 1, column 15"),
     ('{"hello": "world"}', "is not a memagent agent export"),
-    ('{"format": "memagent-agent", "version": 99}', "format version 99, but this memagent reads only up to version 1"),
+    ('{"format": "memagent-agent", "version": 99}',
+     f"format version 99, but this memagent reads only up to version {VERSION}"),
     ('{"format": "memagent-agent", "version": 1, "agent": {}}', "damaged: agent.name is missing"),
     (b"\xff\xfe\x00bad", "is not UTF-8 text"),
 ])
