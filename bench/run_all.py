@@ -28,6 +28,7 @@ from bench import (
     prompt_reuse,
     reliability,
     startup,
+    turn_latency,
     valid_calls,
 )
 from bench.common import ROOT, Section, Target, load_text, machine_info, md_table, targets_table
@@ -39,6 +40,7 @@ ORDER = (
     "memory_scale",
     "memory_quality",
     "prompt_reuse",
+    "turn_latency",
     "valid_calls",
     "cpu_builds",
     "parse_speed",
@@ -75,6 +77,7 @@ def plans(args: argparse.Namespace) -> dict[str, Callable[[], Section]]:
         "parse_speed": lambda: parse_speed.run(
             list(parse_speed.QUICK_SIZES if quick else parse_speed.SIZES), 1 if quick else 3
         ),
+        "turn_latency": lambda: turn_latency.run(args.turns or (1 if quick else 6)),
     }
 
 
