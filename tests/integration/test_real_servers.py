@@ -39,6 +39,9 @@ pytestmark = pytest.mark.real_server
 
 AGENT = "srv"
 CLI_TIMEOUT = 1800.0  # ten turns on a busy 2-core machine
+# A first prompt of ~2,000 tokens takes a CPU server over the default 30 s of silence when the 2 cores are busy; the
+# deadlines themselves are tested in test_deadlines_real.py, so these conversations give the model time.
+MODEL_TIMEOUT = "600"
 EVENT_TIMEOUT = 600.0
 CONVERSATION = [
     "Hi! My name is Brad.",
@@ -127,7 +130,8 @@ class ChatRun:
 
 
 def chat_args(backend: str, server: RunningServer, *extra: str) -> list[str]:
-    args = ["chat", "--agent", AGENT, "--json", "--backend", backend, "--endpoint", server.url, *extra]
+    args = ["chat", "--agent", AGENT, "--json", "--backend", backend, "--endpoint", server.url, "--timeout",
+            MODEL_TIMEOUT, *extra]
     if backend == "openai-completions":  # llama-cpp-python can't tell its context size
         args += ["--context-length", str(CONTEXT_SIZE)]
     return args
