@@ -22,7 +22,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +40,11 @@ from memagent.memory.rows import (
     SearchPage,
     StoredMessage,
     agent_from_row,
-    local_day_start,
     message_from_row,
     one_line,
     passage_from_row,
-    search_page,
 )
-from memagent.memory.search import chunks, search_statements
+from memagent.memory.search import Searcher, chunks
 from memagent.memory.sqlite import MEMORY_PATH
 from memagent.memory.transaction import Transaction
 
@@ -66,11 +64,6 @@ __all__ = [
 DEFAULT_BUSY_TIMEOUT = 10.0
 """Seconds a statement waits for another process's lock before giving up with "locked". Write transactions
 are short (a step's function and its rows; never a model call), so several processes on one agent take turns."""
-
-
-def _check_paging(page: int, page_size: int) -> None:
-    if page < 0 or page_size < 1:
-        raise ValueError(f"page must be >= 0 and page_size >= 1 (got page={page}, page_size={page_size})")
 
 
 class Store:
@@ -94,6 +87,7 @@ class Store:
         self.where = self.dialect.where
         self.read_only = bool(getattr(self.dialect, "read_only", read_only))
         self._engine = self.dialect.create_engine()
+        self.searcher = Searcher(self.dialect, self._rows)
         self._closed = False
         try:
             with self._guard("open"):
@@ -344,50 +338,21 @@ class Store:
 
     # --------------------------------------------------------------------------------- search
 
-    def _page(self, statements: tuple[sa.Executable, sa.Executable]) -> tuple[int, Sequence[sa.Row[Any]]]:
-        """Count every match, then fetch one page: ``total`` is never just ``len(items)``."""
-        count, page = statements
-        return int(self._scalar(count)), self._rows(page)
-
     def search_messages(
         self, agent_id: int, query: str, *, page: int = 0, page_size: int = 5, roles: Sequence[str] | None = None
     ) -> SearchPage[StoredMessage]:
-        """Recall-memory search: best full-text match first; ``roles`` limits which roles count."""
-        _check_paging(page, page_size)
-        statements = search_statements(
-            self.dialect, schema.messages, schema.MESSAGE_COLUMNS, agent_id, roles, query, page, page_size
-        )
-        total, rows = self._page(statements)
-        return search_page([message_from_row(row) for row in rows], total, page, page_size)
+        """Recall-memory search: best full-text match first; ``roles`` limits which roles count (only messages of
+        ``search_text.INDEXED_ROLES`` are indexed)."""
+        return self.searcher.messages(agent_id, query, page, page_size, roles)
 
     def search_messages_by_date(
-        self,
-        agent_id: int,
-        start: date,
-        end: date,
-        *,
-        page: int = 0,
-        page_size: int = 5,
+        self, agent_id: int, start: date, end: date, *, page: int = 0, page_size: int = 5,
         roles: Sequence[str] | None = None,
     ) -> SearchPage[StoredMessage]:
-        """Messages from local-time midnight of ``start`` through the end of ``end`` (both
-        inclusive), oldest first. ``start`` after ``end`` matches nothing."""
-        _check_paging(page, page_size)
-        m = schema.messages
-        lo, hi = local_day_start(start), local_day_start(end + timedelta(days=1))
-        where = [m.c.agent_id == agent_id, m.c.created_at >= lo, m.c.created_at < hi]
-        if roles is not None:
-            where.append(m.c.role.in_(list(roles)))
-        count = sa.select(sa.func.count()).select_from(m).where(*where)
-        rows = sa.select(*schema.MESSAGE_COLUMNS).where(*where).order_by(m.c.created_at, m.c.id)
-        total, found = self._page((count, rows.limit(page_size).offset(page * page_size)))
-        return search_page([message_from_row(row) for row in found], total, page, page_size)
+        """Messages from local-time midnight of ``start`` through the end of ``end`` (both inclusive), oldest
+        first. ``start`` after ``end`` matches nothing."""
+        return self.searcher.messages_by_date(agent_id, start, end, page, page_size, roles)
 
     def search_passages(self, agent_id: int, query: str, *, page: int = 0, page_size: int = 5) -> SearchPage[Passage]:
         """Archival-memory search: best full-text match first."""
-        _check_paging(page, page_size)
-        statements = search_statements(
-            self.dialect, schema.passages, schema.PASSAGE_COLUMNS, agent_id, None, query, page, page_size
-        )
-        total, rows = self._page(statements)
-        return search_page([passage_from_row(row) for row in rows], total, page, page_size)
+        return self.searcher.passages(agent_id, query, page, page_size)
