@@ -14,11 +14,15 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy import Connection
 
+from memagent.errors import StoreError
 from memagent.memory.dialect import Dialect
 from memagent.memory.reindex import backfill_messages, backfill_passages
+from memagent.memory.rows import one_line
 from memagent.memory.sqlite import fts_query
 
-__all__ = ["LATEST_VERSION", "MIGRATIONS", "Migration", "apply_pending", "fts_query", "search_text_migration"]
+__all__ = [
+    "LATEST_VERSION", "MIGRATIONS", "Migration", "apply_pending", "check_version", "fts_query", "search_text_migration"
+]
 
 Migration = Callable[[Connection], None]
 
@@ -210,6 +214,26 @@ search_text_migration: Migration = _v3_search_text
 """The migration that built ``search_text`` (tests find the schema before it by it, not by its number)."""
 
 LATEST_VERSION = len(MIGRATIONS)
+
+
+def check_version(conn: Connection, dialect: Dialect, known: int) -> int:
+    """The database's schema version, if this code can open it: StoreError for a newer schema, or for another
+    program's database (tables but no version)."""
+    current = dialect.schema_version(conn)
+    if current > known:
+        raise StoreError(
+            f"Can't open database {dialect.where}: it was written by a newer memagent (schema "
+            f"v{current}, this version knows up to v{known}); upgrade memagent or choose another database path"
+        )
+    foreign = dialect.foreign_tables(conn) if current == 0 else []
+    if foreign:
+        raise StoreError(
+            one_line(
+                f"Can't open database {dialect.where}: it is not a memagent database (it holds tables "
+                f"{', '.join(foreign[:5])} but no memagent schema); choose another database path"
+            )
+        )
+    return current
 
 
 def apply_pending(

@@ -30,21 +30,18 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from memagent.errors import StoreError
-from memagent.memory import schema
 from memagent.memory.database_url import is_url, open_dialect
-from memagent.memory.migrations import MIGRATIONS, Migration, apply_pending
+from memagent.memory.migrations import MIGRATIONS, Migration, apply_pending, check_version
 from memagent.memory.names import unique_agent_name
+from memagent.memory.reads import Reads
 from memagent.memory.rows import (
     AgentRow,
     Passage,
     SearchPage,
     StoredMessage,
-    agent_from_row,
-    message_from_row,
     one_line,
-    passage_from_row,
 )
-from memagent.memory.search import Searcher, chunks
+from memagent.memory.search import Searcher
 from memagent.memory.sqlite import MEMORY_PATH
 from memagent.memory.transaction import Transaction
 
@@ -66,7 +63,7 @@ DEFAULT_BUSY_TIMEOUT = 10.0
 are short (a step's function and its rows; never a model call), so several processes on one agent take turns."""
 
 
-class Store:
+class Store(Reads):
     """The memagent database at ``target``: a file path (created with its parent directories if missing), or a
     SQLAlchemy URL of a SQLite file or a PostgreSQL database."""
 
@@ -112,28 +109,9 @@ class Store:
     def _migrate(self, migrations: Sequence[Migration]) -> None:
         """Bring the schema up to date; a no-op (no write lock taken) when it already is."""
         with self._guard("open"):
-            current = self.dialect.schema_version(self._conn)
-        if current > len(migrations):
-            raise StoreError(
-                f"Can't open database {self.where}: it was written by a newer memagent (schema "
-                f"v{current}, this version knows up to v{len(migrations)}); upgrade memagent or "
-                "choose another database path"
-            )
-        self._version = current
-        if current == len(migrations):
-            return
-        if current == 0:
-            with self._guard("open"):
-                foreign = self.dialect.foreign_tables(self._conn)
-            if foreign:
-                raise StoreError(
-                    one_line(
-                        f"Can't open database {self.where}: it is not a memagent database (it holds tables "
-                        f"{', '.join(foreign[:5])} but no memagent schema); choose another database path"
-                    )
-                )
-        if self.read_only:
-            return  # reads of an older schema still work; the first writer upgrades it
+            self._version = current = check_version(self._conn, self.dialect, len(migrations))
+        if current == len(migrations) or self.read_only:
+            return  # read-only: reads of an older schema still work; the first writer upgrades it
         with self._raw_transaction("upgrade"), self._guard("upgrade"):
             # Re-read under the write lock: another process may have migrated in the meantime.
             self._version = apply_pending(self._conn, self.dialect, self.dialect.schema_version(self._conn), migrations)
@@ -263,78 +241,6 @@ class Store:
         self._check_open()
         with self._guard("read"):
             return self._conn.execute(statement, params or {}).all()
-
-    def _scalar(self, statement: sa.Executable, params: Mapping[str, Any] | None = None) -> Any:
-        rows = self._rows(statement, params)
-        return rows[0][0]
-
-    def select_agents(self) -> sa.Select[Any]:
-        """Every column of ``agents``; a schema-v1 file opened read-only has no version column yet."""
-        if self._version >= 2:
-            return sa.select(*schema.AGENT_COLUMNS)
-        columns = [c for c in schema.AGENT_COLUMNS if c.name != "version"]
-        return sa.select(*columns, sa.literal(0).label("version"))
-
-    def find_agent(self, name: str) -> AgentRow | None:
-        rows = self._rows(self.select_agents().where(schema.agents.c.name == name))
-        return agent_from_row(rows[0]) if rows else None
-
-    def find_agent_by_id(self, agent_id: int) -> AgentRow | None:
-        rows = self._rows(self.select_agents().where(schema.agents.c.id == agent_id))
-        return agent_from_row(rows[0]) if rows else None
-
-    def list_agents(self) -> list[AgentRow]:
-        """All agents, by name (what a listing shows)."""
-        statement = self.select_agents().order_by(schema.agents.c.name, schema.agents.c.id)
-        return [agent_from_row(row) for row in self._rows(statement)]
-
-    def get_messages(self, agent_id: int, ids: Sequence[int]) -> list[StoredMessage]:
-        """The messages with ``ids``, in the order of ``ids`` (an agent's in-context window).
-
-        A missing id means the saved state points at a message that is gone, so this raises
-        StoreError instead of silently dropping part of the context."""
-        m = schema.messages
-        by_id: dict[int, StoredMessage] = {}
-        for chunk in chunks([int(i) for i in ids]):
-            statement = sa.select(*schema.MESSAGE_COLUMNS).where(m.c.agent_id == agent_id, m.c.id.in_(chunk))
-            by_id.update((row.id, message_from_row(row)) for row in self._rows(statement))
-        missing = [i for i in ids if i not in by_id]
-        if missing:
-            raise StoreError(
-                one_line(
-                    f"Database {self.where} is missing messages {missing[:10]} of agent {agent_id}; the "
-                    "file was edited or damaged, restore a backup or delete the agent"
-                )
-            )
-        return [by_id[i] for i in ids]
-
-    def count_messages(self, agent_id: int) -> int:
-        m = schema.messages
-        return int(self._scalar(sa.select(sa.func.count()).select_from(m).where(m.c.agent_id == agent_id)))
-
-    def count_passages(self, agent_id: int) -> int:
-        p = schema.passages
-        return int(self._scalar(sa.select(sa.func.count()).select_from(p).where(p.c.agent_id == agent_id)))
-
-    def all_messages(self, agent_id: int) -> list[StoredMessage]:
-        """Every message of the agent in id order (the order they were written): what an export holds."""
-        m = schema.messages
-        statement = sa.select(*schema.MESSAGE_COLUMNS).where(m.c.agent_id == agent_id).order_by(m.c.id)
-        return [message_from_row(row) for row in self._rows(statement)]
-
-    def all_passages(self, agent_id: int) -> list[Passage]:
-        """Every passage of the agent in id order."""
-        p = schema.passages
-        statement = sa.select(*schema.PASSAGE_COLUMNS).where(p.c.agent_id == agent_id).order_by(p.c.id)
-        return [passage_from_row(row) for row in self._rows(statement)]
-
-    def list_passages(self, agent_id: int, limit: int, offset: int = 0) -> list[Passage]:
-        """Passages oldest first (insertion order)."""
-        p = schema.passages
-        statement = (
-            sa.select(*schema.PASSAGE_COLUMNS).where(p.c.agent_id == agent_id).order_by(p.c.id).limit(limit)
-        ).offset(offset)
-        return [passage_from_row(row) for row in self._rows(statement)]
 
     # --------------------------------------------------------------------------------- search
 
