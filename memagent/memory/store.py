@@ -34,6 +34,7 @@ from memagent.memory.database_url import is_url, open_dialect
 from memagent.memory.migrations import MIGRATIONS, Migration, apply_pending, check_version
 from memagent.memory.names import unique_agent_name
 from memagent.memory.reads import Reads
+from memagent.memory.reindex import Progress, backfill_messages, backfill_passages
 from memagent.memory.rows import (
     AgentRow,
     Passage,
@@ -241,6 +242,14 @@ class Store(Reads):
         self._check_open()
         with self._guard("read"):
             return self._conn.execute(statement, params or {}).all()
+
+    def reindex_search(self, progress: Progress | None = None) -> int:
+        """Rebuild every row's full-text index entry (``search_text.py``) in one write transaction; ``progress``
+        gets the rows done so far. Returns the number of rows."""
+        with self.transaction(), self._guard("write to"):
+            messages = backfill_messages(self._conn, progress)
+            later = None if progress is None else (lambda rows: progress(messages + rows))
+            return messages + backfill_passages(self._conn, later)
 
     # --------------------------------------------------------------------------------- search
 
