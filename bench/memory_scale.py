@@ -392,11 +392,11 @@ def scale_notes(results: dict[str, list[SizeResult]]) -> list[str]:
     ]
     if common > TARGET_MS:
         notes.append(
-            f"With the fix, words that are in most rows are still slow at {last.rows:,} rows ({common:.0f} ms p50 "
-            f"for {kind}): every match is counted for the exact total and ranked by bm25 for the page; the largest "
-            f"part is {part} ({last.breakdown[part]:.0f} ms). A capped total (`count(*)` over `LIMIT 1000`, shown "
-            'as "1000+") would bound the count but not the bm25 ranking of a very common word; memagent keeps '
-            "exact totals, which the paging of conversation_search and archival_memory_search reports."
+            f"Words that are in many rows are still slow at {last.rows:,} rows ({common:.0f} ms p50 for {kind}): "
+            "the total is counted only up to 20 pages (a search says \"more than N\" past that; "
+            f"{last.breakdown.get('count(*) joined, capped at 1,000', 0.0):.1f} ms for 1,000), but every match is "
+            f"still ranked by bm25 for the first page; the largest part is {part} ({last.breakdown[part]:.0f} ms). "
+            "Bounding that needs top-k ranking without scoring every match (FTS5 has none), or fewer matches."
         )
     return notes
 
