@@ -438,7 +438,8 @@ def build_section(
         "",
         md_table(headers, [row for kind, r in results.items() for row in size_rows(kind, r)]),
         "",
-        "p50 ms by word class, FTS5 + CROSS JOIN / MemGPT's LIKE page (mean number of matching rows):",
+        "p50 ms by word class, FTS5 + CROSS JOIN / MemGPT's LIKE page (mean number of matching rows, as counted: "
+        "up to 101, the capped total of a first page):",
         "",
         md_table(
             ("memory", "rows", *CLASSES),
