@@ -26,12 +26,15 @@ import sqlalchemy as sa
 
 from bench.common import Section, Target, Timer, log, mb, md_table, paragraphs, percentile, targets_table
 from bench.corpus import CLASSES, Corpus
-from memagent.memory.migrations import fts_query
-from memagent.memory.sqlite import SqliteDialect
+from bench.locomo_corpus import LocomoCorpus
+from memagent.memory.dialect import query_terms
+from memagent.memory.sqlite import SqliteDialect, fts_match
+from memagent.memory.stopwords import content_terms
 from memagent.memory.store import Store
 
 BATCH = 2_000
 TARGET_MS = 5.0
+TARGET_P95_MS = 50.0
 
 
 # -- one kind of memory in its own database ---------------------------------------------------------------------
@@ -46,7 +49,7 @@ class Kind:
     insert_batch: Callable[[Any, int, list[Any]], None]  # (tx, agent_id, rows)
     step_insert: Callable[[Any, int, list[Any]], None]  # what one agent step writes
     search: Callable[[Store, int, str], Any]
-    rows: Callable[[Corpus], Iterator[Any]]
+    rows: Callable[[Any], Iterator[Any]]  # the rows of a Corpus or a LocomoCorpus
     per_step: int
 
 
@@ -62,7 +65,13 @@ def _add_passage(tx: Any, agent_id: int, rows: list[str]) -> None:
 
 KINDS = (
     Kind(
-        "recall", "messages", _add_messages, _add_messages, lambda s, a, q: s.search_messages(a, q), Corpus.messages, 2
+        "recall",
+        "messages",
+        _add_messages,
+        _add_messages,
+        lambda s, a, q: s.search_messages(a, q),
+        lambda c: c.messages(),
+        2,
     ),
     Kind(
         "archival",
@@ -70,7 +79,7 @@ KINDS = (
         lambda tx, a, rows: tx.add_passages(a, rows),
         _add_passage,
         lambda s, a, q: s.search_passages(a, q),
-        Corpus.passages,
+        lambda c: c.passages(),
         1,
     ),
 )
@@ -209,6 +218,12 @@ def search_latencies(
     return out, {cls: statistics.mean(values) for cls, values in totals.items()}, (len(today), differing)
 
 
+def fts_terms(query: str) -> str:
+    """The FTS5 query memagent's search runs for ``query`` (stopwords dropped unless nothing else is left)."""
+    terms = query_terms(query)
+    return fts_match(content_terms(terms) or terms)
+
+
 def breakdown(store: Store, agent_id: int, table: str, queries: list[tuple[str, str]]) -> dict[str, float]:
     """Which part of an FTS5 search costs what, p50 over up to 20 common-word queries."""
     fts = f"{table}_fts"
@@ -228,7 +243,7 @@ def breakdown(store: Store, agent_id: int, table: str, queries: list[tuple[str, 
         times = []
         for query in common:
             start = time.perf_counter()
-            store._rows(sa.text(sql), {"m": fts_query(query), "a": agent_id})
+            store._rows(sa.text(sql), {"m": fts_terms(query), "a": agent_id})
             times.append((time.perf_counter() - start) * 1000)
         result[name] = statistics.median(times) if times else 0.0
     return result
@@ -248,9 +263,9 @@ def table_sizes(store: Store) -> list[tuple[str, int]]:
 
 
 def run_kind(
-    kind: Kind, sizes: list[int], queries: list[tuple[str, str]], budget_s: float, folder: Path
+    kind: Kind, sizes: list[int], queries: list[tuple[str, str]], budget_s: float, folder: Path,
+    corpus: Corpus | LocomoCorpus,
 ) -> tuple[list[SizeResult], dict[str, Any]]:
-    corpus = Corpus()
     source = kind.rows(corpus)
     path = folder / f"{kind.name}.db"
     results, matches, same = [], {}, {}
@@ -345,6 +360,10 @@ def size_targets(all_results: dict[str, list[SizeResult]]) -> list[Target]:
             name = f"{kind} search p50 at 1M rows, {method}"
             met = p50 <= TARGET_MS and not at if method == UNBUDGETED else None  # the old query: for comparison
             targets.append(Target(name, f"<= {TARGET_MS:g} ms", value, met, why))
+        p95 = percentile(_all(last.latencies[UNBUDGETED]), 95)
+        name = f"{kind} search p95 at 1M rows, {UNBUDGETED}"
+        met95 = p95 <= TARGET_P95_MS and not at
+        targets.append(Target(name, f"<= {TARGET_P95_MS:g} ms", f"{p95:.1f} ms{at}", met95, ""))
     return targets
 
 
@@ -373,17 +392,30 @@ def scale_notes(results: dict[str, list[SizeResult]]) -> list[str]:
     ]
     if common > TARGET_MS:
         notes.append(
-            f"With the fix, words that are in most rows are still slow at {last.rows:,} rows ({common:.0f} ms p50 "
-            f"for {kind}): every match is counted for the exact total and ranked by bm25 for the page; the largest "
-            f"part is {part} ({last.breakdown[part]:.0f} ms). A capped total (`count(*)` over `LIMIT 1000`, shown "
-            'as "1000+") would bound the count but not the bm25 ranking of a very common word; memagent keeps '
-            "exact totals, which the paging of conversation_search and archival_memory_search reports."
+            f"Words that are in many rows are still slow at {last.rows:,} rows ({common:.0f} ms p50 for {kind}): "
+            "the total is counted only up to 20 pages (a search says \"more than N\" past that; "
+            f"{last.breakdown.get('count(*) joined, capped at 1,000', 0.0):.1f} ms for 1,000), but every match is "
+            f"still ranked by bm25 for the first page; the largest part is {part} ({last.breakdown[part]:.0f} ms). "
+            "Bounding that needs top-k ranking without scoring every match (FTS5 has none), or fewer matches."
         )
     return notes
 
 
+SYNTHETIC_QUERIES = (
+    "{n} queries of 1-3 words (25% common words: ranks < 50; 45% mid: 50-3,000; 30% rare: 3,000-30,000 of a Zipf "
+    "vocabulary of 30,000)."
+)
+LOCOMO_QUERIES = (
+    "Rows: the turns of the LoCoMo conversations in {folder}, cycled (recall: user messages and send_message calls "
+    "with their results; archival: `(date) Speaker: text` passages). {n} of their questions of categories 1-4, as "
+    "written (stopwords included); word class by the share of turns holding the question's most frequent "
+    "content word (common: 5% or more; rare: under 0.5%)."
+)
+
+
 def build_section(
-    results: dict[str, list[SizeResult]], extra: dict[str, dict[str, Any]], command: str, n_queries: int
+    results: dict[str, list[SizeResult]], extra: dict[str, dict[str, Any]], command: str, n_queries: int,
+    queries_text: str = SYNTHETIC_QUERIES, name: str = "memory_scale",
 ) -> Section:
     headers = ("memory", "rows", "insert rows/s", "step tx ms", "db size", *(f"{m} p50 / p95 ms" for m in METHODS))
     largest = next(iter(results.values()))[-1].rows
@@ -395,17 +427,19 @@ def build_section(
     ]
     plans = extra[next(iter(results))]["plans"]
     body = [
-        f"{n_queries} queries of 1-3 words (25% common words: ranks < 50; 45% mid: 50-3,000; 30% rare: 3,000-30,000 "
-        "of a Zipf vocabulary of 30,000). *insert rows/s*: bulk, 2,000 rows per transaction through the Store API "
+        queries_text.format(n=n_queries)
+        + " *insert rows/s*: bulk, 2,000 rows per transaction through the Store API "
         "(recall: `add_message` per row; archival: `add_passages`); *step tx ms*: median of one agent step's "
         "transaction (2 messages, or 1 passage). *FTS5 + CROSS JOIN (memagent)* = `Store.search_messages` / "
-        "`search_passages` as they are (exact total + one bm25-ranked page); *FTS5, plain JOIN (before the fix)* = "
+        "`search_passages` as they are (a total counted up to 20 pages + one bm25-ranked page); *FTS5, plain "
+        "JOIN (before the fix)* = "
         "the same query as it was before this benchmark found the bug described below. Methods other than "
         "memagent's stop after their time budget (after at least one query), hence n < queries.",
         "",
         md_table(headers, [row for kind, r in results.items() for row in size_rows(kind, r)]),
         "",
-        "p50 ms by word class, FTS5 + CROSS JOIN / MemGPT's LIKE page (mean number of matching rows):",
+        "p50 ms by word class, FTS5 + CROSS JOIN / MemGPT's LIKE page (mean number of matching rows, as counted: "
+        "up to 101, the capped total of a first page):",
         "",
         md_table(
             ("memory", "rows", *CLASSES),
@@ -424,7 +458,8 @@ def build_section(
         "",
         paragraphs(scale_notes(results)),
     ]
-    section = Section("memory_scale", "Memory at scale", command, targets=size_targets(results), body="\n".join(body))
+    title = "Memory at scale" if name == "memory_scale" else "Memory at scale: the LoCoMo questions"
+    section = Section(name, title, command, targets=size_targets(results), body="\n".join(body))
     section.summary = [
         f"{kind} search p50 at {r[-1].rows:,} rows: {percentile(_all(r[-1].latencies[UNBUDGETED]), 50):.1f} ms "
         f"(plain JOIN before the fix: {percentile(_all(r[-1].latencies[BEFORE_FIX]), 50):.0f} ms)"
@@ -434,20 +469,26 @@ def build_section(
 
 
 def run(
-    sizes: list[int] | None = None, n_queries: int = 200, budget_s: float = 60.0, folder: Path | None = None
+    sizes: list[int] | None = None, n_queries: int = 200, budget_s: float = 60.0, folder: Path | None = None,
+    locomo: Path | None = None,
 ) -> Section:
+    """``locomo``: a folder of LoCoMo conversations, whose turns and questions replace the synthetic text."""
     sizes = sizes or [10_000, 100_000, 1_000_000]
-    queries = Corpus().queries(n_queries)
+    corpus = LocomoCorpus(locomo) if locomo else Corpus()
+    queries = corpus.queries(n_queries)
     results: dict[str, list[SizeResult]] = {}
     extra: dict[str, dict[str, Any]] = {}
     with Timer() as timer, tempfile.TemporaryDirectory(prefix="memagent-scale-", dir=folder) as tmp:
         for kind in KINDS:
-            results[kind.name], extra[kind.name] = run_kind(kind, sizes, queries, budget_s, Path(tmp))
+            results[kind.name], extra[kind.name] = run_kind(kind, sizes, queries, budget_s, Path(tmp), corpus)
     command = (
         f".venv/bin/python -m bench.memory_scale --sizes {','.join(map(str, sizes))} --queries {n_queries} "
-        f"--budget {budget_s:g}"
+        f"--budget {budget_s:g}" + (f" --locomo {locomo}" if locomo else "")
     )
-    return timer.stamp(build_section(results, extra, command, n_queries))
+    if locomo is None:
+        return timer.stamp(build_section(results, extra, command, n_queries))
+    text = LOCOMO_QUERIES.replace("{folder}", f"`{locomo}`")
+    return timer.stamp(build_section(results, extra, command, len(queries), text, "memory_scale_questions"))
 
 
 def main() -> None:
@@ -456,8 +497,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per scanning method and size")
     parser.add_argument("--dir", type=Path, default=None, help="where the temporary databases go")
+    parser.add_argument("--locomo", type=Path, default=None, help="LoCoMo folder: its turns and questions as text")
     args = parser.parse_args()
-    section = run([int(s) for s in args.sizes.split(",")], args.queries, args.budget, args.dir)
+    section = run([int(s) for s in args.sizes.split(",")], args.queries, args.budget, args.dir, args.locomo)
     print(section.body)
     print()
     print(targets_table(section.targets))

@@ -38,6 +38,7 @@ RESULTS = ROOT / "bench" / "results"
 ORDER = (
     "startup",
     "memory_scale",
+    "memory_scale_questions",
     "memory_quality",
     "prompt_reuse",
     "turn_latency",
@@ -55,6 +56,13 @@ def plans(args: argparse.Namespace) -> dict[str, Callable[[], Section]]:
         "startup": lambda: startup.run(args.runs or (3 if quick else 7), (None,) if quick else (None, 4096)),
         "memory_scale": lambda: memory_scale.run(
             sizes, args.queries or (50 if quick else 200), args.budget or (5.0 if quick else 60.0)
+        ),
+        # the same, with LoCoMo's turns as rows and its questions as written as the queries
+        "memory_scale_questions": lambda: memory_scale.run(
+            sizes,
+            args.queries or (50 if quick else 200),
+            args.budget or 5.0,
+            locomo=args.locomo or memory_quality.DEV_DATA,
         ),
         # LoCoMo retrieval: the same whole run when quick (seconds)
         "memory_quality": lambda: memory_quality.run(args.locomo or memory_quality.DEV_DATA),

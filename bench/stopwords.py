@@ -1,28 +1,16 @@
-"""A standard English stopword list, for prototype query processing (bench/memory_variants.py).
-
-NLTK's English list (``nltk.corpus.stopwords.words("english")``, 179 words), copied as published so no corpus
-download is needed. Generic, not chosen for any benchmark's questions."""
+"""Query processing for prototypes (bench/memory_variants.py): memagent's stopword list (``memagent.memory.
+stopwords``, NLTK's 179 English words as published) applied to a query's text."""
 
 from __future__ import annotations
 
 from memagent.memory.dialect import query_terms
+from memagent.memory.stopwords import NLTK_ENGLISH, content_terms
 
-_AS_PUBLISHED = """
-i me my myself we our ours ourselves you you're you've you'll you'd your yours yourself yourselves he him his
-himself she she's her hers herself it it's its itself they them their theirs themselves what which who whom this
-that that'll these those am is are was were be been being have has had having do does did doing a an the and but
-if or because as until while of at by for with about against between into through during before after above below
-to from up down in out on off over under again further then once here there when where why how all any both each
-few more most other some such no nor not only own same so than too very s t can will just don don't should
-should've now d ll m o re ve y ain aren aren't couldn couldn't didn didn't doesn doesn't hadn hadn't hasn hasn't
-haven haven't isn isn't ma mightn mightn't mustn mustn't needn needn't shan shan't shouldn shouldn't wasn wasn't
-weren weren't won won't wouldn wouldn't
-"""
-NLTK_ENGLISH = frozenset(_AS_PUBLISHED.split())
+__all__ = ["NLTK_ENGLISH", "drop_stopwords"]
 
 
 def drop_stopwords(query: str) -> str:
     """The query's search terms (as FTS5 splits them: "Caroline's" is "Caroline" and "s") minus the stopwords;
     the query unchanged when nothing else is left."""
-    kept = [term for term in query_terms(query) if term.lower() not in NLTK_ENGLISH]
+    kept = content_terms(query_terms(query))
     return " ".join(kept) if kept else query

@@ -248,6 +248,23 @@ def import_agent(
     print(f"Imported agent {row.name!r} ({counts}).")
 
 
+@agents_app.command("reindex")
+def reindex(no_color: NoColor = False, db: Db = None) -> None:
+    """Rebuild the full-text search index of every agent's messages and passages (an upgrade already does it)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with open_store(current_settings(), create=False) as store:
+        if store is None:
+            print("No database yet: nothing to reindex.")
+            return
+        total = sum(store.count_messages(row.id) + store.count_passages(row.id) for row in store.list_agents())
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"))
+        with Progress(*columns, console=console(stderr=True), transient=True) as progress:
+            task = progress.add_task("Reindexing", total=total)
+            done = store.reindex_search(lambda rows: progress.update(task, completed=rows))
+    print(f"Reindexed {done} rows for full-text search.")
+
+
 def _load_files(store: Store, row: AgentRow, path: Path) -> str:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 

@@ -22,11 +22,16 @@ HIT_CHAR_LIMIT = 1000
 
 
 def _format_page(results: SearchResults, lines: list[str]) -> str:
+    # A store stops counting matches after a few pages; its page then says ``capped`` (not every SearchResults
+    # has the attribute: read it with a default).
+    more = "more than " if getattr(results, "capped", False) else ""
     if results.total == 0:
         return "No results found."
     if not lines:
-        return f"No results on page {results.page} (there are {results.num_pages} pages, numbered from 0)."
-    header = f"Showing {len(lines)} of {results.total} results (page {results.page + 1}/{results.num_pages}):"
+        return f"No results on page {results.page} (there are {more}{results.num_pages} pages, numbered from 0)."
+    page = results.page + 1
+    pages = f"{page} of more than {results.num_pages}" if more else f"{page}/{results.num_pages}"
+    header = f"Showing {len(lines)} of {more}{results.total} results (page {pages}):"
     return f"{header} {json.dumps(lines, ensure_ascii=False)}"
 
 

@@ -5,7 +5,8 @@ the same way on both sits behind ``Dialect``, implemented once per database (``s
 - how to connect (files, read-only opening, URLs, drivers) and how a write transaction begins (SQLite takes the
   write lock up front with ``BEGIN IMMEDIATE``; PostgreSQL locks rows with ``SELECT ... FOR UPDATE``);
 - where the schema version is recorded;
-- full-text search (FTS5 with bm25; ``tsvector`` with ``ts_rank``) and the substring match it falls back to;
+- full-text search of ``search_text`` (FTS5 with bm25, porter stemming; ``tsvector`` with ``ts_rank``, 'english')
+  and the substring match it falls back to;
 - the wording of driver errors as "what happened; how to fix it".
 
 Also here: ``query_terms``, how user text becomes search terms on both (never query syntax).
@@ -42,6 +43,8 @@ class Dialect(Protocol):
     """The database as named in messages: a file path, or a URL without its password."""
     begin: str
     """The statement that opens a write transaction."""
+    drops_stopwords: bool
+    """Whether the full-text index leaves English stopwords out (then a query of stopwords only can't use it)."""
 
     def create_engine(self) -> sa.Engine: ...
 
@@ -73,10 +76,10 @@ class Dialect(Protocol):
 
     def text_search(
         self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, roles: Sequence[str] | None,
-        terms: Sequence[str], limit: int, offset: int,
+        terms: Sequence[str], limit: int, offset: int, count_limit: int,
     ) -> tuple[sa.Executable, sa.Executable]:
-        """(the count of every match, one page of them best first) for ``terms`` OR-ed, among the agent's rows of
-        ``table`` (messages: of ``roles`` only, unless None)."""
+        """(the count of the matches up to ``count_limit`` + 1, one page of them best first) for ``terms`` OR-ed, among
+        the agent's indexed rows of ``table`` (messages: of ``roles`` only, unless None)."""
         ...
 
 

@@ -14,10 +14,22 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy import Connection
 
+from memagent.errors import StoreError
 from memagent.memory.dialect import Dialect
+from memagent.memory.reindex import backfill_messages, backfill_passages
+from memagent.memory.rows import one_line
 from memagent.memory.sqlite import fts_query
 
-__all__ = ["LATEST_VERSION", "MEMORY_VERSIONS_SCHEMA", "MIGRATIONS", "Migration", "apply_pending", "fts_query"]
+__all__ = [
+    "LATEST_VERSION",
+    "MEMORY_VERSIONS_SCHEMA",
+    "MIGRATIONS",
+    "Migration",
+    "apply_pending",
+    "check_version",
+    "fts_query",
+    "search_text_migration",
+]
 
 Migration = Callable[[Connection], None]
 
@@ -163,12 +175,99 @@ def _memory_versions(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX memory_versions_agent ON memory_versions(agent_id, id)")
 
 
-MIGRATIONS: Sequence[Migration] = (_v1_initial_schema, _v2_agent_version, _memory_versions)
+# Full-text migration: the index holds what ``search_text.py`` builds: ``search_text`` (the row, its role and date)
+# and ``search_context`` (the row before it), with English stemming. SQLite: the FTS5 tables are remade over the
+# two columns with the porter tokenizer, holding only the rows with a search text (function results are not);
+# PostgreSQL: ``search_vector`` is regenerated from them with the 'english' configuration (stemming, its own
+# stopwords), the context weighted 'B' and the row 'A'.
+_STEMMED_TOKENIZER = "porter unicode61 remove_diacritics 2"
+
+
+def _stemmed_fts(table: str) -> tuple[str, ...]:
+    fts = f"{table}_fts"
+    delete = (
+        f"INSERT INTO {fts}({fts}, rowid, search_context, search_text) "
+        "SELECT 'delete', old.id, old.search_context, old.search_text"
+    )
+    insert = f"INSERT INTO {fts}(rowid, search_context, search_text) SELECT new.id, new.search_context, new.search_text"
+    return (
+        f"CREATE VIRTUAL TABLE {fts} USING fts5(search_context, search_text, content='{table}', content_rowid='id', "
+        f"tokenize='{_STEMMED_TOKENIZER}')",
+        f"INSERT INTO {fts}(rowid, search_context, search_text) "
+        f"SELECT id, search_context, search_text FROM {table} WHERE search_text != ''",
+        f"CREATE TRIGGER {table}_fts_ai AFTER INSERT ON {table} WHEN new.search_text != '' BEGIN {insert}; END",
+        f"CREATE TRIGGER {table}_fts_ad AFTER DELETE ON {table} WHEN old.search_text != '' BEGIN {delete}; END",
+        f"CREATE TRIGGER {table}_fts_au AFTER UPDATE OF search_context, search_text ON {table} BEGIN "
+        f"{delete} WHERE old.search_text != ''; {insert} WHERE new.search_text != ''; END",
+    )
+
+
+def _weighted_vector(column: str, weight: str) -> str:
+    folded = f"regexp_replace(normalize(left({column}, 100000), NFKD), '[\\u0300-\\u036f]', '', 'g')"
+    return f"setweight(to_tsvector('english'::regconfig, {folded}), '{weight}')"
+
+
+_V3_SEARCH_VECTOR = (
+    f"ADD COLUMN search_vector tsvector GENERATED ALWAYS AS ({_weighted_vector('search_context', 'B')} || "
+    f"{_weighted_vector('search_text', 'A')}) STORED"
+)
+
+
+def _search_text(conn: Connection) -> None:
+    """``search_text`` and ``search_context`` columns on messages and passages, filled for every stored row, and
+    the full-text index rebuilt over them (see above)."""
+    tables = ("messages", "passages")
+    postgres = conn.dialect.name == "postgresql"
+    for table in tables:
+        if postgres:
+            conn.exec_driver_sql(f"DROP INDEX {table}_search")
+            conn.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN search_vector")
+        else:
+            for trigger in ("ai", "ad", "au"):
+                conn.exec_driver_sql(f"DROP TRIGGER {table}_fts_{trigger}")
+            conn.exec_driver_sql(f"DROP TABLE {table}_fts")
+        for column in ("search_text", "search_context"):
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
+    backfill_messages(conn)
+    backfill_passages(conn)
+    for table in tables:
+        if postgres:
+            conn.exec_driver_sql(f"ALTER TABLE {table} {_V3_SEARCH_VECTOR}")
+            conn.exec_driver_sql(f"CREATE INDEX {table}_search ON {table} USING gin (search_vector)")
+        else:
+            for statement in _stemmed_fts(table):
+                conn.exec_driver_sql(statement)
+
+
+MIGRATIONS: Sequence[Migration] = (_v1_initial_schema, _v2_agent_version, _memory_versions, _search_text)
 """Index i holds the migration to version i + 1. Append only."""
+
+search_text_migration: Migration = _search_text
+"""The migration that built ``search_text`` (tests find the schema before it by it, not by its number)."""
 
 LATEST_VERSION = len(MIGRATIONS)
 MEMORY_VERSIONS_SCHEMA = MIGRATIONS.index(_memory_versions) + 1
 """The schema version from which the ``memory_versions`` table exists (an older file opened read-only lacks it)."""
+
+
+def check_version(conn: Connection, dialect: Dialect, known: int) -> int:
+    """The database's schema version, if this code can open it: StoreError for a newer schema, or for another
+    program's database (tables but no version)."""
+    current = dialect.schema_version(conn)
+    if current > known:
+        raise StoreError(
+            f"Can't open database {dialect.where}: it was written by a newer memagent (schema "
+            f"v{current}, this version knows up to v{known}); upgrade memagent or choose another database path"
+        )
+    foreign = dialect.foreign_tables(conn) if current == 0 else []
+    if foreign:
+        raise StoreError(
+            one_line(
+                f"Can't open database {dialect.where}: it is not a memagent database (it holds tables "
+                f"{', '.join(foreign[:5])} but no memagent schema); choose another database path"
+            )
+        )
+    return current
 
 
 def apply_pending(

@@ -5,9 +5,11 @@ Like SQLite, the store's connection runs in driver-autocommit mode and the store
 itself, so no read leaves a snapshot open. PostgreSQL has no database-wide write lock: ``Transaction.lock_agent``
 takes the agent's row with ``SELECT ... FOR UPDATE`` instead, and a lock waits at most the busy timeout.
 
-Search: each table has a generated ``search_vector`` (see ``migrations.py``) with a GIN index. A query is its
-terms, each folded the same way as the stored text and made a phrase by ``phraseto_tsquery`` (never parsed as
-query syntax), OR-ed, and ranked by ``ts_rank``, then newest first.
+Search: each table has a ``search_vector`` generated from its ``search_text`` with the 'english' configuration
+(stemming; stopwords left out; see ``migrations.py``) and a GIN index. A query is its terms, each folded the same
+way as the stored text and made a phrase by ``phraseto_tsquery`` (never parsed as query syntax), OR-ed, and
+ranked by ``ts_rank``, then newest first. A term that is a stopword of that configuration gives an empty phrase,
+which matches nothing: ``search.py`` never sends a query of stopwords only.
 
 The URL is shown without its password everywhere (``where``).
 """
@@ -23,6 +25,7 @@ from memagent.errors import StoreError
 from memagent.memory import schema
 from memagent.memory.dialect import Reasons, explain
 from memagent.memory.rows import one_line
+from memagent.memory.search_text import CONTEXT_WEIGHT
 
 INSTALL_HINT = "pip install 'memagent[postgres]'"
 
@@ -53,7 +56,7 @@ _REASONS: Reasons = (
 
 
 def _fold(value: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
-    """What the generated ``search_vector`` does to the stored text before the 'simple' parser sees it."""
+    """What the generated ``search_vector`` does to the search text before the 'english' parser sees it."""
     nfkd = sa.func.normalize(value, sa.literal_column("NFKD"))
     return sa.func.regexp_replace(nfkd, sa.literal("[\\u0300-\\u036f]"), sa.literal(""), sa.literal("g"))
 
@@ -63,6 +66,7 @@ class PostgresDialect:
 
     name = "postgresql"
     begin = "BEGIN"
+    drops_stopwords = True  # the 'english' configuration leaves them out of search_vector
 
     def __init__(self, url: str | sa.URL, busy_timeout: float, read_only: bool = False) -> None:
         self.url = sa.make_url(url)
@@ -145,11 +149,11 @@ class PostgresDialect:
 
     def text_search(
         self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, roles: Sequence[str] | None,
-        terms: Sequence[str], limit: int, offset: int,
+        terms: Sequence[str], limit: int, offset: int, count_limit: int,
     ) -> tuple[sa.Executable, sa.Executable]:
         """ts_rank-ranked search of the generated ``search_vector``, then newest first."""
-        simple: sa.ColumnElement[Any] = sa.literal_column("'simple'::regconfig")
-        phrases = [sa.func.phraseto_tsquery(simple, _fold(sa.literal(term, sa.Text))) for term in terms]
+        english: sa.ColumnElement[Any] = sa.literal_column("'english'::regconfig")
+        phrases = [sa.func.phraseto_tsquery(english, _fold(sa.literal(term, sa.Text))) for term in terms]
         query: sa.ColumnElement[Any] = phrases[0]
         for phrase in phrases[1:]:
             query = query.op("||")(phrase)
@@ -157,8 +161,11 @@ class PostgresDialect:
         where = [vector.op("@@")(query), table.c.agent_id == agent_id]
         if roles is not None:
             where.append(table.c.role.in_(list(roles)))
-        count = sa.select(sa.func.count()).select_from(table).where(*where)
-        rank = sa.func.ts_rank(vector, query)
+        matches = sa.select(table.c.id).where(*where).limit(count_limit + 1).subquery()
+        count = sa.select(sa.func.count()).select_from(matches)
+        # ts_rank's weights of the labels {D, C, B, A}: the context is 'B' (search_text.CONTEXT_WEIGHT), the row 'A'.
+        weights: sa.ColumnElement[Any] = sa.literal_column(f"'{{0.1, 0.2, {CONTEXT_WEIGHT}, 1.0}}'::float4[]")
+        rank = sa.func.ts_rank(weights, vector, query)
         page = (
             sa.select(*columns)
             .where(*where)

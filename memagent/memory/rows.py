@@ -48,7 +48,9 @@ class Passage:
 
 @dataclass(frozen=True, slots=True)
 class SearchPage(Generic[T]):
-    """One page of a search. ``page`` is 0-based; ``total`` counts every match, not just this page.
+    """One page of a search. ``page`` is 0-based; ``total`` counts every match, not just this page, unless
+    ``capped``: then there are more than ``total`` matches (a search stops counting after a few pages, so a
+    common word doesn't make every search count most of the table).
 
     ``num_pages`` is ``ceil(total / page_size)`` but never less than 1: page 0 always exists (it is
     simply empty when nothing matched), so "page 1/1" can be shown for an empty result. A page past
@@ -60,10 +62,11 @@ class SearchPage(Generic[T]):
     page: int
     num_pages: int
     page_size: int
+    capped: bool = False
 
 
-def search_page(items: list[T], total: int, page: int, page_size: int) -> SearchPage[T]:
-    return SearchPage(items, total, page, max(1, math.ceil(total / page_size)), page_size)
+def search_page(items: list[T], total: int, page: int, page_size: int, capped: bool = False) -> SearchPage[T]:
+    return SearchPage(items, total, page, max(1, math.ceil(total / page_size)), page_size, capped)
 
 
 # ------------------------------------------------------------------------------------ time helpers

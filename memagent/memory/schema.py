@@ -10,7 +10,8 @@ Two column types keep the stored values exactly as the SQLite files written befo
 - ``JsonText``: a JSON document kept as its text on both (``json.dumps`` as written, read back key for key in the
   same order; PostgreSQL's ``jsonb`` would reorder keys).
 
-PostgreSQL's full-text column (``search_vector``) is the dialect's own business: see ``postgres.py``.
+What the full-text index holds is ``search_text`` (``search_text.py``); PostgreSQL's ``search_vector`` over it is
+the dialect's own business: see ``postgres.py``.
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ messages = sa.Table(
     sa.Column("text", sa.Text, nullable=False, server_default=""),  # what search sees
     sa.Column("payload", JsonText, nullable=False, server_default="{}"),  # the whole message
     sa.Column("created_at", UtcTime, nullable=False),
+    # What the full-text index holds (the full-text migration): see search_text.py. "" = not indexed.
+    sa.Column("search_text", sa.Text, nullable=False, server_default=""),
+    sa.Column("search_context", sa.Text, nullable=False, server_default=""),
     sa.Index("messages_agent_created", "agent_id", "created_at", "id"),
     sqlite_autoincrement=True,
 )
@@ -105,6 +109,8 @@ passages = sa.Table(
     sa.Column("agent_id", Id, sa.ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("created_at", UtcTime, nullable=False),
+    sa.Column("search_text", sa.Text, nullable=False, server_default=""),  # see search_text.py
+    sa.Column("search_context", sa.Text, nullable=False, server_default=""),
     sa.Index("passages_agent_id", "agent_id", "id"),
     sqlite_autoincrement=True,
 )

@@ -23,6 +23,7 @@ from sqlalchemy.pool import StaticPool
 from memagent.errors import StoreError
 from memagent.memory.dialect import Reasons, explain, query_terms
 from memagent.memory.rows import one_line
+from memagent.memory.search_text import CONTEXT_WEIGHT
 
 MEMORY_PATH = ":memory:"
 
@@ -48,6 +49,7 @@ class SqliteDialect:
 
     name = "sqlite"
     begin = "BEGIN IMMEDIATE"
+    drops_stopwords = False  # FTS5 indexes every word
     join = "CROSS JOIN"  # see text_search; bench/memory_scale.py sets a plain JOIN to measure what this saves
 
     def __init__(self, path: str | Path, busy_timeout: float, read_only: bool = False) -> None:
@@ -93,7 +95,7 @@ class SqliteDialect:
 
     def text_search(
         self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, roles: Sequence[str] | None,
-        terms: Sequence[str], limit: int, offset: int,
+        terms: Sequence[str], limit: int, offset: int, count_limit: int,
     ) -> tuple[sa.Executable, sa.Executable]:
         """bm25-ranked FTS5 search, then newest first."""
         fts, alias = f"{table.name}_fts", table.name[0]
@@ -111,9 +113,12 @@ class SqliteDialect:
             f"FROM {fts} {self.join} {table.name} {alias} ON {alias}.id = {fts}.rowid WHERE {fts} MATCH :match "
             f"AND {alias}.agent_id = :agent_id {role_where}"
         )
-        order = f"bm25({fts}), {alias}.created_at DESC, {alias}.id DESC"
+        # Columns (search_context, search_text): a word of the row before counts CONTEXT_WEIGHT of the row's own.
+        order = f"bm25({fts}, {CONTEXT_WEIGHT}, 1.0), {alias}.created_at DESC, {alias}.id DESC"
         selected = ", ".join(f"{alias}.{column.name}" for column in columns)
-        count = sa.text(f"SELECT count(*) {where}").bindparams(*binds, **params)
+        count = sa.text(f"SELECT count(*) FROM (SELECT 1 {where} LIMIT :count_limit)").bindparams(
+            *binds, **params, count_limit=count_limit + 1
+        )
         page = (
             sa.text(f"SELECT {selected} {where} ORDER BY {order} LIMIT :limit OFFSET :offset")
             .bindparams(*binds, **params, limit=limit, offset=offset)

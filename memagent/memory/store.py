@@ -22,7 +22,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -30,23 +30,19 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from memagent.errors import StoreError
-from memagent.memory import schema
 from memagent.memory.database_url import is_url, open_dialect
-from memagent.memory.migrations import MEMORY_VERSIONS_SCHEMA, MIGRATIONS, Migration, apply_pending
+from memagent.memory.migrations import MEMORY_VERSIONS_SCHEMA, MIGRATIONS, Migration, apply_pending, check_version
 from memagent.memory.names import unique_agent_name
+from memagent.memory.reads import Reads
+from memagent.memory.reindex import Progress, backfill_messages, backfill_passages
 from memagent.memory.rows import (
     AgentRow,
     Passage,
     SearchPage,
     StoredMessage,
-    agent_from_row,
-    local_day_start,
-    message_from_row,
     one_line,
-    passage_from_row,
-    search_page,
 )
-from memagent.memory.search import chunks, search_statements
+from memagent.memory.search import Searcher
 from memagent.memory.sqlite import MEMORY_PATH
 from memagent.memory.transaction import Transaction
 from memagent.memory.versions import MemoryVersion, select_versions, version_from_row
@@ -69,12 +65,7 @@ DEFAULT_BUSY_TIMEOUT = 10.0
 are short (a step's function and its rows; never a model call), so several processes on one agent take turns."""
 
 
-def _check_paging(page: int, page_size: int) -> None:
-    if page < 0 or page_size < 1:
-        raise ValueError(f"page must be >= 0 and page_size >= 1 (got page={page}, page_size={page_size})")
-
-
-class Store:
+class Store(Reads):
     """The memagent database at ``target``: a file path (created with its parent directories if missing), or a
     SQLAlchemy URL of a SQLite file or a PostgreSQL database."""
 
@@ -95,6 +86,7 @@ class Store:
         self.where = self.dialect.where
         self.read_only = bool(getattr(self.dialect, "read_only", read_only))
         self._engine = self.dialect.create_engine()
+        self.searcher = Searcher(self.dialect, self._rows)
         self._closed = False
         try:
             with self._guard("open"):
@@ -119,28 +111,9 @@ class Store:
     def _migrate(self, migrations: Sequence[Migration]) -> None:
         """Bring the schema up to date; a no-op (no write lock taken) when it already is."""
         with self._guard("open"):
-            current = self.dialect.schema_version(self._conn)
-        if current > len(migrations):
-            raise StoreError(
-                f"Can't open database {self.where}: it was written by a newer memagent (schema "
-                f"v{current}, this version knows up to v{len(migrations)}); upgrade memagent or "
-                "choose another database path"
-            )
-        self._version = current
-        if current == len(migrations):
-            return
-        if current == 0:
-            with self._guard("open"):
-                foreign = self.dialect.foreign_tables(self._conn)
-            if foreign:
-                raise StoreError(
-                    one_line(
-                        f"Can't open database {self.where}: it is not a memagent database (it holds tables "
-                        f"{', '.join(foreign[:5])} but no memagent schema); choose another database path"
-                    )
-                )
-        if self.read_only:
-            return  # reads of an older schema still work; the first writer upgrades it
+            self._version = current = check_version(self._conn, self.dialect, len(migrations))
+        if current == len(migrations) or self.read_only:
+            return  # read-only: reads of an older schema still work; the first writer upgrades it
         with self._raw_transaction("upgrade"), self._guard("upgrade"):
             # Re-read under the write lock: another process may have migrated in the meantime.
             self._version = apply_pending(self._conn, self.dialect, self.dialect.schema_version(self._conn), migrations)
@@ -271,77 +244,13 @@ class Store:
         with self._guard("read"):
             return self._conn.execute(statement, params or {}).all()
 
-    def _scalar(self, statement: sa.Executable, params: Mapping[str, Any] | None = None) -> Any:
-        rows = self._rows(statement, params)
-        return rows[0][0]
-
-    def select_agents(self) -> sa.Select[Any]:
-        """Every column of ``agents``; a schema-v1 file opened read-only has no version column yet."""
-        if self._version >= 2:
-            return sa.select(*schema.AGENT_COLUMNS)
-        columns = [c for c in schema.AGENT_COLUMNS if c.name != "version"]
-        return sa.select(*columns, sa.literal(0).label("version"))
-
-    def find_agent(self, name: str) -> AgentRow | None:
-        rows = self._rows(self.select_agents().where(schema.agents.c.name == name))
-        return agent_from_row(rows[0]) if rows else None
-
-    def find_agent_by_id(self, agent_id: int) -> AgentRow | None:
-        rows = self._rows(self.select_agents().where(schema.agents.c.id == agent_id))
-        return agent_from_row(rows[0]) if rows else None
-
-    def list_agents(self) -> list[AgentRow]:
-        """All agents, by name (what a listing shows)."""
-        statement = self.select_agents().order_by(schema.agents.c.name, schema.agents.c.id)
-        return [agent_from_row(row) for row in self._rows(statement)]
-
-    def get_messages(self, agent_id: int, ids: Sequence[int]) -> list[StoredMessage]:
-        """The messages with ``ids``, in the order of ``ids`` (an agent's in-context window).
-
-        A missing id means the saved state points at a message that is gone, so this raises
-        StoreError instead of silently dropping part of the context."""
-        m = schema.messages
-        by_id: dict[int, StoredMessage] = {}
-        for chunk in chunks([int(i) for i in ids]):
-            statement = sa.select(*schema.MESSAGE_COLUMNS).where(m.c.agent_id == agent_id, m.c.id.in_(chunk))
-            by_id.update((row.id, message_from_row(row)) for row in self._rows(statement))
-        missing = [i for i in ids if i not in by_id]
-        if missing:
-            raise StoreError(
-                one_line(
-                    f"Database {self.where} is missing messages {missing[:10]} of agent {agent_id}; the "
-                    "file was edited or damaged, restore a backup or delete the agent"
-                )
-            )
-        return [by_id[i] for i in ids]
-
-    def count_messages(self, agent_id: int) -> int:
-        m = schema.messages
-        return int(self._scalar(sa.select(sa.func.count()).select_from(m).where(m.c.agent_id == agent_id)))
-
-    def count_passages(self, agent_id: int) -> int:
-        p = schema.passages
-        return int(self._scalar(sa.select(sa.func.count()).select_from(p).where(p.c.agent_id == agent_id)))
-
-    def all_messages(self, agent_id: int) -> list[StoredMessage]:
-        """Every message of the agent in id order (the order they were written): what an export holds."""
-        m = schema.messages
-        statement = sa.select(*schema.MESSAGE_COLUMNS).where(m.c.agent_id == agent_id).order_by(m.c.id)
-        return [message_from_row(row) for row in self._rows(statement)]
-
-    def all_passages(self, agent_id: int) -> list[Passage]:
-        """Every passage of the agent in id order."""
-        p = schema.passages
-        statement = sa.select(*schema.PASSAGE_COLUMNS).where(p.c.agent_id == agent_id).order_by(p.c.id)
-        return [passage_from_row(row) for row in self._rows(statement)]
-
-    def list_passages(self, agent_id: int, limit: int, offset: int = 0) -> list[Passage]:
-        """Passages oldest first (insertion order)."""
-        p = schema.passages
-        statement = (
-            sa.select(*schema.PASSAGE_COLUMNS).where(p.c.agent_id == agent_id).order_by(p.c.id).limit(limit)
-        ).offset(offset)
-        return [passage_from_row(row) for row in self._rows(statement)]
+    def reindex_search(self, progress: Progress | None = None) -> int:
+        """Rebuild every row's full-text index entry (``search_text.py``) in one write transaction; ``progress``
+        gets the rows done so far. Returns the number of rows."""
+        with self.transaction(), self._guard("write to"):
+            messages = backfill_messages(self._conn, progress)
+            later = None if progress is None else (lambda rows: progress(messages + rows))
+            return messages + backfill_passages(self._conn, later)
 
     def memory_versions(
         self, agent_id: int, block: str | None = None, *, limit: int | None = None, newest_first: bool = True,
@@ -357,50 +266,21 @@ class Store:
 
     # --------------------------------------------------------------------------------- search
 
-    def _page(self, statements: tuple[sa.Executable, sa.Executable]) -> tuple[int, Sequence[sa.Row[Any]]]:
-        """Count every match, then fetch one page: ``total`` is never just ``len(items)``."""
-        count, page = statements
-        return int(self._scalar(count)), self._rows(page)
-
     def search_messages(
         self, agent_id: int, query: str, *, page: int = 0, page_size: int = 5, roles: Sequence[str] | None = None
     ) -> SearchPage[StoredMessage]:
-        """Recall-memory search: best full-text match first; ``roles`` limits which roles count."""
-        _check_paging(page, page_size)
-        statements = search_statements(
-            self.dialect, schema.messages, schema.MESSAGE_COLUMNS, agent_id, roles, query, page, page_size
-        )
-        total, rows = self._page(statements)
-        return search_page([message_from_row(row) for row in rows], total, page, page_size)
+        """Recall-memory search: best full-text match first; ``roles`` limits which roles count (only messages of
+        ``search_text.INDEXED_ROLES`` are indexed)."""
+        return self.searcher.messages(agent_id, query, page, page_size, roles)
 
     def search_messages_by_date(
-        self,
-        agent_id: int,
-        start: date,
-        end: date,
-        *,
-        page: int = 0,
-        page_size: int = 5,
+        self, agent_id: int, start: date, end: date, *, page: int = 0, page_size: int = 5,
         roles: Sequence[str] | None = None,
     ) -> SearchPage[StoredMessage]:
-        """Messages from local-time midnight of ``start`` through the end of ``end`` (both
-        inclusive), oldest first. ``start`` after ``end`` matches nothing."""
-        _check_paging(page, page_size)
-        m = schema.messages
-        lo, hi = local_day_start(start), local_day_start(end + timedelta(days=1))
-        where = [m.c.agent_id == agent_id, m.c.created_at >= lo, m.c.created_at < hi]
-        if roles is not None:
-            where.append(m.c.role.in_(list(roles)))
-        count = sa.select(sa.func.count()).select_from(m).where(*where)
-        rows = sa.select(*schema.MESSAGE_COLUMNS).where(*where).order_by(m.c.created_at, m.c.id)
-        total, found = self._page((count, rows.limit(page_size).offset(page * page_size)))
-        return search_page([message_from_row(row) for row in found], total, page, page_size)
+        """Messages from local-time midnight of ``start`` through the end of ``end`` (both inclusive), oldest
+        first. ``start`` after ``end`` matches nothing."""
+        return self.searcher.messages_by_date(agent_id, start, end, page, page_size, roles)
 
     def search_passages(self, agent_id: int, query: str, *, page: int = 0, page_size: int = 5) -> SearchPage[Passage]:
         """Archival-memory search: best full-text match first."""
-        _check_paging(page, page_size)
-        statements = search_statements(
-            self.dialect, schema.passages, schema.PASSAGE_COLUMNS, agent_id, None, query, page, page_size
-        )
-        total, rows = self._page(statements)
-        return search_page([passage_from_row(row) for row in rows], total, page, page_size)
+        return self.searcher.passages(agent_id, query, page, page_size)

@@ -18,6 +18,15 @@ from memagent.errors import AgentExistsError, StateConflictError, StoreError
 from memagent.memory import schema
 from memagent.memory.rows import AgentRow, agent_from_row, one_line, parse_time, utc_iso
 from memagent.memory.search import chunks
+from memagent.memory.search_text import (
+    INDEXED_ROLES,
+    context_text,
+    is_indexed,
+    message_search_text,
+    passage_context,
+    passage_search_text,
+)
+from memagent.memory.search_text import columns as search_columns
 from memagent.memory.versions import INSERT_VERSION, Cause
 from memagent.text import clean_any, clean_text
 
@@ -140,49 +149,103 @@ class Transaction:
     def add_message(
         self, agent_id: int, role: str, text: str, payload: Mapping[str, Any], created_at: datetime | None = None
     ) -> int:
-        """Append to the message log; ``text`` is what search sees, ``payload`` the full message."""
+        """Append to the message log; ``text`` is what search shows, ``payload`` the full message. What the index
+        holds is built from the text, its role, date and the turn before it (``search_text.py``)."""
+        text, moment = clean_text(text), _utc(created_at)
+        previous = self._previous_turn(agent_id, moment) if is_indexed(role, text) else None
         values = {
             "agent_id": agent_id,
             "role": role,
-            "text": clean_text(text),
+            "text": text,
             "payload": clean_any(dict(payload)),
-            "created_at": _utc(created_at),
+            "created_at": moment,
+            **search_columns(message_search_text(role, text, moment, previous)),
         }
         return int(self._run(_INSERT_MESSAGE, values).scalar_one())
 
+    def _previous_turn(self, agent_id: int, before: datetime, before_id: int | None = None) -> str | None:
+        """``context_text`` of the agent's last indexed message before ``before`` (and id ``before_id``, if given)."""
+        m = schema.messages
+        where = [m.c.agent_id == agent_id, m.c.role.in_(INDEXED_ROLES), m.c.text != ""]
+        if before_id is None:
+            where.append(m.c.created_at <= before)
+        else:
+            where.append(sa.or_(m.c.created_at < before, sa.and_(m.c.created_at == before, m.c.id < before_id)))
+        statement = sa.select(m.c.role, m.c.text).where(*where).order_by(m.c.created_at.desc(), m.c.id.desc())
+        row = self._run(statement.limit(1)).first()
+        return context_text(row.role, row.text) if row is not None else None
+
     def update_message(self, message_id: int, text: str, payload: Mapping[str, Any]) -> None:
-        messages = schema.messages
-        update = (
-            sa.update(messages)
-            .where(messages.c.id == message_id)
-            .values(text=clean_text(text), payload=clean_any(dict(payload)))
-        )
-        if self._run(update).rowcount == 0:
+        """Rewrite a message; its index text and that of the indexed turn after it (its context) follow."""
+        m = schema.messages
+        row = self._run(sa.select(m.c.agent_id, m.c.role, m.c.created_at).where(m.c.id == message_id)).first()
+        if row is None:
             raise StoreError(
                 one_line(
                     f"Can't update message {message_id} in {self._db.where}: it no longer exists "
                     "(agent deleted by another memagent?); restart memagent"
                 )
             )
+        text = clean_text(text)
+        previous = self._previous_turn(row.agent_id, row.created_at, message_id)
+        indexed = message_search_text(row.role, text, row.created_at, previous)
+        values = {"text": text, "payload": clean_any(dict(payload)), **search_columns(indexed)}
+        self._run(sa.update(m).where(m.c.id == message_id).values(**values))
+        self._refresh_context(row.agent_id, row.created_at, message_id)
+
+    def _refresh_context(self, agent_id: int, created_at: datetime, message_id: int) -> None:
+        """Rebuild the index text of the agent's first indexed message after (``created_at``, ``message_id``): the
+        message there was rewritten or deleted, and it is the next one's context."""
+        m = schema.messages
+        later = sa.or_(m.c.created_at > created_at, sa.and_(m.c.created_at == created_at, m.c.id > message_id))
+        after = (
+            sa.select(m.c.id, m.c.role, m.c.text, m.c.created_at)
+            .where(m.c.agent_id == agent_id, m.c.role.in_(INDEXED_ROLES), m.c.text != "", later)
+            .order_by(m.c.created_at, m.c.id)
+            .limit(1)
+        )
+        following = self._run(after).first()
+        if following is not None:
+            previous = self._previous_turn(agent_id, following.created_at, following.id)
+            rebuilt = message_search_text(following.role, following.text, following.created_at, previous)
+            self._run(sa.update(m).where(m.c.id == following.id).values(**search_columns(rebuilt)))
 
     def delete_messages(self, ids: Sequence[int]) -> int:
-        """Delete messages by id; returns how many existed."""
-        messages = schema.messages
-        deleted = 0
+        """Delete messages by id; returns how many existed. The turn after each deleted one gets its context
+        (``search_text.py``) rebuilt: usually there is none (a /pop or /retry deletes the newest messages)."""
+        m = schema.messages
+        deleted: list[tuple[int, datetime, int]] = []
         for chunk in chunks([int(i) for i in ids]):
-            deleted += int(self._run(sa.delete(messages).where(messages.c.id.in_(chunk))).rowcount)
-        return deleted
+            found = self._run(sa.select(m.c.agent_id, m.c.created_at, m.c.id).where(m.c.id.in_(chunk))).all()
+            deleted.extend((row.agent_id, row.created_at, row.id) for row in found)
+            self._run(sa.delete(m).where(m.c.id.in_(chunk)))
+        for agent_id, created_at, message_id in sorted(deleted):
+            self._refresh_context(agent_id, created_at, message_id)
+        return len(deleted)
 
     def add_passage(self, agent_id: int, text: str, created_at: datetime | None = None) -> int:
-        values = {"agent_id": agent_id, "text": clean_text(text), "created_at": _utc(created_at)}
+        text, moment = clean_text(text), _utc(created_at)
+        previous = self._previous_passage(agent_id)
+        values = {
+            "agent_id": agent_id,
+            "text": text,
+            "created_at": moment,
+            **search_columns(passage_search_text(text, moment, previous)),
+        }
         return int(self._run(_INSERT_PASSAGE, values).scalar_one())
 
     def add_passages(self, agent_id: int, texts: Sequence[str]) -> list[int]:
         """Bulk insert for loading files (batched multi-row INSERTs); ids in the order of ``texts``."""
         if not texts:
             return []
-        now = _utc()
-        rows = [{"agent_id": agent_id, "text": clean_text(text), "created_at": now} for text in texts]
+        now, previous = _utc(), self._previous_passage(agent_id)
+        rows = []
+        for text in (clean_text(text) for text in texts):
+            rows.append(
+                {"agent_id": agent_id, "text": text, "created_at": now,
+                 **search_columns(passage_search_text(text, now, previous))}
+            )
+            previous = passage_context(text) or previous
         return [int(row.id) for row in self._run(_INSERT_PASSAGES, rows)]
 
     def add_memory_version(
@@ -209,6 +272,13 @@ class Transaction:
             "created_at": _utc(created_at),
         }
         return int(self._run(INSERT_VERSION, values).scalar_one())
+
+    def _previous_passage(self, agent_id: int) -> str | None:
+        """``passage_context`` of the agent's newest passage with text."""
+        p = schema.passages
+        statement = sa.select(p.c.text).where(p.c.agent_id == agent_id, p.c.text != "").order_by(p.c.id.desc())
+        text = self._run(statement.limit(1)).scalar_one_or_none()
+        return passage_context(text) if text is not None else None
 
     def delete_agent(self, name: str) -> bool:
         """Delete an agent with its messages, passages and their index rows (FK cascade; SQLite's triggers)."""

@@ -315,3 +315,22 @@ def test_start_up_does_not_import_the_model_or_http(cli_home, command):
     assert not {"llama_cpp", "httpx", "prompt_toolkit"} & modules
     if command != ["agents", "list"]:
         assert "sqlalchemy" not in modules
+
+
+def test_agents_reindex_rebuilds_the_search_index_of_every_row(cli_home):
+    make_agent(cli_home, "sam", passages=["Brad sails a red boat"])
+    store = Store(cli_home / "memagent.db")
+    try:  # an index gone stale: rows whose search columns were emptied behind the store's back
+        store._conn.exec_driver_sql("UPDATE passages SET search_text = '', search_context = ''")
+        row = store.find_agent("sam")
+        assert store.search_passages(row.id, "boat").total == 0
+    finally:
+        store.close()
+    result = run_cli(["agents", "reindex"], cli_home)
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"Reindexed 4 rows for full-text search\.\n", result.stdout)  # 3 messages, 1 passage
+    store = Store(cli_home / "memagent.db")
+    try:
+        assert [p.text for p in store.search_passages(row.id, "boats").items] == ["Brad sails a red boat"]
+    finally:
+        store.close()

@@ -84,7 +84,10 @@ def test_questions_go_through_the_search_functions_and_find_their_turns() -> Non
         # each has a word that only its evidence turn holds ("wheel" only in the photo's caption)
         assert ranks[tool, "Which puppy did Ann adopt?"] == 1
         assert ranks[tool, "What did Bob make on the pottery wheel?"] == 1
-        assert ranks[tool, "When did Bob finish marathon training?"] == 1
+    # recall indexes each turn with the one before it as context, so the reply after the evidence turn shares its
+    # words (and is as short): the evidence is first or second there
+    assert ranks["archival_memory_search", "When did Bob finish marathon training?"] == 1
+    assert ranks["conversation_search", "When did Bob finish marathon training?"] in (1, 2)
     assert len(run.latency_ms["conversation_search"]) >= 5  # one call per question at least, each timed
     assert (run.conversations, run.turns, len(run.asked)) == (1, 5, 10)
 

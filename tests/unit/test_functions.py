@@ -95,8 +95,9 @@ def test_conversation_search_pages_with_correct_totals(make_agent, events, store
                              call("conversation_search", query="kraken", page=9, request_heartbeat=True), reply("ok")]
     agent.run_turn("search", events)
     pages = [m for name, _, m in results(events) if name == "conversation_search"]
-    assert pages[0].startswith("Showing 5 of 37 results (page 1/8):")
-    assert pages[1].startswith("Showing 2 of 37 results (page 8/8):")
+    # 38: the user's "search" is found too, by its context (the turn before it: "the kraken number 36").
+    assert pages[0].startswith("Showing 5 of 38 results (page 1/8):")
+    assert pages[1].startswith("Showing 3 of 38 results (page 8/8):")
     assert pages[2] == "No results on page 9 (there are 8 pages, numbered from 0)."
     assert json.loads(pages[0].split(": ", 1)[1])[0].startswith("timestamp: ")
 
@@ -176,3 +177,15 @@ def test_pause_heartbeats_is_capped(make_agent, events):
     agent = run(make_agent, events, call("pause_heartbeats", minutes=100000))
     assert results(events)[0][2] == "Pausing timed heartbeats for 360 min"
     assert agent.state.heartbeats_paused_until > datetime.now().timestamp() + 359 * 60
+
+
+def test_a_search_with_more_matches_than_it_counts_says_more_than(make_agent, events, store):
+    from memagent.memory.search import COUNT_PAGES
+
+    agent, _ = make_agent()
+    with store.transaction() as tx:
+        tx.add_passages(agent.agent_id, [f"the kraken number {i}" for i in range(COUNT_PAGES * 5 + 3)])
+    agent.backend.outputs = [call("archival_memory_search", query="kraken", request_heartbeat=True), reply("ok")]
+    agent.run_turn("search", events)
+    (page,) = [m for name, _, m in results(events) if name == "archival_memory_search"]
+    assert page.startswith(f"Showing 5 of more than {COUNT_PAGES * 5} results (page 1 of more than {COUNT_PAGES}):")

@@ -209,10 +209,11 @@ def test_update_and_delete_keep_the_search_index_in_sync(store: Store) -> None:
         other = tx.add_message(agent.id, "assistant", "old again", {"v": 1})
         tx.update_message(mid, "new phrasing", {"v": 2})
     assert [m.id for m in store.search_messages(agent.id, "old").items] == [other]
-    assert [m.payload for m in store.search_messages(agent.id, "phrasing").items] == [{"v": 2}]
+    # The rewritten message is found, and so is the turn after it, whose context it is (search_text.py).
+    assert [m.payload for m in store.search_messages(agent.id, "phrasing").items] == [{"v": 2}, {"v": 1}]
     with store.transaction() as tx:
         assert tx.delete_messages([mid, 999]) == 1
-    assert store.search_messages(agent.id, "phrasing").total == 0
+    assert store.search_messages(agent.id, "phrasing").total == 0  # nor is it the next turn's context any more
     assert store.count_messages(agent.id) == 1
 
 
@@ -265,20 +266,24 @@ def test_documents_matching_more_terms_rank_first(store: Store) -> None:
     with store.transaction() as tx:
         tx.add_passages(agent.id, [f"filler text number {i}" for i in range(30)])
         one = tx.add_passage(agent.id, "apple pie filler words")
+        after_one = tx.add_passage(agent.id, "filler")  # each passage is the next one's context: keep them apart
         three = tx.add_passage(agent.id, "apple banana cherry words")
+        tx.add_passage(agent.id, "filler")
         two = tx.add_passage(agent.id, "banana cherry filler words")
     result = store.search_passages(agent.id, "cherry apple banana")
-    assert [p.id for p in result.items] == [three, two, one]
-    assert result.total == 3
+    ids = [p.id for p in result.items]
+    assert ids[:2] == [three, two]
+    assert ids.index(one) < ids.index(after_one)  # one term of its own beats the same term as context
+    assert result.total == 5  # the fillers match by their context
 
 
 def test_totals_and_paging(store: Store) -> None:
     agent = make_agent(store)
     with store.transaction() as tx:
-        matching = [tx.add_message(agent.id, "user", f"needle number {i}", {}) for i in range(37)]
         for i in range(10):
-            tx.add_message(agent.id, "user", f"hay {i}", {})
-        tx.add_passages(agent.id, [f"needle passage {i}" for i in range(37)] + ["hay"] * 4)
+            tx.add_message(agent.id, "user", f"hay {i}", {})  # first: a needle row is not their context
+        matching = [tx.add_message(agent.id, "user", f"needle number {i}", {}) for i in range(37)]
+        tx.add_passages(agent.id, ["hay"] * 4 + [f"needle passage {i}" for i in range(37)])
 
     for search in (store.search_messages, store.search_passages):
         pages = [search(agent.id, "needle", page=p, page_size=5) for p in range(9)]
@@ -305,9 +310,9 @@ def test_search_is_per_agent_and_filters_roles(store: Store) -> None:
     with store.transaction() as tx:
         tx.add_message(a.id, "user", "shared word from user", {})
         tx.add_message(a.id, "assistant", "shared word from assistant", {})
-        tx.add_message(a.id, "system", "shared word in system", {})
+        tx.add_message(a.id, "function", "shared word in a function result", {})
         tx.add_message(b.id, "user", "shared word elsewhere", {})
-    assert store.search_messages(a.id, "shared").total == 3
+    assert store.search_messages(a.id, "shared").total == 2  # function results are not indexed
     only = store.search_messages(a.id, "shared", roles=["user", "assistant"])
     assert sorted(m.role for m in only.items) == ["assistant", "user"] and only.total == 2
     assert store.search_messages(b.id, "shared").total == 1
@@ -340,7 +345,8 @@ def test_search_reads_the_full_text_matches_first(sqlite_store: Store, kind: str
     assert len(searches) >= 1
     for sql, params in searches:
         plan = store._conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
-        assert plan[0][-1].startswith(f"SCAN {kind}_fts"), plan
+        steps = [row[-1] for row in plan if not row[-1].startswith(("CO-ROUTINE", "SCAN (subquery"))]
+        assert steps[0].startswith(f"SCAN {kind}_fts"), plan
 
 
 def test_search_folds_case_and_diacritics(store: Store) -> None:
@@ -384,10 +390,10 @@ LITERAL_CORPUS = {
 LITERAL_CASES = [
     ('"quoted"', {"quoted"}),
     ("foo*", {"foo"}),  # no prefix search: "foobar" must not match
-    ("AND", {"and"}),
-    ("a OR b", {"a", "b", "or"}),
-    ("NOT x", {"not", "x"}),
-    ("NEAR(a b)", {"near", "a", "b"}),
+    ("AND", {"and"}),  # a stopword, but nothing else is left
+    ("a OR b", {"b"}),  # "a" and "or" are stopwords
+    ("NOT x", {"x"}),
+    ("NEAR(a b)", {"near", "b"}),
     ("(unbalanced", {"unbalanced"}),
     ("col:val", {"col", "val"}),
     ("^start", {"start"}),
@@ -401,18 +407,20 @@ LITERAL_CASES = [
 @pytest.mark.parametrize(("query", "expected"), LITERAL_CASES, ids=[c[0] for c in LITERAL_CASES])
 @pytest.mark.parametrize("kind", ["messages", "passages"])
 def test_search_text_is_literal(store: Store, kind: str, query: str, expected: set[str]) -> None:
-    agent = make_agent(store)
+    """Each text in its own agent, so no message is another's context: the hits are the texts' own matches."""
     key_of = {text: key for key, text in LITERAL_CORPUS.items()}
+    agents = {}
     with store.transaction() as tx:
-        for text in LITERAL_CORPUS.values():
+        for key, text in LITERAL_CORPUS.items():
+            agents[key] = tx.create_agent(f"literal-{key}", {}).id
             if kind == "messages":
-                tx.add_message(agent.id, "user", text, {})
+                tx.add_message(agents[key], "user", text, {})
             else:
-                tx.add_passage(agent.id, text)
+                tx.add_passage(agents[key], text)
     search = store.search_messages if kind == "messages" else store.search_passages
-    result = search(agent.id, query, page_size=50)
-    assert {key_of[item.text] for item in result.items} == expected
-    assert result.total == len(expected)
+    results = [search(agent_id, query, page_size=50) for agent_id in agents.values()]
+    assert {key_of[item.text] for result in results for item in result.items} == expected
+    assert sum(result.total for result in results) == len(expected)
 
 
 def test_fts_query_quotes_every_term() -> None:
@@ -608,3 +616,31 @@ def test_a_closed_store_refuses_work() -> None:
     s.close()  # idempotent
     with pytest.raises(RuntimeError, match="closed"):
         s.list_agents()
+
+
+def test_stopwords_are_dropped_from_a_query_unless_nothing_else_is_left(store: Store) -> None:
+    agent = make_agent(store)
+    with store.transaction() as tx:
+        tx.add_passage(agent.id, "what did you do there")
+        tx.add_passage(agent.id, "unrelated")  # the first one's context must not decide the test
+        tx.add_passage(agent.id, "the puppy sleeps")
+    # "what", "is", "the" match other passages but are stopwords: only the puppy counts
+    assert [p.text for p in store.search_passages(agent.id, "What is the puppy?").items] == ["the puppy sleeps"]
+    # nothing but stopwords: searched as asked (a substring match where the index leaves stopwords out)
+    # (on SQLite, "unrelated" follows as the passage whose context it is)
+    assert store.search_passages(agent.id, "what did you do").items[0].text == "what did you do there"
+
+
+def test_a_total_past_the_counted_pages_is_capped_and_said_so(store: Store) -> None:
+    from memagent.memory.search import COUNT_PAGES
+
+    agent = make_agent(store)
+    many = COUNT_PAGES * 5 + 40
+    with store.transaction() as tx:
+        tx.add_passages(agent.id, [f"needle {i}" for i in range(many)])
+    first = store.search_passages(agent.id, "needle", page_size=5)
+    assert (first.total, first.num_pages, first.capped, len(first.items)) == (COUNT_PAGES * 5, COUNT_PAGES, True, 5)
+    few = store.search_passages(agent.id, "needle", page_size=many)  # all counted: exact
+    assert (few.total, few.capped) == (many, False)
+    late = store.search_passages(agent.id, "needle", page=COUNT_PAGES + 2, page_size=5)  # counted far enough
+    assert late.capped and late.total == (COUNT_PAGES + 4) * 5 and len(late.items) == 5

@@ -1,0 +1,28 @@
+"""A standard English stopword list, dropped from search queries (see ``search.py``).
+
+NLTK's English list (``nltk.corpus.stopwords.words("english")``, 179 words), copied as published so no corpus
+download is needed. Generic, not chosen for any benchmark's questions. Words like "what" and "did" match most
+rows of a chat: as search terms they add little to the ranking and make every search count and rank most of
+the table (bench/README.md: +5 to +8 points recall@5, and 10x faster at 100k rows, without them)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+_AS_PUBLISHED = """
+i me my myself we our ours ourselves you you're you've you'll you'd your yours yourself yourselves he him his
+himself she she's her hers herself it it's its itself they them their theirs themselves what which who whom this
+that that'll these those am is are was were be been being have has had having do does did doing a an the and but
+if or because as until while of at by for with about against between into through during before after above below
+to from up down in out on off over under again further then once here there when where why how all any both each
+few more most other some such no nor not only own same so than too very s t can will just don don't should
+should've now d ll m o re ve y ain aren aren't couldn couldn't didn didn't doesn doesn't hadn hadn't hasn hasn't
+haven haven't isn isn't ma mightn mightn't mustn mustn't needn needn't shan shan't shouldn shouldn't wasn wasn't
+weren weren't won won't wouldn wouldn't
+"""
+NLTK_ENGLISH = frozenset(_AS_PUBLISHED.split())
+
+
+def content_terms(terms: Sequence[str]) -> list[str]:
+    """``terms`` without the stopwords (case-insensitively); empty when every term is one."""
+    return [term for term in terms if term.lower() not in NLTK_ENGLISH]
