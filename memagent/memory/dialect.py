@@ -7,6 +7,8 @@ the same way on both sits behind ``Dialect``, implemented once per database (``s
 - where the schema version is recorded;
 - full-text search of ``search_text`` (FTS5 with bm25, porter stemming; ``tsvector`` with ``ts_rank``, 'english')
   and the substring match it falls back to;
+- the dense side of hybrid search: the rows nearest a query vector (SQLite: a matrix in memory, ``vectors.py``;
+  PostgreSQL: pgvector's HNSW index);
 - the wording of driver errors as "what happened; how to fix it".
 
 Also here: ``query_terms``, how user text becomes search terms on both (never query syntax).
@@ -15,11 +17,14 @@ Also here: ``query_terms``, how user text becomes search terms on both (never qu
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import groupby
 from typing import Any, Protocol
 
 import sqlalchemy as sa
+
+Rows = Callable[[sa.Executable], Sequence[sa.Row[Any]]]
+"""Runs a read and returns its rows (the store's, with its error translation)."""
 
 Reasons = tuple[tuple[tuple[str, ...], str], ...]
 """(words a driver error may contain, what to tell the user) pairs, first match wins."""
@@ -80,6 +85,13 @@ class Dialect(Protocol):
     ) -> tuple[sa.Executable, sa.Executable]:
         """(the count of the matches up to ``count_limit`` + 1, one page of them best first) for ``terms`` OR-ed, among
         the agent's indexed rows of ``table`` (messages: of ``roles`` only, unless None)."""
+        ...
+
+    def dense_search(
+        self, rows: Rows, kind: str, agent_id: int, model: str, query: bytes, limit: int
+    ) -> list[int]:
+        """Ids of the agent's rows of ``kind`` ("message" or "passage") whose ``model`` vectors are nearest to
+        ``query`` (float32 bytes; cosine), best first, at most ``limit``."""
         ...
 
 

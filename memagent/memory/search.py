@@ -56,6 +56,16 @@ def capped_count(matches: sa.Select[Any], limit: int) -> sa.Select[Any]:
     return sa.select(sa.func.count()).select_from(matches.limit(limit + 1).subquery())
 
 
+def full_text_terms(dialect: Dialect, query: str) -> list[str]:
+    """The terms the full-text index is searched for (stopwords dropped unless nothing else is left); [] when the
+    query has none the index can use (then it is a substring match)."""
+    terms = query_terms(clean_text(query))
+    kept = content_terms(terms)
+    if kept or (terms and not dialect.drops_stopwords):
+        return kept or terms
+    return []
+
+
 def search_statements(
     dialect: Dialect,
     table: sa.Table,
@@ -68,13 +78,10 @@ def search_statements(
 ) -> tuple[sa.Executable, sa.Executable]:
     """(count of the matches, up to ``count_limit`` + 1; one page of matches) for ``query`` taken literally."""
     query = clean_text(query)
-    terms = query_terms(query)
     limit, offset = page_size, page * page_size
-    kept = content_terms(terms)
-    if kept or (terms and not dialect.drops_stopwords):
-        return dialect.text_search(
-            table, columns, agent_id, roles, kept or terms, limit, offset, count_limit(page, page_size)
-        )
+    terms = full_text_terms(dialect, query)
+    if terms:
+        return dialect.text_search(table, columns, agent_id, roles, terms, limit, offset, count_limit(page, page_size))
     # No term, or only stopwords on a database whose index leaves them out: a substring match.
     where = [table.c.agent_id == agent_id, dialect.contains(table.c.text, query.strip())]
     if roles is not None:
