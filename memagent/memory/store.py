@@ -99,6 +99,7 @@ class Store(Reads):
         self._engine = self.dialect.create_engine()
         self.searcher: Searcher = Searcher(self.dialect, self._rows)
         self.embedder: Embedder | None = None
+        self._commit_listeners: list[Callable[[], None]] = []
         self._closed = False
         try:
             with self._guard("open"):
@@ -231,6 +232,13 @@ class Store(Reads):
             if depth == 0:
                 self._rollback_quietly()  # a failed COMMIT leaves the transaction open
             raise
+        if depth == 0:
+            for listener in self._commit_listeners:
+                listener()
+
+    def on_commit(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every committed write transaction (the embedding worker's wake-up)."""
+        self._commit_listeners.append(listener)
 
     def _rollback_quietly(self) -> None:
         """Roll back if the driver still has a transaction open (some errors already ended it)."""
