@@ -8,7 +8,8 @@ move?"); a row far down both lists stays below the rows either side ranks first.
 
 Pages: the fused list is the first pages; after it, the full-text ranking continues from ``depth`` on, leaving
 out rows already shown, so a page never repeats a row of an earlier one. ``total`` counts the full-text matches
-(capped as ``search.py`` caps them) plus the rows only the dense side brought in.
+(capped as ``search.py`` caps them: the ranking is read up to that cap, ids only) plus the rows only the dense
+side brought in, each row once.
 
 Used when the store has an embedder (``Store.use_embedder``) and the query has terms to search; a query without
 terms (punctuation only, empty) is the plain search's. Without the embeddings extra nothing here runs: search
@@ -91,22 +92,23 @@ class HybridSearcher(Searcher):
         self, source: _Source, agent_id: int, roles: Sequence[str] | None, query: str, terms: Sequence[str],
         page: int, page_size: int,
     ) -> tuple[int, list[sa.Row[Any]], bool]:
+        """(total, the page's rows, capped): the full-text ranking's ids up to the count limit (one more says
+        "more than"), its first ``depth`` fused with the dense ranking's, then the rest of it."""
         check_paging(page, page_size)
-        depth, limit = self.fusion.depth, count_limit(page, page_size)
+        limit = count_limit(page, page_size)
         ids_only = (source.table.c.id,)
-        count, first = self._dialect.text_search(source.table, ids_only, agent_id, roles, terms, depth, 0, limit)
-        counted = int(self._rows(count)[0][0])
-        full_text = [int(row[0]) for row in self._rows(first)]
+        _count, ranked = self._dialect.text_search(source.table, ids_only, agent_id, roles, terms, limit + 1, 0, limit)
+        full_text = [int(row[0]) for row in self._rows(ranked)]
         vector = self.embedder.query(query)
+        depth = self.fusion.depth
         nearest = self._dialect.dense_search(self._rows, source.kind, agent_id, self.embedder.model, vector, depth)
-        dense = self._kept(source, agent_id, roles, nearest)
-        fused = fuse(full_text, dense, self.fusion)
-        start, end = page * page_size, (page + 1) * page_size
-        shown = fused[start:end]
-        if len(shown) < page_size and counted > depth:
-            shown += self._after_fused(source, agent_id, roles, terms, fused, start, end, limit)
-        total = min(counted, limit) + len(set(fused) - set(full_text))
-        return total, self._fetch(source, shown), counted > limit
+        fused = fuse(full_text[:depth], self._kept(source, agent_id, roles, nearest), self.fusion)
+        shown = set(fused)
+        order = fused + [row_id for row_id in full_text[depth:limit] if row_id not in shown]
+        dense_only = len(shown - set(full_text))
+        total = min(len(full_text), limit) + dense_only
+        rows = self._fetch(source, order[page * page_size : (page + 1) * page_size])
+        return total, rows, len(full_text) > limit
 
     def _kept(self, source: _Source, agent_id: int, roles: Sequence[str] | None, ids: Sequence[int]) -> list[int]:
         """``ids`` (in their order) that are the agent's indexed rows passing the filters: the dense side sees only
@@ -119,21 +121,6 @@ class HybridSearcher(Searcher):
             where.append(table.c.role.in_(list(roles)))
         found = {int(row[0]) for row in self._rows(sa.select(table.c.id).where(*where))}
         return [row_id for row_id in ids if row_id in found]
-
-    def _after_fused(
-        self, source: _Source, agent_id: int, roles: Sequence[str] | None, terms: Sequence[str], fused: list[int],
-        start: int, end: int, limit: int,
-    ) -> list[int]:
-        """The full-text ranking after its first ``depth`` rows, less the fused ones: positions ``len(fused)`` on."""
-        skip = set(fused)
-        first = max(0, start - len(fused))
-        wanted = end - max(start, len(fused))
-        _count, rows = self._dialect.text_search(
-            source.table, (source.table.c.id,), agent_id, roles, terms, first + wanted + len(skip),
-            self.fusion.depth, limit,
-        )
-        later = [int(row[0]) for row in self._rows(rows) if int(row[0]) not in skip]
-        return later[first : first + wanted]
 
     def _fetch(self, source: _Source, ids: Sequence[int]) -> list[sa.Row[Any]]:
         """The rows of ``ids``, in that order (a row deleted meanwhile is left out)."""

@@ -22,7 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator, TypeEngine
+from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
 
 from memagent.memory.embed import from_bytes, to_bytes
 from memagent.memory.rows import parse_time, utc_iso
@@ -67,6 +67,18 @@ class JsonText(TypeDecorator[Any]):
         return None if value is None else json.loads(value)
 
 
+class PgVector(UserDefinedType[str]):
+    """pgvector's ``vector`` as its text form; a bound value is cast to it in SQL (the driver sends text)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_kw: Any) -> str:
+        return "vector"
+
+    def bind_expression(self, bindvalue: Any) -> Any:
+        return sa.cast(bindvalue, self)
+
+
 class Embedding(TypeDecorator[bytes]):
     """A dense vector as float32 bytes (``embed.to_bytes``): a BLOB on SQLite; pgvector's ``vector`` on PostgreSQL,
     sent and read back in its text form ``[0.1,0.2,...]``."""
@@ -76,7 +88,7 @@ class Embedding(TypeDecorator[bytes]):
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(sa.Text())
+            return dialect.type_descriptor(PgVector())
         return dialect.type_descriptor(sa.LargeBinary())
 
     def process_bind_param(self, value: bytes | None, dialect: Dialect) -> Any:
