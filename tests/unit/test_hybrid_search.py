@@ -38,7 +38,7 @@ def chat(store: Store, texts: list[str]) -> tuple[int, list[int]]:
 
 def test_fusion_ranks_rows_both_sides_found_first_and_ties_keep_the_full_text_order() -> None:
     fusion = Fusion(depth=10, k=60)
-    assert fuse([1, 2, 3], [3, 4], fusion) == [3, 1, 2, 4]  # 3 is in both; 2 and 4 tie (second of each): full text first
+    assert fuse([1, 2, 3], [3, 4], fusion) == [3, 1, 2, 4]  # 3 is in both; 2 and 4 tie (both second): full text first
     assert fuse([1, 2], [], fusion) == [1, 2]
     assert fuse([], [5, 6], fusion) == [5, 6]
     # a small dense weight keeps the full-text order wherever the two disagree
