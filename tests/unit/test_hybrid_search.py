@@ -136,6 +136,24 @@ def test_rows_stored_before_the_embeddings_migration_are_left_to_embed(tmp_path:
         assert store.count_unembedded("fake-embedder") == 1
 
 
+def test_an_imported_agent_keeps_no_vectors_and_its_rows_wait_to_be_embedded(store: Store, make_agent) -> None:
+    from memagent.memory.export import export_agent, import_agent
+
+    embedder = FakeEmbedder()
+    agent, _backend = make_agent()
+    with store.transaction() as tx:
+        tx.add_passage(agent.agent_id, "the spare key is under the blue pot")
+    store.embed_pending(embedder)
+    data = export_agent(store, agent.name)
+    assert "vector" not in str(data)
+    copy = import_agent(store, data, "copy")
+    waiting = store.count_unembedded(embedder.model)
+    assert waiting >= 2  # the copy's rows: its boot messages and the passage
+    assert store.embed_pending(embedder) == waiting
+    store.use_embedder(embedder)
+    assert store.search_passages(copy.id, "spare key").items[0].text == "the spare key is under the blue pot"
+
+
 # ------------------------------------------------------------------------------------------- the worker, the app
 
 
