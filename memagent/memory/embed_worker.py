@@ -9,7 +9,8 @@ batches. If the process is killed at any instant, nothing is lost: a row without
 meanwhile, and embedded by the next run (or `memagent agents reindex`).
 
 Started and stopped by the composition root (``app.py``); nothing here prints. A failure (the database locked
-for longer than the busy timeout, say) is kept in ``last_error`` and the rows wait for the next wake.
+for longer than the busy timeout, say) is kept in ``last_error`` and the rows wait for the next wake: a traceback
+from this thread would land in the middle of the chat, and search works without vectors.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import threading
 from collections.abc import Callable
 from contextlib import suppress
 
-from memagent.errors import StoreError
 from memagent.memory.embed import Embedder
 from memagent.memory.store import Store
 
@@ -79,7 +79,7 @@ class EmbeddingWorker:
         _lower_priority()
         try:
             store = self._open_store()
-        except StoreError as error:
+        except Exception as error:  # any error, as in _loop
             self.last_error = str(error)
             self._idle.set()
             return
@@ -97,8 +97,8 @@ class EmbeddingWorker:
                     self.embedder, batch=BATCH, after=cursor, stop=self._stop.is_set
                 )
                 self.last_error = None
-            except StoreError as error:
-                self.last_error = str(error)
+            except Exception as error:  # any error: a thread's traceback would land in the middle of the chat
+                self.last_error = str(error) or type(error).__name__
             with self._lock:
                 if not self._wake.is_set():
                     self._idle.set()
