@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import random
 import tempfile
 import time
-from array import array
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,18 +38,20 @@ class RandomEmbedder:
     dimension = DIMENSION
 
     def __init__(self, seed: int = 7) -> None:
-        self.random = random.Random(seed)
+        import numpy
 
-    def _vector(self) -> bytes:
-        values = [self.random.gauss(0.0, 1.0) for _ in range(DIMENSION)]
-        norm = sum(v * v for v in values) ** 0.5
-        return array("f", [v / norm for v in values]).tobytes()
+        self.random = numpy.random.default_rng(seed)
+
+    def _vectors(self, count: int) -> list[bytes]:
+        values = self.random.standard_normal((count, DIMENSION), dtype="float32")
+        values /= (values**2).sum(axis=1, keepdims=True) ** 0.5
+        return [row.astype("<f4").tobytes() for row in values]
 
     def passages(self, texts: Sequence[str]) -> list[bytes]:
-        return [self._vector() for _ in texts]
+        return self._vectors(len(texts))
 
     def query(self, _text: str) -> bytes:
-        return self._vector()
+        return self._vectors(1)[0]
 
 
 def _ms(values: list[float]) -> dict[str, float]:
