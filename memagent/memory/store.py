@@ -315,7 +315,7 @@ class Store(Reads):
             }
             kept = [
                 (item, vector) for item, vector in embedded
-                if item.row_id in current and item.text == embedded_text(*current[item.row_id])
+                if item.row_id in current and item.text == embedded_text(kind, *current[item.row_id])
             ]
             if kept:
                 tx.add_embeddings(insert_values(kind, kept, model))

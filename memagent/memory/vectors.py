@@ -1,11 +1,14 @@
 """Dense vectors of stored rows (the ``embeddings`` table): which rows still need one, what text is embedded, writing
 them, and the nearest rows to a query vector on SQLite.
 
-What is embedded is what the full-text index holds (``search_text.py``): the row before it as context, then the
-row with its role and date (``assistant: ... (8 May 2023) user: text``). Measured on LoCoMo's dev split, a dense
-search of the turn alone found little (R@5 .19: turns that address a person by name win); with role/speaker and
-date .51, and with the turn before it .58 (bench/README.md). Rows the index leaves out (function results, empty
-rows) get no vector either.
+What is embedded is what the full-text index holds (``search_text.py``): the row with its role and date
+(``(8 May 2023) user: text``), and for a message the turn before it first (``assistant: ...``). Measured on
+LoCoMo's dev split (bench/README.md), a dense search of the turn alone found little (R@5 .19: turns that address a
+person by name win); with speaker and date .51, with the turn before it .58: many answers ("Yes, last week!") mean
+something only with their question. A passage is embedded alone: archival memories are mostly facts written to
+stand alone, and one vector for two unrelated memories finds neither well (a question about the second found the
+first's neighbour: tests/unit/test_hybrid_search.py, the real-model test); the full-text side still weighs the
+passage before at half. Rows the index leaves out (function results, empty rows) get no vector either.
 
 Vectors are written after the step that stored their row has committed, by the background worker
 (``embed_worker.py``) or `memagent agents reindex` (``Store.embed_pending``): a row without a vector is simply
@@ -54,9 +57,9 @@ def vector_column(kind: str) -> sa.Column[Any]:
     return e.c.message_id if kind == "message" else e.c.passage_id
 
 
-def embedded_text(context: str, text: str) -> str:
-    """The text a row's vector is of: its index text with its context before it."""
-    return f"{context}\n{text}" if context else text
+def embedded_text(kind: str, context: str, text: str) -> str:
+    """The text a row's vector is of: its index text, after its context for a message (see above)."""
+    return f"{context}\n{text}" if context and kind == "message" else text
 
 
 def select_pending(kind: str, model: str, after: int, limit: int) -> sa.Select[Any]:
@@ -72,7 +75,9 @@ def select_pending(kind: str, model: str, after: int, limit: int) -> sa.Select[A
 
 
 def pending_rows(rows: Sequence[sa.Row[Any]], kind: str) -> list[ToEmbed]:
-    return [ToEmbed(kind, row.id, row.agent_id, embedded_text(row.search_context, row.search_text)) for row in rows]
+    return [
+        ToEmbed(kind, row.id, row.agent_id, embedded_text(kind, row.search_context, row.search_text)) for row in rows
+    ]
 
 
 def count_pending(kind: str, model: str) -> sa.Select[Any]:
