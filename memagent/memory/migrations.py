@@ -247,6 +247,15 @@ PGVECTOR_MISSING = (
 )
 
 
+def pgvector_schema(conn: Connection) -> str:
+    """The quoted schema pgvector's type and operators live in (the extension is installed)."""
+    found = conn.exec_driver_sql(
+        "SELECT quote_ident(n.nspname) FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+        "WHERE e.extname = 'vector'"
+    ).scalar_one()
+    return str(found)
+
+
 def _embeddings(conn: Connection) -> None:
     """The ``embeddings`` table: a dense vector per embedded message or passage (see ``vectors.py``), deleted with
     its row and its agent. Every row stored before this is left without a vector: the background worker and
@@ -255,11 +264,14 @@ def _embeddings(conn: Connection) -> None:
     postgres = conn.dialect.name == "postgresql"
     big_id = "BIGSERIAL PRIMARY KEY" if postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
     integer = "BIGINT" if postgres else "INTEGER"
+    vector = "BLOB"
     if postgres:
         try:  # a failure rolls the whole upgrade back: the database stays at the version before
             conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS vector")
         except DBAPIError as error:
             raise StoreError(one_line(f"Can't upgrade the database: {PGVECTOR_MISSING} ({error.orig})")) from None
+        # The extension is the database's, in the schema it was first created in: maybe not on this search path.
+        vector = f"{pgvector_schema(conn)}.vector"
     conn.exec_driver_sql(
         f"""
         CREATE TABLE embeddings (
@@ -268,7 +280,7 @@ def _embeddings(conn: Connection) -> None:
             message_id {integer} REFERENCES messages(id) ON DELETE CASCADE,
             passage_id {integer} REFERENCES passages(id) ON DELETE CASCADE,
             model TEXT NOT NULL,
-            vector {"vector(384)" if postgres else "BLOB"} NOT NULL
+            vector {vector + "(384)" if postgres else vector} NOT NULL
         )
         """
     )
@@ -276,7 +288,8 @@ def _embeddings(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE UNIQUE INDEX embeddings_passage ON embeddings(passage_id, model)")
     conn.exec_driver_sql("CREATE INDEX embeddings_agent ON embeddings(agent_id, model, id)")
     if postgres:
-        conn.exec_driver_sql("CREATE INDEX embeddings_hnsw ON embeddings USING hnsw (vector vector_cosine_ops)")
+        operators = f"{pgvector_schema(conn)}.vector_cosine_ops"
+        conn.exec_driver_sql(f"CREATE INDEX embeddings_hnsw ON embeddings USING hnsw (vector {operators})")
 
 
 MIGRATIONS: Sequence[Migration] = (

@@ -81,6 +81,7 @@ class PostgresDialect:
             )
         self.read_only = read_only
         self.busy_timeout = busy_timeout
+        self._pgvector: str | None = None  # the quoted schema of pgvector's type and operators, once looked up
 
     def create_engine(self) -> sa.Engine:
         """A one-connection pool: the store keeps one connection, and a lost one is replaced on the next use."""
@@ -183,8 +184,10 @@ class PostgresDialect:
     def dense_search(self, rows: Rows, kind: str, agent_id: int, model: str, query: bytes, limit: int) -> list[int]:
         """pgvector's cosine distance, through the HNSW index."""
         e, column = schema.embeddings, vector_column(kind)
-        probe = sa.text("CAST(:query AS vector)").bindparams(query=_vector_text(query))
-        distance = sa.literal_column("embeddings.vector").op("<=>")(probe)
+        if self._pgvector is None:  # its schema may be off the search path: name it (see the embeddings migration)
+            self._pgvector = str(rows(sa.text(_PGVECTOR_SCHEMA))[0][0])
+        probe = sa.text(f"CAST(:query AS {self._pgvector}.vector)").bindparams(query=_vector_text(query))
+        distance = sa.literal_column("embeddings.vector").op(f"OPERATOR({self._pgvector}.<=>)")(probe)
         statement = (
             sa.select(column)
             .where(e.c.agent_id == agent_id, e.c.model == model, column.is_not(None))
@@ -192,6 +195,12 @@ class PostgresDialect:
             .limit(limit)
         )
         return [int(row[0]) for row in rows(statement)]
+
+
+_PGVECTOR_SCHEMA = (
+    "SELECT quote_ident(n.nspname) FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+    "WHERE e.extname = 'vector'"
+)
 
 
 def _vector_text(vector: bytes) -> str:

@@ -68,15 +68,13 @@ class JsonText(TypeDecorator[Any]):
 
 
 class PgVector(UserDefinedType[str]):
-    """pgvector's ``vector`` as its text form; a bound value is cast to it in SQL (the driver sends text)."""
+    """pgvector's ``vector`` as its text form, bound without a cast: the server reads the text as the column's type
+    (the type may live in a schema outside the search path: see the embeddings migration)."""
 
     cache_ok = True
 
     def get_col_spec(self, **_kw: Any) -> str:
         return "vector"
-
-    def bind_expression(self, bindvalue: Any) -> Any:
-        return sa.cast(bindvalue, self)
 
 
 class Embedding(TypeDecorator[bytes]):
