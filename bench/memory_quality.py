@@ -282,6 +282,12 @@ def _latency_line(result: dict[str, Any]) -> str:
     )
 
 
+FIRST_CALL = (
+    "The first call of a question embeds it (e5 on one thread: ~20-25 ms on an idle core, ~90-160 ms on this "
+    "machine under load 5-10); the rows took ~15 minutes to embed on the first run (then cached)."
+)
+
+
 def _mode_parts(result: dict[str, Any], headers: tuple[str, ...]) -> list[str]:
     """The recall table(s) and latency: hybrid and full text only side by side when both were measured."""
     if "full_text_only" not in result:
@@ -292,7 +298,7 @@ def _mode_parts(result: dict[str, Any], headers: tuple[str, ...]) -> list[str]:
         "multilingual-e5-small vectors of each row, `memagent/memory/hybrid.py`; rows embedded as the background "
         f"worker embeds them, {result['embed_seconds']:.0f} s here, cached by text across runs with `--cache`):",
         md_table(headers, recall_rows(result)),
-        _latency_line(result) + " The first call of a question embeds it (~20-25 ms on one thread).",
+        _latency_line(result) + " " + FIRST_CALL,
         "**Full text only** (without the extra; the same stores and questions):",
         md_table(headers, recall_rows(baseline)),
         _latency_line(baseline),
