@@ -17,7 +17,8 @@ the next one). A row whose text changes loses its vector (``Transaction.update_m
 
 SQLite has no vector index, so ``DenseIndex`` keeps each agent's vectors in memory as one float32 matrix, read
 from the BLOBs once and then topped up with the rows added since (ids only grow), and ranks all of them with one
-matrix-vector product on one thread: ~1 ms for 10k rows of 384 floats, ~8-10 ms for 100k (bench/hybrid_scale.py),
+matrix-vector product on one thread (messages and passages apart): ~1-3 ms of CPU for 10k rows of 384 floats,
+~8-20 ms for 100k (bench/hybrid_scale.py),
 no index file to keep in sync with the database, nothing to rebuild. An ANN index (usearch, HNSW) would answer in
 well under a millisecond, but building one for 100k vectors takes tens of seconds of CPU, so it would have to be
 cached on disk and kept in step with every process's writes: worth it from ~1M rows, not below.
@@ -110,16 +111,14 @@ Rows = Callable[[sa.Executable], Sequence[sa.Row[Any]]]
 
 @dataclass
 class _Matrix:
-    """One agent's vectors of one model, in embedding-id order: the first ``count`` rows of ``buffer`` (numpy
-    float32), which doubles when full, so topping it up costs the new rows only."""
+    """One agent's vectors of one kind and model, in embedding-id order: the first ``count`` rows of ``buffer``
+    (numpy float32), which doubles when full, so topping it up costs the new rows only."""
 
-    last_id: int = 0
     count: int = 0
     row_ids: list[int] = field(default_factory=list)
-    is_message: list[bool] = field(default_factory=list)
     buffer: Any = None
 
-    def append(self, vectors: Sequence[bytes]) -> None:
+    def append(self, row_ids: Sequence[int], vectors: Sequence[bytes]) -> None:
         import numpy as np
 
         added = np.frombuffer(b"".join(vectors), dtype="<f4").reshape(len(vectors), -1)
@@ -130,7 +129,31 @@ class _Matrix:
                 grown[: self.count] = self.buffer[: self.count]
             self.buffer = grown
         self.buffer[self.count : needed] = added
+        self.row_ids.extend(row_ids)
         self.count = needed
+
+    def nearest(self, query: bytes, limit: int) -> list[int]:
+        import numpy as np
+
+        top = min(limit, self.count)
+        if top <= 0:
+            return []
+        # einsum, not ``@``: numpy's BLAS would spread this product over every core, and on a busy 2-core machine
+        # its threads made it 100 times slower (8 ms instead of 0.07 ms for 2,000 rows); einsum's own loop is one
+        # thread (memory-bound at 100k rows: 150 MB of float32).
+        scores = np.einsum("ij,j->i", self.buffer[: self.count], np.frombuffer(query, dtype="<f4"))
+        best = np.argpartition(-scores, top - 1)[:top]
+        best = best[np.argsort(-scores[best], kind="stable")]
+        return [self.row_ids[i] for i in best.tolist()]
+
+
+@dataclass
+class _AgentVectors:
+    """What of one agent's vectors of one model is in memory: up to embedding id ``last_id``, ``count`` in all."""
+
+    last_id: int = 0
+    count: int = 0
+    kinds: dict[str, _Matrix] = field(default_factory=lambda: {kind: _Matrix() for kind in KINDS})
 
 
 class DenseIndex:
@@ -138,49 +161,34 @@ class DenseIndex:
     an index and the rows with a larger id), read again when the count says some were deleted."""
 
     def __init__(self) -> None:
-        self._matrices: dict[tuple[int, str], _Matrix] = {}
+        self._agents: dict[tuple[int, str], _AgentVectors] = {}
 
     def nearest(self, rows: Rows, kind: str, agent_id: int, model: str, query: bytes, limit: int) -> list[int]:
         """Ids of the agent's rows of ``kind`` nearest to ``query`` (cosine), best first."""
-        import numpy as np
+        return self._refreshed(rows, agent_id, model).kinds[kind].nearest(query, limit)
 
-        matrix = self._refreshed(rows, agent_id, model)
-        if not matrix.count:
-            return []
-        # einsum, not ``@``: numpy's BLAS would spread this product over every core, and on a busy 2-core machine
-        # its threads made it 100 times slower (8 ms instead of 0.07 ms for 2,000 rows); einsum's own loop is one
-        # thread: ~1 ms for 10k rows, ~8 ms for 100k (memory-bound: 150 MB of float32).
-        scores = np.einsum("ij,j->i", matrix.buffer[: matrix.count], np.frombuffer(query, dtype="<f4"))
-        wanted = np.array(matrix.is_message) == (kind == "message")
-        top = min(limit, int(wanted.sum()))
-        if top <= 0:
-            return []
-        scores = np.where(wanted, scores, -np.inf)
-        best = np.argpartition(-scores, top - 1)[:top]
-        best = best[np.argsort(-scores[best], kind="stable")]
-        return [matrix.row_ids[i] for i in best.tolist()]
-
-    def _refreshed(self, rows: Rows, agent_id: int, model: str, attempts: int = 3) -> _Matrix:
+    def _refreshed(self, rows: Rows, agent_id: int, model: str, attempts: int = 3) -> _AgentVectors:
         e = schema.embeddings
         mine = [e.c.agent_id == agent_id, e.c.model == model]
         count = int(rows(sa.select(sa.func.count()).select_from(e).where(*mine))[0][0])
-        matrix = self._matrices.get((agent_id, model))
-        if matrix is None or count < matrix.count:
-            matrix = self._matrices[(agent_id, model)] = _Matrix()
-        if count == matrix.count:
-            return matrix
+        vectors = self._agents.get((agent_id, model))
+        if vectors is None or count < vectors.count:
+            vectors = self._agents[(agent_id, model)] = _AgentVectors()
+        if count == vectors.count:
+            return vectors
         added = rows(
             sa.select(e.c.id, e.c.message_id, e.c.passage_id, e.c.vector)
-            .where(*mine, e.c.id > matrix.last_id)
+            .where(*mine, e.c.id > vectors.last_id)
             .order_by(e.c.id)
         )
+        for kind, column in (("message", "message_id"), ("passage", "passage_id")):
+            found = [row for row in added if getattr(row, column) is not None]
+            if found:
+                vectors.kinds[kind].append([int(getattr(row, column)) for row in found], [row.vector for row in found])
         if added:
-            for row in added:
-                matrix.row_ids.append(int(row.message_id if row.message_id is not None else row.passage_id))
-                matrix.is_message.append(row.message_id is not None)
-            matrix.append([row.vector for row in added])
-            matrix.last_id = int(added[-1].id)
-        if matrix.count != count and attempts > 1:  # deleted and added since the last look (or meanwhile): again
-            del self._matrices[(agent_id, model)]
+            vectors.last_id = int(added[-1].id)
+        vectors.count += len(added)
+        if vectors.count != count and attempts > 1:  # deleted and added since the last look (or meanwhile): again
+            del self._agents[(agent_id, model)]
             return self._refreshed(rows, agent_id, model, attempts - 1)
-        return matrix
+        return vectors
