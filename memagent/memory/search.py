@@ -10,6 +10,9 @@ Totals are capped: a search counts at most ``COUNT_PAGES`` pages of matches (or 
 more), and a page says when there are more (``SearchPage.capped``). Counting every match of a common word made
 each search read most of the table (130-170 ms at 100k rows).
 
+With the embeddings extra the store searches through ``hybrid.HybridSearcher`` instead, which fuses this
+full-text ranking with the dense one (``Store.use_embedder``); the substring and date searches stay as here.
+
 Also ``chunks``: id lists cut to what one statement may bind."""
 
 from __future__ import annotations
