@@ -157,8 +157,9 @@ class _AgentVectors:
 
 
 class DenseIndex:
-    """Each agent's vectors in memory (SQLite): refreshed from the table before every search, cheaply (a count on
-    an index and the rows with a larger id), read again when the count says some were deleted."""
+    """Each agent's vectors in memory (SQLite): refreshed from the table before every search, cheaply (the count and
+    newest id, from an index, then only the rows with a larger id), read again when the count says some were
+    deleted."""
 
     def __init__(self) -> None:
         self._agents: dict[tuple[int, str], _AgentVectors] = {}
@@ -170,11 +171,12 @@ class DenseIndex:
     def _refreshed(self, rows: Rows, agent_id: int, model: str, attempts: int = 3) -> _AgentVectors:
         e = schema.embeddings
         mine = [e.c.agent_id == agent_id, e.c.model == model]
-        count = int(rows(sa.select(sa.func.count()).select_from(e).where(*mine))[0][0])
+        summary = rows(sa.select(sa.func.count(), sa.func.coalesce(sa.func.max(e.c.id), 0)).where(*mine))[0]
+        count, newest = int(summary[0]), int(summary[1])
         vectors = self._agents.get((agent_id, model))
         if vectors is None or count < vectors.count:
             vectors = self._agents[(agent_id, model)] = _AgentVectors()
-        if count == vectors.count:
+        if count == vectors.count and newest == vectors.last_id:
             return vectors
         added = rows(
             sa.select(e.c.id, e.c.message_id, e.c.passage_id, e.c.vector)

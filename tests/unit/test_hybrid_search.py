@@ -234,3 +234,21 @@ def test_postgres_keeps_vectors_in_pgvector_with_an_hnsw_index(pg_url: str) -> N
         query = FakeEmbedder().query("gamma")
         assert store.dialect.dense_search(store._rows, "message", agent_id, "fake-embedder", query, 5)[0] == ids[1]
         assert store.dialect.dense_search(store._rows, "passage", agent_id, "fake-embedder", query, 5) == []
+
+
+def test_the_in_memory_vectors_follow_deletes_and_inserts_by_any_process(tmp_path: Path) -> None:
+    """SQLite keeps each agent's vectors in memory between searches: a row deleted and another added (the count
+    unchanged) by another process must show in the next search."""
+    embedder = FakeEmbedder()
+    path = tmp_path / "shared.db"
+    with Store(path) as store, Store(path) as other:
+        agent_id, ids = chat(store, ["apple pie", "banana bread", "cherry tart"])
+        store.embed_pending(embedder)
+        nearest = store.dialect.dense_search
+        assert nearest(store._rows, "message", agent_id, embedder.model, embedder.query("banana"), 1) == [ids[1]]
+        with other.transaction() as tx:
+            tx.delete_messages([ids[1]])
+            added = tx.add_message(agent_id, "user", "banana split", {})
+        other.embed_pending(embedder)
+        assert nearest(store._rows, "message", agent_id, embedder.model, embedder.query("banana"), 1) == [added]
+        assert ids[1] not in nearest(store._rows, "message", agent_id, embedder.model, embedder.query("x"), 10)
