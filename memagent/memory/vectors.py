@@ -171,8 +171,8 @@ class DenseIndex:
     def _refreshed(self, rows: Rows, agent_id: int, model: str, attempts: int = 3) -> _AgentVectors:
         e = schema.embeddings
         mine = [e.c.agent_id == agent_id, e.c.model == model]
-        summary = rows(sa.select(sa.func.count(), sa.func.coalesce(sa.func.max(e.c.id), 0)).where(*mine))[0]
-        count, newest = int(summary[0]), int(summary[1])
+        summary: tuple[Any, ...] = tuple(rows(sa.select(sa.func.count(), sa.func.max(e.c.id)).where(*mine))[0])
+        count, newest = int(summary[0]), int(summary[1] or 0)
         vectors = self._agents.get((agent_id, model))
         if vectors is None or count < vectors.count:
             vectors = self._agents[(agent_id, model)] = _AgentVectors()
