@@ -53,7 +53,7 @@ FACTS = (  # (told in session one, asked in session two, the answer word)
     ("I am allergic to peanuts.", "What am I allergic to?", "peanut"),
     ("My son is named Leo.", "What is my son's name?", "Leo"),
 )
-MOVING_ON = ("Thanks, that's all about me for now.", "Let's talk about something else tomorrow.")
+MOVING_ON = ("Thanks, that's all about me for now.",)
 SCENARIOS = ("told", "archival")
 VARIANTS = {"default preset": None, "default preset + auto recall": True}
 
@@ -87,16 +87,21 @@ def has_word(text: str, word: str) -> bool:
 
 @contextmanager
 def session(home: Path, auto_recall: bool | None = None) -> Iterator[tuple[Agent, EmbeddedBackend]]:
-    """A new backend and the agent opened on ``home``'s database, as a new process would; the shared prompt
-    start is kept between sessions (the app's prefix cache) so only the agent's own part is evaluated."""
-    backend = EmbeddedBackend(prefix_cache=home.parent / "prefix")
+    """A new backend and the agent opened on ``home``'s database, as a new process would (`memagent chat`): the
+    agent's KV cache restored if it has one and saved at the end, the preset's shared prompt start from its cache."""
+    backend = EmbeddedBackend(prefix_cache=home.parent.parent / "prefix")
     store = Store(home / "memagent.db")
+    kv = home / "cache" / f"{AGENT}.kv"
     try:
         settings = Settings(home=home, agent=AGENT, no_verify=True, auto_recall=auto_recall)
         agent, _ = open_agent(settings, store, backend)
+        if kv.is_file():
+            backend.load_cache(kv)
         prompt = agent.prompt()
         backend.prepare_prefix(prompt, agent.shared_prefix(prompt))
         yield agent, backend
+        kv.parent.mkdir(parents=True, exist_ok=True)
+        backend.save_cache(kv)
     finally:
         backend.close()
         store.close()
@@ -148,9 +153,8 @@ def session_two(home: Path, scenario: str, variant: str, facts: tuple[tuple[str,
 
 
 def copy_home(source: Path, target: Path) -> Path:
-    target.mkdir(parents=True)
-    for path in source.glob("memagent.db*"):
-        shutil.copy2(path, target / path.name)
+    """The database and the agent's KV cache, as they were when session one ended."""
+    shutil.copytree(source, target)
     return target
 
 
