@@ -230,3 +230,22 @@ def test_the_flag_turns_it_on_for_a_resumed_agent(make_agent, events, store, hom
     resumed.run_turn("Where do I live?", events)
     _, envelope = last_user(store, resumed)
     assert envelope["retrieved_memory"] == [f"({DAY}) user: I live in Lisbon"]
+
+
+def test_retrieve_on_both_stores(database):
+    from memagent.memory.auto_recall import retrieve
+    from memagent.memory.store import Store
+
+    store = Store(database)
+    try:
+        with store.transaction() as tx:
+            agent_id = tx.create_agent("recaller", {"preset": "memgpt_chat", "core_memory": {}}).id
+            in_window = tx.add_message(agent_id, "user", "I live in Porto", user_message("I live in Porto"), NOON)
+            tx.add_message(agent_id, "user", "I live in Lisbon", user_message("I live in Lisbon"), NOON)
+            tx.add_passage(agent_id, "The user lives in Lisbon by the sea.", NOON)
+        lines = retrieve(store, agent_id, "Where do I live?", exclude={in_window}, settings=AutoRecall(),
+                         counter=estimate_tokens)
+    finally:
+        store.close()
+    passage = f"({DAY}) archival memory: The user lives in Lisbon by the sea."
+    assert lines == (f"({DAY}) user: I live in Lisbon", passage)
