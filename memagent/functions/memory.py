@@ -142,8 +142,8 @@ def conversation_search(
     if role is not None and role not in RECALL_ROLES:
         raise FunctionFailed(f"role {role!r} is not one of {' or '.join(RECALL_ROLES)}: use one, or leave role out.")
     roles = None if role is None else (role,)
-    filters = SearchFilter(roles=roles, start=start_date, end=end_date)
-    results = ctx.search_recall(query, _check_page(page), _checked_dates(filters))
+    filters = _checked_dates(SearchFilter(roles=roles, start=start_date, end=end_date))
+    results = ctx.search_recall(query, _check_page(page), filters)
     lines = [f"timestamp: {format_time(m.created_at)}, {m.role} - {_hit_text(m.text)}" for m in results.items]
     return _format_page(results, lines)
 
@@ -192,8 +192,8 @@ def archival_memory_search(
         start_date: Optional: only memories saved from this day on, in the format 'YYYY-MM-DD'.
         end_date: Optional: only memories saved up to and including this day, in the format 'YYYY-MM-DD'.
     """
-    filters = SearchFilter(tags=_checked_tags(tags), start=start_date, end=end_date)
-    results = ctx.search_archival(query, _check_page(page), _checked_dates(filters))
+    filters = _checked_dates(SearchFilter(tags=_checked_tags(tags), start=start_date, end=end_date))
+    results = ctx.search_archival(query, _check_page(page), filters)
     lines = [
         f"timestamp: {format_time(p.created_at)}, {_tags_text(p)}memory: {_hit_text(p.text)}" for p in results.items
     ]
