@@ -101,8 +101,7 @@ class Reads:
         passages = [passage_from_row(row) for row in self._rows(statement)]
         if not passages or self._version < PASSAGE_TAGS_SCHEMA:
             return passages
-        tags = group_tags(self._rows(select_agent_tags(agent_id)))
-        return [replace(passage, tags=tags[passage.id]) if passage.id in tags else passage for passage in passages]
+        return _tagged(passages, group_tags(self._rows(select_agent_tags(agent_id))))
 
     def with_tags(self, passages: list[Passage]) -> list[Passage]:
         """``passages`` with their tags read (none in a file older than tags, opened read-only)."""
@@ -111,7 +110,7 @@ class Reads:
         tags: dict[int, tuple[str, ...]] = {}
         for chunk in chunks([passage.id for passage in passages]):
             tags.update(group_tags(self._rows(select_tags(chunk))))
-        return [replace(passage, tags=tags[passage.id]) if passage.id in tags else passage for passage in passages]
+        return _tagged(passages, tags)
 
     def list_passages(self, agent_id: int, limit: int, offset: int = 0) -> list[Passage]:
         """Passages oldest first (insertion order)."""
@@ -121,3 +120,7 @@ class Reads:
         ).offset(offset)
         return self.with_tags([passage_from_row(row) for row in self._rows(statement)])
 
+
+
+def _tagged(passages: list[Passage], tags: Mapping[int, tuple[str, ...]]) -> list[Passage]:
+    return [replace(passage, tags=tags[passage.id]) if passage.id in tags else passage for passage in passages]
