@@ -354,3 +354,21 @@ def test_a_passage_older_than_its_date_filter_is_not_shown(make_agent, events, s
     agent.run_turn("search", events)
     (_, _, later), (_, _, earlier), _ = results(events)
     assert later == "No results found." and earlier.startswith("Showing 1 of 1 results")
+
+
+def test_a_filter_that_leaves_the_window_short_searches_every_match(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the newest ``RANK_WINDOW`` matches are ranked (SQLite); old tagged or dated passages outside it are still
+    found: the search falls back to every match, as for another agent's rows (the window made tiny here)."""
+    from memagent.memory import search
+
+    monkeypatch.setattr(search, "RANK_WINDOW", 4)
+    with Store.in_memory() as store:
+        agent_id = _agent(store)
+        with store.transaction() as tx:
+            old = tx.add_passage(agent_id, "kraken seen off the reef", noon(30), ["sea"])
+            for i in range(12):
+                tx.add_passage(agent_id, f"kraken story number {i}", noon(1))
+        by_tag = store.search_passages(agent_id, "kraken", filters=SearchFilter(tags=("sea",)))
+        by_date = store.search_passages(agent_id, "kraken", filters=SearchFilter(end=noon(20).date()))
+        assert [p.id for p in by_tag.items] == [p.id for p in by_date.items] == [old]
+        assert by_tag.total == by_date.total == 1
