@@ -207,6 +207,8 @@ def _functions(preset: Preset) -> list[AgentFunction]:
         return builtin_functions().select(preset.functions)
     except KeyError as exc:
         raise ConfigError(f"Preset {preset.source} names unknown function(s): {exc.args[0]}.") from exc
+    except ValueError as exc:
+        raise ConfigError(f"Preset {preset.source}: {exc}.") from exc
 
 
 def _create_agent(

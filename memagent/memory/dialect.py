@@ -21,6 +21,8 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from memagent.memory.filters import SearchFilter
+
 RANK_WINDOW = 3_000
 """At most this many matches of a search are ranked (the newest), and a term in more rows than this is left out of
 a query that has rarer terms. Below it nothing changes; above it a search costs the same at any size (SQLite)."""
@@ -84,13 +86,13 @@ class Dialect(Protocol):
         ...
 
     def text_search(
-        self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, roles: Sequence[str] | None,
+        self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, filters: SearchFilter,
         terms: Sequence[str], limit: int, offset: int, count_limit: int, window: int | None = None,
     ) -> tuple[sa.Executable, sa.Executable]:
         """(the count of the matches up to ``count_limit`` + 1 and the window's bound, one page of them best first) for
-        ``terms`` OR-ed, among the agent's indexed rows of ``table`` (messages: of ``roles`` only, unless None). With
-        a ``window`` a dialect may rank only the newest ``window`` matches; the bound (second column of the count) is
-        then the lowest row id ranked, 0 when nothing was left out."""
+        ``terms`` OR-ed, among the agent's indexed rows of ``table`` that ``filters`` lets through (``filters.py``).
+        With a ``window`` a dialect may rank only the newest ``window`` matches; the bound (second column of the count)
+        is then the lowest row id ranked, 0 when nothing was left out."""
         ...
 
 

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from memagent.errors import StoreError
 from memagent.memory import schema
 from memagent.memory.dialect import Reasons, explain
+from memagent.memory.filters import SearchFilter
 from memagent.memory.rows import one_line
 from memagent.memory.search_text import CONTEXT_WEIGHT
 
@@ -151,7 +152,7 @@ class PostgresDialect:
         return None  # ts_rank over every match; PostgreSQL is not measured at the window's scale yet
 
     def text_search(
-        self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, roles: Sequence[str] | None,
+        self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, filters: SearchFilter,
         terms: Sequence[str], limit: int, offset: int, count_limit: int, window: int | None = None,
     ) -> tuple[sa.Executable, sa.Executable]:
         """ts_rank-ranked search of the generated ``search_vector``, then newest first. Every match is ranked (the
@@ -162,9 +163,7 @@ class PostgresDialect:
         for phrase in phrases[1:]:
             query = query.op("||")(phrase)
         vector: sa.ColumnElement[Any] = sa.literal_column(f"{table.name}.search_vector")
-        where = [vector.op("@@")(query), table.c.agent_id == agent_id]
-        if roles is not None:
-            where.append(table.c.role.in_(list(roles)))
+        where = [vector.op("@@")(query), table.c.agent_id == agent_id, *filters.clauses(table, agent_id)]
         matches = sa.select(table.c.id).where(*where).limit(count_limit + 1).subquery()
         count = sa.select(sa.func.count(), sa.literal(0)).select_from(matches)
         # ts_rank's weights of the labels {D, C, B, A}: the context is 'B' (search_text.CONTEXT_WEIGHT), the row 'A'.

@@ -137,6 +137,17 @@ memory_versions = sa.Table(
     sqlite_autoincrement=True,
 )
 
+# Tags on archival passages (see tags.py): one row per (passage, tag), normalised; gone with the passage or agent.
+# The (agent_id, tag) index serves a search filtered by tags.
+passage_tags = sa.Table(
+    "passage_tags",
+    metadata,
+    sa.Column("passage_id", Id, sa.ForeignKey("passages.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("agent_id", Id, sa.ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("tag", sa.Text, primary_key=True),
+    sa.Index("passage_tags_agent_tag", "agent_id", "tag", "passage_id"),
+)
+
 # The schema version on PostgreSQL (one row; SQLite keeps it in PRAGMA user_version): see dialect.py.
 schema_versions = sa.Table("memagent_schema", metadata, sa.Column("version", sa.Integer, nullable=False))
 

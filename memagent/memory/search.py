@@ -4,7 +4,8 @@ A query is its terms (``dialect.query_terms``: never query syntax) without the E
 (``stopwords.py``; kept when nothing else would be left), OR-ed and ranked by the dialect's full-text search
 (FTS5 bm25; PostgreSQL ts_rank) over each row's ``search_text`` (``search_text.py``), then newest first. A query
 with no indexable term (only punctuation or emoji) is a case-insensitive substring match of the stored text,
-newest first; an empty query matches everything, newest first.
+newest first; an empty query matches everything, newest first. A ``SearchFilter`` (``filters.py``: roles, tags,
+dates) narrows every search inside its SQL.
 
 Totals are capped: a search counts at most ``COUNT_PAGES`` pages of matches (or up to the page asked for and one
 more), and a page says when there are more (``SearchPage.capped``). Counting every match of a common word made
@@ -22,6 +23,7 @@ import sqlalchemy as sa
 
 from memagent.memory import schema
 from memagent.memory.dialect import RANK_WINDOW, Dialect, query_terms
+from memagent.memory.filters import NO_FILTER, SearchFilter
 from memagent.memory.rows import (
     Passage,
     SearchPage,
@@ -75,7 +77,7 @@ def search_statements(
     table: sa.Table,
     columns: Sequence[sa.Column[Any]],
     agent_id: int,
-    roles: Sequence[str] | None,
+    filters: SearchFilter,
     query: str,
     page: int,
     page_size: int,
@@ -83,7 +85,8 @@ def search_statements(
     window: int | None = None,
 ) -> tuple[sa.Executable, sa.Executable]:
     """(count of the matches, up to ``count_limit`` + 1, and the window's bound; one page of matches) for ``query``
-    taken literally; ``window``: rank only the newest matches, where the dialect does (see ``Dialect.text_search``)."""
+    taken literally, among the rows ``filters`` lets through; ``window``: rank only the newest matches, where the
+    dialect does (see ``Dialect.text_search``)."""
     query = clean_text(query)
     terms = query_terms(query)
     limit, offset = page_size, page * page_size
@@ -91,12 +94,11 @@ def search_statements(
     if kept or (terms and not dialect.drops_stopwords):
         ranked = narrow(table, kept or terms)
         return dialect.text_search(
-            table, columns, agent_id, roles, ranked, limit, offset, count_limit(page, page_size), window
+            table, columns, agent_id, filters, ranked, limit, offset, count_limit(page, page_size), window
         )
     # No term, or only stopwords on a database whose index leaves them out: a substring match.
     where = [table.c.agent_id == agent_id, dialect.contains(table.c.text, query.strip())]
-    if roles is not None:
-        where.append(table.c.role.in_(list(roles)))
+    where += filters.clauses(table, agent_id)
     count = capped_count(sa.select(table.c.id).where(*where), count_limit(page, page_size))
     page_rows = (
         sa.select(*columns)
@@ -147,13 +149,13 @@ class Searcher:
         return min(matches, limit), self._rows(rows), matches > limit or bool(bound)
 
     def _text_page(
-        self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, roles: Sequence[str] | None,
+        self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, filters: SearchFilter,
         query: str, page: int, page_size: int,
     ) -> tuple[int, Sequence[sa.Row[Any]], bool]:
         """A full-text page, ranked within the window; over every match when the window left matches out and holds
         less than a page of this agent's (another agent's newer rows filled it). The choice is the same for every
         page of a query, so paging stays consistent."""
-        args = (self._dialect, table, columns, agent_id, roles, query, page, page_size, self._narrow)
+        args = (self._dialect, table, columns, agent_id, filters, query, page, page_size, self._narrow)
         windowed = search_statements(*args, window=RANK_WINDOW)
         matches, bound = counted = self._counted(windowed[0])
         if bound and matches < page_size:
@@ -161,11 +163,11 @@ class Searcher:
         return self._page(windowed, page, page_size, counted)
 
     def messages(
-        self, agent_id: int, query: str, page: int, page_size: int, roles: Sequence[str] | None
+        self, agent_id: int, query: str, page: int, page_size: int, filters: SearchFilter = NO_FILTER
     ) -> SearchPage[StoredMessage]:
         check_paging(page, page_size)
         total, rows, capped = self._text_page(
-            schema.messages, schema.MESSAGE_COLUMNS, agent_id, roles, query, page, page_size
+            schema.messages, schema.MESSAGE_COLUMNS, agent_id, filters, query, page, page_size
         )
         return search_page([message_from_row(row) for row in rows], total, page, page_size, capped)
 
@@ -183,9 +185,11 @@ class Searcher:
         total, found, capped = self._page((count, rows.limit(page_size).offset(page * page_size)), page, page_size)
         return search_page([message_from_row(row) for row in found], total, page, page_size, capped)
 
-    def passages(self, agent_id: int, query: str, page: int, page_size: int) -> SearchPage[Passage]:
+    def passages(
+        self, agent_id: int, query: str, page: int, page_size: int, filters: SearchFilter = NO_FILTER
+    ) -> SearchPage[Passage]:
         check_paging(page, page_size)
         total, rows, capped = self._text_page(
-            schema.passages, schema.PASSAGE_COLUMNS, agent_id, None, query, page, page_size
+            schema.passages, schema.PASSAGE_COLUMNS, agent_id, filters, query, page, page_size
         )
         return search_page([passage_from_row(row) for row in rows], total, page, page_size, capped)

@@ -22,6 +22,7 @@ from sqlalchemy.pool import StaticPool
 
 from memagent.errors import StoreError
 from memagent.memory.dialect import Reasons, explain, query_terms
+from memagent.memory.filters import SearchFilter, sqlite_conditions
 from memagent.memory.rows import one_line
 from memagent.memory.search_text import CONTEXT_WEIGHT
 
@@ -103,7 +104,7 @@ class SqliteDialect:
         return sa.text(f"SELECT {counts}").bindparams(**params, cap=cap + 1)
 
     def text_search(
-        self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, roles: Sequence[str] | None,
+        self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, filters: SearchFilter,
         terms: Sequence[str], limit: int, offset: int, count_limit: int, window: int | None = None,
     ) -> tuple[sa.Executable, sa.Executable]:
         """bm25-ranked FTS5 search, then newest first; with a ``window``, among the newest ``window`` matches only.
@@ -115,12 +116,7 @@ class SqliteDialect:
         matches the window cut off (another agent's newer rows filled it) and search again without it."""
         fts, alias = f"{table.name}_fts", table.name[0]
         params: dict[str, Any] = {"agent_id": agent_id, "match": fts_match(terms)}
-        role_where = ""
-        binds: list[sa.BindParameter[Any]] = []
-        if roles is not None:
-            role_where = f"AND {alias}.role IN :roles"
-            params["roles"] = list(roles)
-            binds.append(sa.bindparam("roles", expanding=True))
+        filter_where, binds = sqlite_conditions(filters, table, alias)
         bound = "0"
         if window is not None:
             newest = f"SELECT rowid FROM {fts} WHERE {fts} MATCH :match ORDER BY rowid DESC LIMIT 1 OFFSET :w"
@@ -131,7 +127,7 @@ class SqliteDialect:
         # instead of ~40 ms (bench/memory_scale.py).
         where = (
             f"FROM {fts} {self.join} {table.name} {alias} ON {alias}.id = {fts}.rowid WHERE {fts} MATCH :match "
-            f"AND {alias}.agent_id = :agent_id {role_where} AND {fts}.rowid >= {bound}"
+            f"AND {alias}.agent_id = :agent_id {filter_where} AND {fts}.rowid >= {bound}"
         )
         # Columns (search_context, search_text): a word of the row before counts CONTEXT_WEIGHT of the row's own.
         order = f"bm25({fts}, {CONTEXT_WEIGHT}, 1.0), {alias}.created_at DESC, {alias}.id DESC"
