@@ -26,6 +26,7 @@ from bench import (
     memory_scale,
     parse_speed,
     prompt_reuse,
+    recall_effect,
     reliability,
     startup,
     turn_latency,
@@ -42,6 +43,7 @@ ORDER = (
     "memory_quality",
     "prompt_reuse",
     "turn_latency",
+    "recall_effect",
     "valid_calls",
     "cpu_builds",
     "parse_speed",
@@ -86,6 +88,7 @@ def plans(args: argparse.Namespace) -> dict[str, Callable[[], Section]]:
             list(parse_speed.QUICK_SIZES if quick else parse_speed.SIZES), 1 if quick else 3
         ),
         "turn_latency": lambda: turn_latency.run(args.turns or (1 if quick else 6)),
+        "recall_effect": lambda: recall_effect.run(args.facts or (2 if quick else len(recall_effect.FACTS))),
     }
 
 
@@ -214,6 +217,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, help="memory_scale: seconds per scanning method and size (60)")
     parser.add_argument("--locomo", type=Path, help="memory_quality: folder of LoCoMo files (the dev split)")
     parser.add_argument("--turns", type=int, help="prompt_reuse: conversation turns (20)")
+    parser.add_argument("--facts", type=int, help="recall_effect: facts told and asked (12)")
     parser.add_argument("--steps", type=int, help="valid_calls: steps per wrapper and grammar setting (100)")
     parser.add_argument("--per-agent", type=int, help="valid_calls: steps before a fresh agent (10)")
     parser.add_argument("--max-minutes", type=float, help="valid_calls: time budget per wrapper and grammar setting")

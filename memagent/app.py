@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from memagent.agent import Agent
@@ -17,6 +17,7 @@ from memagent.llm.backends.base import Backend
 from memagent.llm.wrappers.base import LLMChatCompletionWrapper
 from memagent.llm.wrappers.detect import wrapper_for_chat_template
 from memagent.llm.wrappers.registry import create_wrapper
+from memagent.memory.auto_recall import AutoRecall
 from memagent.memory.embed import FULL_TEXT_NOTICE, Embedder, default_embedder
 from memagent.memory.embed_worker import EmbeddingWorker
 from memagent.memory.names import unique_agent_name
@@ -173,6 +174,14 @@ def build_template(library: Library, preset: Preset, overrides: dict[str, str]) 
     return template
 
 
+def choose_auto_recall(settings: Settings, preset: Preset) -> AutoRecall | None:
+    """The preset's auto recall, unless --auto-recall (the preset's bounds, else the defaults) or --no-auto-recall
+    says otherwise for this run."""
+    if settings.auto_recall is None:
+        return preset.auto_recall
+    return (preset.auto_recall or AutoRecall()) if settings.auto_recall else None
+
+
 def open_agent(
     settings: Settings, store: Store, backend: Backend, wrapper: LLMChatCompletionWrapper | None = None
 ) -> tuple[Agent, bool]:
@@ -198,6 +207,7 @@ def open_agent(
     preset = load_preset(library, state.preset)
     messages = [(m.id, message_from_dict(m.payload)) for m in store.get_messages(row.id, state.in_context)]
     template = build_template(library, preset, state.template_fields)
+    config = replace(config, auto_recall=choose_auto_recall(settings, preset))
     parts = _AgentParts(store, backend, wrapper, _functions(preset), template, config)
     return parts.build(row.id, row.name, state, messages, row.version), False
 
@@ -236,6 +246,8 @@ def _functions(preset: Preset) -> list[AgentFunction]:
         return builtin_functions().select(preset.functions)
     except KeyError as exc:
         raise ConfigError(f"Preset {preset.source} names unknown function(s): {exc.args[0]}.") from exc
+    except ValueError as exc:
+        raise ConfigError(f"Preset {preset.source}: {exc}.") from exc
 
 
 def _create_agent(
@@ -247,6 +259,7 @@ def _create_agent(
     config: AgentConfig,
 ) -> Agent:
     preset = load_preset(library, settings.preset or DEFAULT_PRESET)
+    config = replace(config, auto_recall=choose_auto_recall(settings, preset))
     functions = _functions(preset)
     template = build_template(library, preset, {})
     core = initial_core_memory(library, preset)

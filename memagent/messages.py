@@ -28,6 +28,8 @@ MEMORY_PRESSURE = (
 BOOT_THOUGHTS = "Bootup sequence complete. Persona activated. Testing messaging functionality."
 BOOT_MESSAGE = "More human than human is our motto."
 FIRST_LOGIN = "Never (first login)"
+RETRIEVED_MEMORY = "retrieved_memory"
+"""The user envelope's key for the lines auto recall attached (memory/auto_recall.py)."""
 
 Message = dict[str, Any]  # a message as stored and as wrappers take it
 
@@ -63,10 +65,12 @@ def _envelope(payload: Message, kind: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class UserMessage:
-    """What the user typed."""
+    """What the user typed, and the memory auto recall found for it (``retrieved_memory``: lines the agent sees in
+    the envelope before the message; never what search finds the message by)."""
 
     text: str
     time: str = field(default_factory=now_text)
+    retrieved_memory: tuple[str, ...] = ()
     role: ClassVar[str] = "user"
     kind: ClassVar[str] = "user_message"
 
@@ -75,12 +79,19 @@ class UserMessage:
         return self.text
 
     def to_dict(self) -> Message:
-        return {"role": "user", "content": _dumps({"type": self.kind, "message": self.text, "time": self.time})}
+        envelope: dict[str, Any] = {"type": self.kind}
+        if self.retrieved_memory:  # only when there is some: a plain message keeps MemGPT's envelope
+            envelope[RETRIEVED_MEMORY] = list(self.retrieved_memory)
+        envelope |= {"message": self.text, "time": self.time}
+        return {"role": "user", "content": _dumps(envelope)}
 
     @classmethod
     def from_dict(cls, payload: Message) -> UserMessage:
         envelope = _envelope(payload, cls.kind)
-        return cls(_str(envelope["message"]), _str(envelope["time"]))
+        retrieved = envelope.get(RETRIEVED_MEMORY, [])
+        if not isinstance(retrieved, list):
+            raise TypeError(f"expected a list of lines, got {type(retrieved).__name__}")
+        return cls(_str(envelope["message"]), _str(envelope["time"]), tuple(_str(line) for line in retrieved))
 
 
 @dataclass(frozen=True)

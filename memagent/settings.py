@@ -69,6 +69,7 @@ class Settings:
     timeout: float | None = None  # seconds one model call may take; None: the backend's defaults
     no_verify: bool = False
     constrain: bool = True
+    auto_recall: bool | None = None  # --auto-recall / --no-auto-recall; None: as the preset says
     json_output: bool = False
     color: bool = True
     debug: bool = False
@@ -177,6 +178,7 @@ def build_settings(
         timeout=timeout,
         no_verify=bool(flags.get("no_verify")),
         constrain=not bool(flags.get("no_constraint")),
+        auto_recall=_optional_bool(flags.get("auto_recall")),
         json_output=bool(flags.get("json_output")),
         color=not flags.get("no_color") and "NO_COLOR" not in env,
         debug=bool(flags.get("debug")),
@@ -184,6 +186,10 @@ def build_settings(
         db=str(flags.get("db") or env.get("MEMAGENT_DB") or "").strip() or None,
         backend_settings=MappingProxyType(_backend_settings(config, backend, timeout)),
     )
+
+
+def _optional_bool(value: object) -> bool | None:
+    return None if value is None else bool(value)
 
 
 def _applicable(choice: _Choice, backend: str, option: str) -> Any:

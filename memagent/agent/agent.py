@@ -19,6 +19,7 @@ from memagent.events import Error, Event, UserMessage, Warning
 from memagent.functions.registry import AgentFunction
 from memagent.llm.backends.base import Backend, Completion
 from memagent.llm.wrappers.base import LLMChatCompletionWrapper
+from memagent.memory.auto_recall import retrieve, token_counter
 from memagent.memory.core import CoreMemory
 from memagent.memory.store import Passage, Store
 from memagent.memory.versions import MemoryVersion, Undone
@@ -55,12 +56,27 @@ class Agent:
             return Stopped("error", "empty message")
         text = clean_text(text)
         in_context = self.context.clip_user_text(text, emit)
+        message = UserText(in_context, retrieved_memory=self._retrieve(in_context, emit))
         try:
-            self._append_input(UserText(in_context), emit, UserMessage(text), stored_text=text)
+            self._append_input(message, emit, UserMessage(text), stored_text=text)
         except StoreError as exc:
             emit(Error(f"Your message was not saved: {exc}"))
             return Stopped("error", str(exc))
         return self._run_steps(emit)
+
+    def _retrieve(self, text: str, emit: Emit) -> tuple[str, ...]:
+        """What auto recall attaches to the user's message (nothing when it is off or finds nothing); a failed
+        search only costs the retrieved memory, never the message."""
+        settings = self.config.auto_recall
+        if settings is None:
+            return ()
+        in_context = {mid for mid, _ in self.history.messages}
+        try:
+            return retrieve(self.store, self.agent_id, text, exclude=in_context, settings=settings,
+                            counter=token_counter(self.backend))
+        except StoreError as exc:
+            emit(Warning(f"Auto recall could not search memory ({exc}); your message goes without it."))
+            return ()
 
     def heartbeat(self, emit: Emit, reason: str = HIDDEN_PREFIX + "Automated timer") -> TurnEnd:
         beat = NextInput.heartbeat(reason)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from memagent.memory.auto_recall import AutoRecall
+
 
 @dataclass(frozen=True)
 class AgentConfig:
@@ -15,6 +17,7 @@ class AgentConfig:
     max_tokens_ceiling: int = 1200
     verify_first_message: bool = True
     first_message_attempts: int = 5
+    auto_recall: AutoRecall | None = None  # None: off (see memory/auto_recall.py)
 
 
 @dataclass

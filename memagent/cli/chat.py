@@ -53,6 +53,11 @@ def chat_command(
     no_constraint: Annotated[
         bool, typer.Option("--no-constraint", help="Don't constrain output with a grammar.")
     ] = False,
+    auto_recall: Annotated[
+        bool | None,
+        typer.Option("--auto-recall/--no-auto-recall", help="Attach the best memory hits to each of your messages "
+                     "(default: as the agent's preset says; README: Auto recall)."),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per event per line.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="Plain output (also NO_COLOR).")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for internal errors.")] = False,

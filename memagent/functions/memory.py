@@ -8,12 +8,17 @@ FunctionFailed (or any exception): the agent turns it into a "Failed" result for
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date
+from typing import Any, Literal
 
 from memagent.functions.blocks import BLOCK_FUNCTIONS
 from memagent.functions.context import FunctionContext, SearchResults
 from memagent.functions.registry import FunctionFailed, FunctionRegistry
+from memagent.memory.agent_memory import RECALL_ROLES
 from memagent.memory.core import CoreMemoryEditError
+from memagent.memory.filters import SearchFilter
+from memagent.memory.tags import TagError, normalise_tags
 from memagent.messages import format_time
 
 MAX_PAUSE_MINUTES = 360
@@ -45,6 +50,24 @@ def _check_page(page: int) -> int:
     if page < 0:
         raise FunctionFailed("page must be 0 or more (0 is the first page).")
     return page
+
+
+def _checked_dates(filters: SearchFilter) -> SearchFilter:
+    if filters.start is not None and filters.end is not None and filters.end < filters.start:
+        raise FunctionFailed(f"end_date {filters.end} is before start_date {filters.start}: swap them.")
+    return filters
+
+
+def _checked_tags(tags: list[str] | None) -> tuple[str, ...]:
+    try:
+        return normalise_tags(tags)
+    except TagError as exc:
+        raise FunctionFailed(str(exc)) from exc
+
+
+def _tags_text(passage: object) -> str:
+    tags = getattr(passage, "tags", ())
+    return f"tags: {', '.join(tags)}, " if tags else ""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -99,14 +122,28 @@ def core_memory_replace(ctx: FunctionContext, name: str, old_content: str, new_c
     ctx.core_memory_changed()
 
 
-def conversation_search(ctx: FunctionContext, query: str, page: int = 0) -> str:
+def conversation_search(
+    ctx: FunctionContext,
+    query: str,
+    page: int = 0,
+    role: Literal["user", "assistant"] | None = None,
+    start_date: date | None = None,
+    end_date: date | None = None,
+) -> str:
     """Search prior conversation history using full-text search.
 
     Args:
         query: String to search for.
         page: Allows you to page through results. Only use on a follow-up query. Defaults to 0 (first page).
+        role: Optional: only messages written by "user" or only your own ("assistant").
+        start_date: Optional: only messages from this day on, in the format 'YYYY-MM-DD'.
+        end_date: Optional: only messages up to and including this day, in the format 'YYYY-MM-DD'.
     """
-    results = ctx.search_recall(query, _check_page(page))
+    if role is not None and role not in RECALL_ROLES:
+        raise FunctionFailed(f"role {role!r} is not one of {' or '.join(RECALL_ROLES)}: use one, or leave role out.")
+    roles = None if role is None else (role,)
+    filters = _checked_dates(SearchFilter(roles=roles, start=start_date, end=end_date))
+    results = ctx.search_recall(query, _check_page(page), filters)
     lines = [f"timestamp: {format_time(m.created_at)}, {m.role} - {_hit_text(m.text)}" for m in results.items]
     return _format_page(results, lines)
 
@@ -126,33 +163,58 @@ def conversation_search_date(ctx: FunctionContext, start_date: date, end_date: d
     return _format_page(results, lines)
 
 
-def archival_memory_insert(ctx: FunctionContext, content: str) -> None:
+def archival_memory_insert(ctx: FunctionContext, content: str, tags: list[str] | None = None) -> None:
     """Add to archival memory. Make sure to phrase the memory contents such that it can be easily queried later.
 
     Args:
         content: Content to write to the memory. All unicode (including emojis) are supported.
+        tags: Optional short labels to find the memory by later, e.g. ["family", "travel"].
     """
     if not content.strip():
         raise FunctionFailed("content is empty: write the text to remember.")
-    ctx.insert_archival(content)
+    ctx.insert_archival(content, _checked_tags(tags))
 
 
-def archival_memory_search(ctx: FunctionContext, query: str, page: int = 0) -> str:
+def archival_memory_search(
+    ctx: FunctionContext,
+    query: str,
+    page: int = 0,
+    tags: list[str] | None = None,
+    start_date: date | None = None,
+    end_date: date | None = None,
+) -> str:
     """Search archival memory using full-text search.
 
     Args:
         query: String to search for.
         page: Allows you to page through results. Only use on a follow-up query. Defaults to 0 (first page).
+        tags: Optional: only memories with at least one of these tags.
+        start_date: Optional: only memories saved from this day on, in the format 'YYYY-MM-DD'.
+        end_date: Optional: only memories saved up to and including this day, in the format 'YYYY-MM-DD'.
     """
-    results = ctx.search_archival(query, _check_page(page))
-    lines = [f"timestamp: {format_time(p.created_at)}, memory: {_hit_text(p.text)}" for p in results.items]
+    filters = _checked_dates(SearchFilter(tags=_checked_tags(tags), start=start_date, end=end_date))
+    results = ctx.search_archival(query, _check_page(page), filters)
+    lines = [
+        f"timestamp: {format_time(p.created_at)}, {_tags_text(p)}memory: {_hit_text(p.text)}" for p in results.items
+    ]
     return _format_page(results, lines)
+
+
+WITH_FILTERS: tuple[tuple[Callable[..., Any], tuple[str, ...], str], ...] = (
+    (conversation_search, ("role", "start_date", "end_date"), "conversation_search+filters"),
+    (archival_memory_insert, ("tags",), "archival_memory_insert+tags"),
+    (archival_memory_search, ("tags", "start_date", "end_date"), "archival_memory_search+filters"),
+)
+"""Functions with optional filters, each offered in two forms: without them under its name (what the default preset
+lists for the tiny default model: the filters cost 164 prompt tokens, and a wrongly guessed tag or date hides what it
+searched for), and whole under the key given (what a preset for stronger models lists, e.g. memgpt_blocks)."""
 
 
 def builtin_functions() -> FunctionRegistry:
     registry = FunctionRegistry()
     registry.register(send_message, heartbeat=False)
     registry.register(pause_heartbeats, heartbeat=False)
+    filters: dict[str, tuple[tuple[str, ...], str]] = {fn.__name__: (extra, key) for fn, extra, key in WITH_FILTERS}
     for fn in (
         core_memory_append,
         core_memory_replace,
@@ -162,7 +224,10 @@ def builtin_functions() -> FunctionRegistry:
         archival_memory_search,
         *BLOCK_FUNCTIONS,
     ):
-        registry.register(fn)
+        extra, key = filters.get(fn.__name__, ((), fn.__name__))
+        registry.register(fn, hide=extra)  # the small form, under the function's name
+        if extra:
+            registry.register(fn, key=key)  # the whole signature
     return registry
 
 

@@ -26,6 +26,8 @@ HEARTBEAT = "request_heartbeat"
 # running into the token limit. MemGPT asks for inner thoughts under 50 words.
 THOUGHTS_MAX_CHARS = 400
 ARGUMENT_MAX_CHARS = 2000
+ARGUMENT_MAX_ITEMS = 16
+"""Items of a list argument (and each string item at most ARGUMENT_MAX_CHARS): a loop can't run on in a list either."""
 _THOUGHTS_SCHEMA: dict[str, Any] = {
     "type": "string",
     "description": "Deep inner monologue private to you only.",
@@ -108,10 +110,19 @@ def _args_schema(function: Mapping[str, Any], with_thoughts: bool, add_heartbeat
     properties: dict[str, Any] = {INNER_THOUGHTS: dict(_THOUGHTS_SCHEMA)} if with_thoughts else {}
     for key in required + optional:
         properties[key] = _close_nested(copy.deepcopy(declared[key]))
-        if properties[key].get("type") == "string" and "enum" not in properties[key]:
-            properties[key].setdefault("maxLength", ARGUMENT_MAX_CHARS)
+        _bound(properties[key])
     head = [INNER_THOUGHTS] if with_thoughts else []
     return _closed_object(properties, head + required, title=f"{name} args")
+
+
+def _bound(schema: dict[str, Any]) -> None:
+    """Bound a free string argument, and a list argument and its string items (see ARGUMENT_MAX_CHARS)."""
+    if schema.get("type") == "string" and "enum" not in schema:
+        schema.setdefault("maxLength", ARGUMENT_MAX_CHARS)
+    elif schema.get("type") == "array":
+        schema.setdefault("maxItems", ARGUMENT_MAX_ITEMS)
+        if isinstance(schema.get("items"), dict):
+            _bound(schema["items"])
 
 
 def _closed_object(properties: dict[str, Any], required: list[str], *, title: str) -> dict[str, Any]:

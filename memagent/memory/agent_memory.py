@@ -4,10 +4,12 @@ writes going into the step's open transaction so they commit together with the s
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
 from memagent.memory.core import CoreMemory
+from memagent.memory.filters import NO_FILTER, SearchFilter
 from memagent.memory.store import Passage, SearchPage, Store, StoredMessage
 
 RECALL_ROLES = ("user", "assistant")
@@ -35,18 +37,20 @@ class AgentMemory:
     def core_memory_changed(self) -> None:
         self.memory_edited = True
 
-    def search_recall(self, query: str, page: int) -> SearchPage[StoredMessage]:
-        return self._store.search_messages(self._agent_id, query, page=page, roles=RECALL_ROLES)
+    def search_recall(self, query: str, page: int, filters: SearchFilter = NO_FILTER) -> SearchPage[StoredMessage]:
+        """The user's and the assistant's messages (``filters.roles`` may narrow that, never widen it)."""
+        roles = RECALL_ROLES if filters.roles is None else tuple(r for r in filters.roles if r in RECALL_ROLES)
+        return self._store.search_messages(self._agent_id, query, page=page, filters=replace(filters, roles=roles))
 
     def search_recall_by_date(self, start: date, end: date, page: int) -> SearchPage[StoredMessage]:
         return self._store.search_messages_by_date(self._agent_id, start, end, page=page)
 
-    def insert_archival(self, content: str) -> None:
-        self._tx.add_passage(self._agent_id, content)
+    def insert_archival(self, content: str, tags: tuple[str, ...] = ()) -> None:
+        self._tx.add_passage(self._agent_id, content, tags=tags)
         self.memory_edited = True  # the passage count in the system message changed
 
-    def search_archival(self, query: str, page: int) -> SearchPage[Passage]:
-        return self._store.search_passages(self._agent_id, query, page=page)
+    def search_archival(self, query: str, page: int, filters: SearchFilter = NO_FILTER) -> SearchPage[Passage]:
+        return self._store.search_passages(self._agent_id, query, page=page, filters=filters)
 
     def pause_heartbeats(self, minutes: int) -> None:
         self._on_pause(datetime.now().timestamp() + 60 * minutes)

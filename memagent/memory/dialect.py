@@ -23,8 +23,14 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from memagent.memory.filters import SearchFilter
+
 Rows = Callable[[sa.Executable], Sequence[sa.Row[Any]]]
 """Runs a read and returns its rows (the store's, with its error translation)."""
+
+RANK_WINDOW = 3_000
+"""At most this many matches of a search are ranked (the newest), and a term in more rows than this is left out of
+a query that has rarer terms. Below it nothing changes; above it a search costs the same at any size (SQLite)."""
 
 Reasons = tuple[tuple[tuple[str, ...], str], ...]
 """(words a driver error may contain, what to tell the user) pairs, first match wins."""
@@ -79,12 +85,19 @@ class Dialect(Protocol):
         """Case-insensitive substring match: the search of a query with no indexable term."""
         ...
 
+    def term_counts(self, table: sa.Table, terms: Sequence[str], cap: int) -> sa.Executable | None:
+        """One row: for each of ``terms``, how many rows of ``table``'s index hold it, counting at most ``cap`` + 1.
+        None where ranking every match is cheap enough (no term is ever left out: see ``search.ranked_terms``)."""
+        ...
+
     def text_search(
-        self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, roles: Sequence[str] | None,
-        terms: Sequence[str], limit: int, offset: int, count_limit: int,
+        self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, filters: SearchFilter,
+        terms: Sequence[str], limit: int, offset: int, count_limit: int, window: int | None = None,
     ) -> tuple[sa.Executable, sa.Executable]:
-        """(the count of the matches up to ``count_limit`` + 1, one page of them best first) for ``terms`` OR-ed, among
-        the agent's indexed rows of ``table`` (messages: of ``roles`` only, unless None)."""
+        """(the count of the matches up to ``count_limit`` + 1 and the window's bound, one page of them best first) for
+        ``terms`` OR-ed, among the agent's indexed rows of ``table`` that ``filters`` lets through (``filters.py``).
+        With a ``window`` a dialect may rank only the newest ``window`` matches; the bound (second column of the count)
+        is then the lowest row id ranked, 0 when nothing was left out."""
         ...
 
     def dense_search(

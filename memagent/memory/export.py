@@ -1,19 +1,20 @@
 """An agent as one versioned JSON document, and back: how an agent moves between databases and machines.
 
-The format (``FORMAT``, ``VERSION`` 2)::
+The format (``FORMAT``, ``VERSION`` 3)::
 
-    {"format": "memagent-agent", "version": 2, "exported_at": "2026-...+00:00",
+    {"format": "memagent-agent", "version": 3, "exported_at": "2026-...+00:00",
      "agent": {"name": ..., "created_at": ..., "state": {...}},      # state: preset, core memory, template
                                                                      # fields, in_context (message ids), stats
      "messages": [{"id", "role", "text", "payload", "created_at"}, ...],   # recall memory, oldest first
-     "passages": [{"text", "created_at"}, ...],                            # archival memory, oldest first
+     "passages": [{"text", "created_at", "tags"}, ...],          # archival memory, oldest first; tags (v3):
+                                                                 # a list of strings, normalised on import
      "memory_versions": [{"id", "block", "old_text", "new_text", "settings", "source", "message_id",
                           "reverts", "created_at"}, ...]}            # core-memory history, oldest first (v2)
 
 Times are ISO-8601 UTC. Message and version ids are the source database's; an import gives every message and
 version a new id and rewrites ``state["in_context"]``, a version's ``message_id`` (null when that call is no longer
-in the file) and ``reverts`` to match. Version 1 files (no history) are still read. A reader refuses a newer
-``version`` instead of guessing.
+in the file) and ``reverts`` to match. Version 1 files (no history) and version 2 files (no tags) are still read
+(a passage without ``tags`` has none). A reader refuses a newer ``version`` instead of guessing.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from memagent.errors import UserError
 from memagent.memory.rows import AgentRow, utc_iso
+from memagent.memory.tags import TagError, normalise_tags
 from memagent.memory.versions import Cause, MemoryVersion
 from memagent.text import check_name, clean_text
 
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
     from memagent.memory.store import Store
 
 FORMAT = "memagent-agent"
-VERSION = 2
+VERSION = 3
 HISTORY_SINCE = 2
 """The first format version with ``memory_versions``."""
 
@@ -51,7 +53,7 @@ def export_agent(store: Store, name: str) -> dict[str, Any]:
             {"id": m.id, "role": m.role, "text": m.text, "payload": m.payload, "created_at": utc_iso(m.created_at)}
             for m in messages
         ],
-        "passages": [{"text": p.text, "created_at": utc_iso(p.created_at)} for p in passages],
+        "passages": [{"text": p.text, "created_at": utc_iso(p.created_at), "tags": list(p.tags)} for p in passages],
         "memory_versions": [_version_data(v) for v in store.memory_versions(row.id, newest_first=False)],
     }
 
@@ -88,6 +90,15 @@ class _Reader:
     def maybe(self, data: dict[str, Any], key: str, kind: type, where: str) -> Any:
         """Like ``get``, but null is allowed."""
         return None if data.get(key, 0) is None else self.get(data, key, kind, where)
+
+    def tags(self, data: dict[str, Any], where: str) -> tuple[str, ...]:
+        """A passage's tags, normalised (none if it has no ``tags``)."""
+        if "tags" not in data:
+            return ()
+        try:
+            return normalise_tags(self.get(data, "tags", list, where), f"{where}.tags")
+        except TagError as error:
+            raise UserError(f"{self.source} can't be imported: {error}") from None
 
     def time(self, data: dict[str, Any], where: str) -> datetime:
         text = self.get(data, "created_at", str, where)
@@ -146,6 +157,7 @@ def check_export(data: object, source: str = "the file") -> None:
             raise reader.fail(where, "should be an object")
         reader.get(passage, "text", str, where)
         reader.time(passage, where)
+        reader.tags(passage, where)
     if version >= HISTORY_SINCE:
         _check_versions(reader, reader.get(data, "memory_versions", list, ""))
     in_context = state.get("in_context", [])
@@ -196,7 +208,8 @@ def import_agent(store: Store, data: dict[str, Any], name: str | None = None, so
             role, text, payload = message["role"], message["text"], message["payload"]
             new_ids[message["id"]] = tx.add_message(row.id, role, text, payload, moment)
         for i, passage in enumerate(data["passages"]):
-            tx.add_passage(row.id, passage["text"], reader.time(passage, f"passages[{i}]"))
+            where = f"passages[{i}]"
+            tx.add_passage(row.id, passage["text"], reader.time(passage, where), reader.tags(passage, where))
         state["in_context"] = [new_ids[i] for i in state.get("in_context", [])]
         tx.save_agent_state(row.id, state)
         version_ids: dict[int, int] = {}

@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from memagent.memory import schema
 from memagent.memory.dialect import Dialect
 from memagent.memory.embed import Embedder
+from memagent.memory.filters import NO_FILTER, SearchFilter
 from memagent.memory.rows import Passage, SearchPage, StoredMessage, message_from_row, passage_from_row, search_page
 from memagent.memory.search import Rows, Searcher, check_paging, chunks, count_limit, full_text_terms
 
@@ -82,36 +83,42 @@ class HybridSearcher(Searcher):
         self.fusion = fusion or Fusion()
 
     def messages(
-        self, agent_id: int, query: str, page: int, page_size: int, roles: Sequence[str] | None
+        self, agent_id: int, query: str, page: int, page_size: int, filters: SearchFilter = NO_FILTER
     ) -> SearchPage[StoredMessage]:
         terms = full_text_terms(self._dialect, query)
         if not terms:
-            return super().messages(agent_id, query, page, page_size, roles)
-        total, rows, capped = self._hybrid(_MESSAGES, agent_id, roles, query, terms, page, page_size)
+            return super().messages(agent_id, query, page, page_size, filters)
+        total, rows, capped = self._hybrid(_MESSAGES, agent_id, filters, query, terms, page, page_size)
         return search_page([message_from_row(row) for row in rows], total, page, page_size, capped)
 
-    def passages(self, agent_id: int, query: str, page: int, page_size: int) -> SearchPage[Passage]:
+    def passages(
+        self, agent_id: int, query: str, page: int, page_size: int, filters: SearchFilter = NO_FILTER
+    ) -> SearchPage[Passage]:
         terms = full_text_terms(self._dialect, query)
         if not terms:
-            return super().passages(agent_id, query, page, page_size)
-        total, rows, capped = self._hybrid(_PASSAGES, agent_id, None, query, terms, page, page_size)
+            return super().passages(agent_id, query, page, page_size, filters)
+        total, rows, capped = self._hybrid(_PASSAGES, agent_id, filters, query, terms, page, page_size)
         return search_page([passage_from_row(row) for row in rows], total, page, page_size, capped)
 
     def _hybrid(
-        self, source: _Source, agent_id: int, roles: Sequence[str] | None, query: str, terms: Sequence[str],
+        self, source: _Source, agent_id: int, filters: SearchFilter, query: str, terms: Sequence[str],
         page: int, page_size: int,
     ) -> tuple[int, list[sa.Row[Any]], bool]:
         """(total, the page's rows, capped): the full-text ranking's ids up to the count limit (one more says
-        "more than"), its first ``depth`` fused with the dense ranking's, then the rest of it."""
+        "more than"; every match ranked, no window), its first ``depth`` fused with the dense ranking's, then the
+        rest of it. ``filters`` apply to both sides."""
         check_paging(page, page_size)
         limit = count_limit(page, page_size)
         ids_only = (source.table.c.id,)
-        _count, ranked = self._dialect.text_search(source.table, ids_only, agent_id, roles, terms, limit + 1, 0, limit)
+        ranked_terms = self._narrow(source.table, terms)
+        _count, ranked = self._dialect.text_search(
+            source.table, ids_only, agent_id, filters, ranked_terms, limit + 1, 0, limit
+        )
         full_text = [int(row[0]) for row in self._rows(ranked)]
         vector = self.embedder.query(query)
         depth = self.fusion.depth
         nearest = self._dialect.dense_search(self._rows, source.kind, agent_id, self.embedder.model, vector, depth)
-        fused = fuse(full_text[:depth], self._kept(source, agent_id, roles, nearest), self.fusion)
+        fused = fuse(full_text[:depth], self._kept(source, agent_id, filters, nearest), self.fusion)
         shown = set(fused)
         order = fused + [row_id for row_id in full_text[depth:limit] if row_id not in shown]
         dense_only = len(shown - set(full_text))
@@ -119,15 +126,14 @@ class HybridSearcher(Searcher):
         rows = self._fetch(source, order[page * page_size : (page + 1) * page_size])
         return total, rows, len(full_text) > limit
 
-    def _kept(self, source: _Source, agent_id: int, roles: Sequence[str] | None, ids: Sequence[int]) -> list[int]:
+    def _kept(self, source: _Source, agent_id: int, filters: SearchFilter, ids: Sequence[int]) -> list[int]:
         """``ids`` (in their order) that are the agent's indexed rows passing the filters: the dense side sees only
         what the full-text side could find."""
         if not ids:
             return []
         table = source.table
         where = [table.c.id.in_(list(ids)), table.c.agent_id == agent_id, table.c.search_text != ""]
-        if roles is not None:
-            where.append(table.c.role.in_(list(roles)))
+        where += filters.clauses(table, agent_id)
         found = {int(row[0]) for row in self._rows(sa.select(table.c.id).where(*where))}
         return [row_id for row_id in ids if row_id in found]
 

@@ -25,6 +25,7 @@ __all__ = [
     "LATEST_VERSION",
     "MEMORY_VERSIONS_SCHEMA",
     "MIGRATIONS",
+    "PASSAGE_TAGS_SCHEMA",
     "Migration",
     "apply_pending",
     "check_version",
@@ -241,6 +242,21 @@ def _search_text(conn: Connection) -> None:
                 conn.exec_driver_sql(statement)
 
 
+def _passage_tags(conn: Connection) -> None:
+    """Tags on archival passages (see ``tags.py``): one row per passage and tag, deleted with the passage or its
+    agent, indexed by (agent, tag) for searches filtered by tags."""
+    integer = "BIGINT" if conn.dialect.name == "postgresql" else "INTEGER"
+    conn.exec_driver_sql(
+        f"""
+        CREATE TABLE passage_tags (
+            passage_id {integer} NOT NULL REFERENCES passages(id) ON DELETE CASCADE,
+            agent_id {integer} NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+            tag TEXT NOT NULL,
+            PRIMARY KEY (passage_id, tag)
+        )
+        """
+    )
+    conn.exec_driver_sql("CREATE INDEX passage_tags_agent_tag ON passage_tags(agent_id, tag, passage_id)")
 PGVECTOR_MISSING = (
     "the pgvector extension is not available on this server (memagent keeps dense vectors in it); install pgvector "
     "(https://github.com/pgvector/pgvector) or have a superuser run CREATE EXTENSION vector in this database"
@@ -297,6 +313,7 @@ MIGRATIONS: Sequence[Migration] = (
     _v2_agent_version,
     _memory_versions,
     _search_text,
+    _passage_tags,
     _embeddings,
 )
 """Index i holds the migration to version i + 1. Append only."""
@@ -310,6 +327,8 @@ search_text_migration: Migration = _search_text
 LATEST_VERSION = len(MIGRATIONS)
 MEMORY_VERSIONS_SCHEMA = MIGRATIONS.index(_memory_versions) + 1
 """The schema version from which the ``memory_versions`` table exists (an older file opened read-only lacks it)."""
+PASSAGE_TAGS_SCHEMA = MIGRATIONS.index(_passage_tags) + 1
+"""The schema version from which passages can have tags (``passage_tags``)."""
 
 
 def check_version(conn: Connection, dialect: Dialect, known: int) -> int:

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from memagent.errors import StoreError
 from memagent.memory import schema
 from memagent.memory.dialect import Reasons, Rows, explain
+from memagent.memory.filters import SearchFilter
 from memagent.memory.rows import one_line
 from memagent.memory.search_text import CONTEXT_WEIGHT
 from memagent.memory.vectors import vector_column
@@ -153,22 +154,24 @@ class PostgresDialect:
     def contains(self, column: sa.ColumnElement[str], needle: str) -> sa.ColumnElement[bool]:
         return sa.func.strpos(sa.func.lower(column), sa.func.lower(sa.literal(needle, sa.Text))) > 0
 
+    def term_counts(self, table: sa.Table, terms: Sequence[str], cap: int) -> sa.Executable | None:
+        return None  # ts_rank over every match; PostgreSQL is not measured at the window's scale yet
+
     def text_search(
-        self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, roles: Sequence[str] | None,
-        terms: Sequence[str], limit: int, offset: int, count_limit: int,
+        self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, filters: SearchFilter,
+        terms: Sequence[str], limit: int, offset: int, count_limit: int, window: int | None = None,
     ) -> tuple[sa.Executable, sa.Executable]:
-        """ts_rank-ranked search of the generated ``search_vector``, then newest first."""
+        """ts_rank-ranked search of the generated ``search_vector``, then newest first. Every match is ranked (the
+        window is SQLite's: PostgreSQL has not been measured at that scale yet), so the bound column is 0."""
         english: sa.ColumnElement[Any] = sa.literal_column("'english'::regconfig")
         phrases = [sa.func.phraseto_tsquery(english, _fold(sa.literal(term, sa.Text))) for term in terms]
         query: sa.ColumnElement[Any] = phrases[0]
         for phrase in phrases[1:]:
             query = query.op("||")(phrase)
         vector: sa.ColumnElement[Any] = sa.literal_column(f"{table.name}.search_vector")
-        where = [vector.op("@@")(query), table.c.agent_id == agent_id]
-        if roles is not None:
-            where.append(table.c.role.in_(list(roles)))
+        where = [vector.op("@@")(query), table.c.agent_id == agent_id, *filters.clauses(table, agent_id)]
         matches = sa.select(table.c.id).where(*where).limit(count_limit + 1).subquery()
-        count = sa.select(sa.func.count()).select_from(matches)
+        count = sa.select(sa.func.count(), sa.literal(0)).select_from(matches)
         # ts_rank's weights of the labels {D, C, B, A}: the context is 'B' (search_text.CONTEXT_WEIGHT), the row 'A'.
         weights: sa.ColumnElement[Any] = sa.literal_column(f"'{{0.1, 0.2, {CONTEXT_WEIGHT}, 1.0}}'::float4[]")
         rank = sa.func.ts_rank(weights, vector, query)

@@ -6,12 +6,14 @@ errors); the searches are ``search.py``'s."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
 
 from memagent.errors import StoreError
 from memagent.memory import schema
+from memagent.memory.migrations import PASSAGE_TAGS_SCHEMA
 from memagent.memory.rows import (
     AgentRow,
     Passage,
@@ -22,6 +24,7 @@ from memagent.memory.rows import (
     passage_from_row,
 )
 from memagent.memory.search import chunks
+from memagent.memory.tags import group_tags, select_agent_tags, select_tags
 
 
 class Reads:
@@ -92,10 +95,22 @@ class Reads:
         return [message_from_row(row) for row in self._rows(statement)]
 
     def all_passages(self, agent_id: int) -> list[Passage]:
-        """Every passage of the agent in id order."""
+        """Every passage of the agent in id order, with its tags."""
         p = schema.passages
         statement = sa.select(*schema.PASSAGE_COLUMNS).where(p.c.agent_id == agent_id).order_by(p.c.id)
-        return [passage_from_row(row) for row in self._rows(statement)]
+        passages = [passage_from_row(row) for row in self._rows(statement)]
+        if not passages or self._version < PASSAGE_TAGS_SCHEMA:
+            return passages
+        return _tagged(passages, group_tags(self._rows(select_agent_tags(agent_id))))
+
+    def with_tags(self, passages: list[Passage]) -> list[Passage]:
+        """``passages`` with their tags read (none in a file older than tags, opened read-only)."""
+        if not passages or self._version < PASSAGE_TAGS_SCHEMA:
+            return passages
+        tags: dict[int, tuple[str, ...]] = {}
+        for chunk in chunks([passage.id for passage in passages]):
+            tags.update(group_tags(self._rows(select_tags(chunk))))
+        return _tagged(passages, tags)
 
     def list_passages(self, agent_id: int, limit: int, offset: int = 0) -> list[Passage]:
         """Passages oldest first (insertion order)."""
@@ -103,5 +118,9 @@ class Reads:
         statement = (
             sa.select(*schema.PASSAGE_COLUMNS).where(p.c.agent_id == agent_id).order_by(p.c.id).limit(limit)
         ).offset(offset)
-        return [passage_from_row(row) for row in self._rows(statement)]
+        return self.with_tags([passage_from_row(row) for row in self._rows(statement)])
 
+
+
+def _tagged(passages: list[Passage], tags: Mapping[int, tuple[str, ...]]) -> list[Passage]:
+    return [replace(passage, tags=tags[passage.id]) if passage.id in tags else passage for passage in passages]

@@ -44,6 +44,7 @@ class Passage:
     agent_id: int
     text: str
     created_at: datetime
+    tags: tuple[str, ...] = ()  # normalised and sorted (tags.py)
 
 
 @dataclass(frozen=True, slots=True)

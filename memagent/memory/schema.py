@@ -171,6 +171,17 @@ memory_versions = sa.Table(
     sqlite_autoincrement=True,
 )
 
+# Tags on archival passages (see tags.py): one row per (passage, tag), normalised; gone with the passage or agent.
+# The (agent_id, tag) index serves a search filtered by tags.
+passage_tags = sa.Table(
+    "passage_tags",
+    metadata,
+    sa.Column("passage_id", Id, sa.ForeignKey("passages.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("agent_id", Id, sa.ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("tag", sa.Text, primary_key=True),
+    sa.Index("passage_tags_agent_tag", "agent_id", "tag", "passage_id"),
+)
+
 # Dense vectors of messages and passages (the embeddings migration; see vectors.py): one row per embedded row and
 # model, deleted with the row it embeds and with its agent. A row of messages/passages with no vector here yet is
 # "to embed": the background worker and `agents reindex` find those. ``vector`` is pgvector's vector(384) on

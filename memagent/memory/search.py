@@ -4,7 +4,8 @@ A query is its terms (``dialect.query_terms``: never query syntax) without the E
 (``stopwords.py``; kept when nothing else would be left), OR-ed and ranked by the dialect's full-text search
 (FTS5 bm25; PostgreSQL ts_rank) over each row's ``search_text`` (``search_text.py``), then newest first. A query
 with no indexable term (only punctuation or emoji) is a case-insensitive substring match of the stored text,
-newest first; an empty query matches everything, newest first.
+newest first; an empty query matches everything, newest first. A ``SearchFilter`` (``filters.py``: roles, tags,
+dates) narrows every search inside its SQL.
 
 Totals are capped: a search counts at most ``COUNT_PAGES`` pages of matches (or up to the page asked for and one
 more), and a page says when there are more (``SearchPage.capped``). Counting every match of a common word made
@@ -24,7 +25,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from memagent.memory import schema
-from memagent.memory.dialect import Dialect, query_terms
+from memagent.memory.dialect import RANK_WINDOW, Dialect, query_terms
+from memagent.memory.filters import NO_FILTER, SearchFilter
 from memagent.memory.rows import (
     Passage,
     SearchPage,
@@ -54,9 +56,23 @@ def count_limit(page: int, page_size: int) -> int:
     return max(COUNT_PAGES, page + 2) * page_size
 
 
-def capped_count(matches: sa.Select[Any], limit: int) -> sa.Select[Any]:
-    """The number of rows ``matches`` selects, counting at most ``limit`` + 1 (one more says "more than")."""
-    return sa.select(sa.func.count()).select_from(matches.limit(limit + 1).subquery())
+def capped_count(matches: sa.Select[Any], limit: int) -> sa.Select[int, int]:
+    """The number of rows ``matches`` selects, counting at most ``limit`` + 1 (one more says "more than"); and 0, the
+    bound of a window that left nothing out (see ``Dialect.text_search``)."""
+    return sa.select(sa.func.count(), sa.literal(0)).select_from(matches.limit(limit + 1).subquery())
+
+
+def ranked_terms(terms: Sequence[str], rows_holding: Sequence[int], window: int) -> list[str]:
+    """The terms a search ranks by: those in at most ``window`` rows, if there are any, else all.
+
+    A term in more rows than the window is, at that size, a stopword of this memory: its bm25 weight is near nothing,
+    yet its matches would fill the window and push out an older row holding a rarer term of the question."""
+    selective = [term for term, held in zip(terms, rows_holding, strict=True) if held <= window]
+    return selective or list(terms)
+
+
+Narrow = Callable[[sa.Table, Sequence[str]], list[str]]
+"""Chooses the terms a search ranks by (``Searcher._narrow``); the identity where the dialect doesn't count."""
 
 
 def full_text_terms(dialect: Dialect, query: str) -> list[str]:
@@ -74,21 +90,27 @@ def search_statements(
     table: sa.Table,
     columns: Sequence[sa.Column[Any]],
     agent_id: int,
-    roles: Sequence[str] | None,
+    filters: SearchFilter,
     query: str,
     page: int,
     page_size: int,
+    narrow: Narrow = lambda _table, terms: list(terms),
+    window: int | None = None,
 ) -> tuple[sa.Executable, sa.Executable]:
-    """(count of the matches, up to ``count_limit`` + 1; one page of matches) for ``query`` taken literally."""
+    """(count of the matches, up to ``count_limit`` + 1, and the window's bound; one page of matches) for ``query``
+    taken literally, among the rows ``filters`` lets through; ``window``: rank only the newest matches, where the
+    dialect does (see ``Dialect.text_search``)."""
     query = clean_text(query)
     limit, offset = page_size, page * page_size
     terms = full_text_terms(dialect, query)
     if terms:
-        return dialect.text_search(table, columns, agent_id, roles, terms, limit, offset, count_limit(page, page_size))
+        ranked = narrow(table, terms)
+        return dialect.text_search(
+            table, columns, agent_id, filters, ranked, limit, offset, count_limit(page, page_size), window
+        )
     # No term, or only stopwords on a database whose index leaves them out: a substring match.
     where = [table.c.agent_id == agent_id, dialect.contains(table.c.text, query.strip())]
-    if roles is not None:
-        where.append(table.c.role.in_(list(roles)))
+    where += filters.clauses(table, agent_id)
     count = capped_count(sa.select(table.c.id).where(*where), count_limit(page, page_size))
     page_rows = (
         sa.select(*columns)
@@ -116,22 +138,49 @@ class Searcher:
         self._dialect = dialect
         self._rows = rows
 
+    def _narrow(self, table: sa.Table, terms: Sequence[str]) -> list[str]:
+        counting = self._dialect.term_counts(table, terms, RANK_WINDOW) if len(terms) > 1 else None
+        if counting is None:
+            return list(terms)
+        return ranked_terms(terms, [int(held) for held in self._rows(counting)[0]], RANK_WINDOW)
+
+    def _counted(self, count: sa.Executable) -> tuple[int, int]:
+        """(matches counted, the window's bound: 0 if it left nothing out)."""
+        counted, bound = (int(value or 0) for value in tuple(self._rows(count)[0]))
+        return counted, bound
+
     def _page(
-        self, statements: tuple[sa.Executable, sa.Executable], page: int, page_size: int
+        self, statements: tuple[sa.Executable, sa.Executable], page: int, page_size: int,
+        counted: tuple[int, int] | None = None,
     ) -> tuple[int, Sequence[sa.Row[Any]], bool]:
         """(matches counted, one page, whether there are more than that)."""
         count, rows = statements
-        counted, limit = int(self._rows(count)[0][0]), count_limit(page, page_size)
-        return min(counted, limit), self._rows(rows), counted > limit
+        matches, bound = counted or self._counted(count)
+        limit = count_limit(page, page_size)
+        # A window that left matches out can't say how many there are: "more than" what it holds.
+        return min(matches, limit), self._rows(rows), matches > limit or bool(bound)
+
+    def _text_page(
+        self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, filters: SearchFilter,
+        query: str, page: int, page_size: int,
+    ) -> tuple[int, Sequence[sa.Row[Any]], bool]:
+        """A full-text page, ranked within the window; over every match when the window left matches out and holds
+        less than a page of this agent's (another agent's newer rows filled it). The choice is the same for every
+        page of a query, so paging stays consistent."""
+        args = (self._dialect, table, columns, agent_id, filters, query, page, page_size, self._narrow)
+        windowed = search_statements(*args, window=RANK_WINDOW)
+        matches, bound = counted = self._counted(windowed[0])
+        if bound and matches < page_size:
+            return self._page(search_statements(*args), page, page_size)
+        return self._page(windowed, page, page_size, counted)
 
     def messages(
-        self, agent_id: int, query: str, page: int, page_size: int, roles: Sequence[str] | None
+        self, agent_id: int, query: str, page: int, page_size: int, filters: SearchFilter = NO_FILTER
     ) -> SearchPage[StoredMessage]:
         check_paging(page, page_size)
-        statements = search_statements(
-            self._dialect, schema.messages, schema.MESSAGE_COLUMNS, agent_id, roles, query, page, page_size
+        total, rows, capped = self._text_page(
+            schema.messages, schema.MESSAGE_COLUMNS, agent_id, filters, query, page, page_size
         )
-        total, rows, capped = self._page(statements, page, page_size)
         return search_page([message_from_row(row) for row in rows], total, page, page_size, capped)
 
     def messages_by_date(
@@ -148,10 +197,11 @@ class Searcher:
         total, found, capped = self._page((count, rows.limit(page_size).offset(page * page_size)), page, page_size)
         return search_page([message_from_row(row) for row in found], total, page, page_size, capped)
 
-    def passages(self, agent_id: int, query: str, page: int, page_size: int) -> SearchPage[Passage]:
+    def passages(
+        self, agent_id: int, query: str, page: int, page_size: int, filters: SearchFilter = NO_FILTER
+    ) -> SearchPage[Passage]:
         check_paging(page, page_size)
-        statements = search_statements(
-            self._dialect, schema.passages, schema.PASSAGE_COLUMNS, agent_id, None, query, page, page_size
+        total, rows, capped = self._text_page(
+            schema.passages, schema.PASSAGE_COLUMNS, agent_id, filters, query, page, page_size
         )
-        total, rows, capped = self._page(statements, page, page_size)
         return search_page([passage_from_row(row) for row in rows], total, page, page_size, capped)

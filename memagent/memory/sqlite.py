@@ -22,6 +22,7 @@ from sqlalchemy.pool import StaticPool
 
 from memagent.errors import StoreError
 from memagent.memory.dialect import Reasons, Rows, explain, query_terms
+from memagent.memory.filters import SearchFilter, sqlite_conditions
 from memagent.memory.rows import one_line
 from memagent.memory.search_text import CONTEXT_WEIGHT
 from memagent.memory.vectors import DenseIndex
@@ -95,30 +96,45 @@ class SqliteDialect:
     def contains(self, column: sa.ColumnElement[str], needle: str) -> sa.ColumnElement[bool]:
         return sa.func.instr(sa.func.lower(column), sa.func.lower(needle)) > 0
 
+    def term_counts(self, table: sa.Table, terms: Sequence[str], cap: int) -> sa.Executable | None:
+        """Each term's rows in the FTS5 index (every agent's), up to ``cap`` + 1: a doclist walk, no row lookups."""
+        fts = f"{table.name}_fts"
+        params = {f"t{i}": fts_match([term]) for i, term in enumerate(terms)}
+        counts = ", ".join(
+            f"(SELECT count(*) FROM (SELECT 1 FROM {fts} WHERE {fts} MATCH :{name} LIMIT :cap))" for name in params
+        )
+        return sa.text(f"SELECT {counts}").bindparams(**params, cap=cap + 1)
+
     def text_search(
-        self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, roles: Sequence[str] | None,
-        terms: Sequence[str], limit: int, offset: int, count_limit: int,
+        self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, filters: SearchFilter,
+        terms: Sequence[str], limit: int, offset: int, count_limit: int, window: int | None = None,
     ) -> tuple[sa.Executable, sa.Executable]:
-        """bm25-ranked FTS5 search, then newest first."""
+        """bm25-ranked FTS5 search, then newest first; with a ``window``, among the newest ``window`` matches only.
+
+        bm25 reads each match's term frequencies and column sizes, so ranking the 50k matches of a common word took
+        40-130 ms at 100k rows and grew with the table. The window's bound is found in the index alone (FTS5 walks a
+        match newest first without ranking or reading rows), over every agent's rows: the count statement's second
+        column is that bound (0: the window left nothing out), so the searcher can tell a short page whose other
+        matches the window cut off (another agent's newer rows filled it) and search again without it."""
         fts, alias = f"{table.name}_fts", table.name[0]
         params: dict[str, Any] = {"agent_id": agent_id, "match": fts_match(terms)}
-        role_where = ""
-        binds: list[sa.BindParameter[Any]] = []
-        if roles is not None:
-            role_where = f"AND {alias}.role IN :roles"
-            params["roles"] = list(roles)
-            binds.append(sa.bindparam("roles", expanding=True))
+        filter_where, binds = sqlite_conditions(filters, table, alias)
+        bound = "0"
+        if window is not None:
+            newest = f"SELECT rowid FROM {fts} WHERE {fts} MATCH :match ORDER BY rowid DESC LIMIT 1 OFFSET :w"
+            bound = f"coalesce(({newest}), 0)"
+            params["w"] = window - 1
         # CROSS JOIN keeps the FTS5 table outermost: SQLite reads the matches and looks each row up by id. With a
         # plain JOIN it chose to walk every row of the agent and probe FTS5 per row: 170 s a search at 1M rows
         # instead of ~40 ms (bench/memory_scale.py).
         where = (
             f"FROM {fts} {self.join} {table.name} {alias} ON {alias}.id = {fts}.rowid WHERE {fts} MATCH :match "
-            f"AND {alias}.agent_id = :agent_id {role_where}"
+            f"AND {alias}.agent_id = :agent_id {filter_where} AND {fts}.rowid >= {bound}"
         )
         # Columns (search_context, search_text): a word of the row before counts CONTEXT_WEIGHT of the row's own.
         order = f"bm25({fts}, {CONTEXT_WEIGHT}, 1.0), {alias}.created_at DESC, {alias}.id DESC"
         selected = ", ".join(f"{alias}.{column.name}" for column in columns)
-        count = sa.text(f"SELECT count(*) FROM (SELECT 1 {where} LIMIT :count_limit)").bindparams(
+        count = sa.text(f"SELECT count(*), {bound} FROM (SELECT 1 {where} LIMIT :count_limit)").bindparams(
             *binds, **params, count_limit=count_limit + 1
         )
         page = (

@@ -22,6 +22,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from sqlalchemy import exc as sa_exc
 from memagent.errors import StoreError
 from memagent.memory.database_url import is_url, open_dialect
 from memagent.memory.embed import Embedder
+from memagent.memory.filters import NO_FILTER, SearchFilter
 from memagent.memory.hybrid import Fusion, HybridSearcher
 from memagent.memory.migrations import MEMORY_VERSIONS_SCHEMA, MIGRATIONS, Migration, apply_pending, check_version
 from memagent.memory.names import unique_agent_name
@@ -63,6 +65,7 @@ __all__ = [
     "MEMORY_PATH",
     "AgentRow",
     "Passage",
+    "SearchFilter",
     "SearchPage",
     "Store",
     "StoredMessage",
@@ -336,11 +339,14 @@ class Store(Reads):
     # --------------------------------------------------------------------------------- search
 
     def search_messages(
-        self, agent_id: int, query: str, *, page: int = 0, page_size: int = 5, roles: Sequence[str] | None = None
+        self, agent_id: int, query: str, *, page: int = 0, page_size: int = 5, roles: Sequence[str] | None = None,
+        filters: SearchFilter = NO_FILTER,
     ) -> SearchPage[StoredMessage]:
-        """Recall-memory search: best full-text match first; ``roles`` limits which roles count (only messages of
-        ``search_text.INDEXED_ROLES`` are indexed)."""
-        return self.searcher.messages(agent_id, query, page, page_size, roles)
+        """Recall-memory search: best full-text match first, among the messages ``filters`` lets through; ``roles``
+        (if given) replaces its roles (only messages of ``search_text.INDEXED_ROLES`` are indexed)."""
+        if roles is not None:
+            filters = replace(filters, roles=tuple(roles))
+        return self.searcher.messages(agent_id, query, page, page_size, filters)
 
     def search_messages_by_date(
         self, agent_id: int, start: date, end: date, *, page: int = 0, page_size: int = 5,
@@ -350,6 +356,10 @@ class Store(Reads):
         first. ``start`` after ``end`` matches nothing."""
         return self.searcher.messages_by_date(agent_id, start, end, page, page_size, roles)
 
-    def search_passages(self, agent_id: int, query: str, *, page: int = 0, page_size: int = 5) -> SearchPage[Passage]:
-        """Archival-memory search: best full-text match first."""
-        return self.searcher.passages(agent_id, query, page, page_size)
+    def search_passages(
+        self, agent_id: int, query: str, *, page: int = 0, page_size: int = 5, filters: SearchFilter = NO_FILTER
+    ) -> SearchPage[Passage]:
+        """Archival-memory search: best full-text match first, among the passages ``filters`` lets through; each
+        with its tags."""
+        found = self.searcher.passages(agent_id, query, page, page_size, filters)
+        return replace(found, items=self.with_tags(found.items))

@@ -7,7 +7,7 @@ driver errors in one place for reads and writes alike). It never reaches into th
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -27,6 +27,7 @@ from memagent.memory.search_text import (
     passage_search_text,
 )
 from memagent.memory.search_text import columns as search_columns
+from memagent.memory.tags import normalise_tags, tag_rows
 from memagent.memory.versions import INSERT_VERSION, Cause
 from memagent.text import clean_any, clean_text
 
@@ -225,8 +226,11 @@ class Transaction:
             self._refresh_context(agent_id, created_at, message_id)
         return len(deleted)
 
-    def add_passage(self, agent_id: int, text: str, created_at: datetime | None = None) -> int:
-        text, moment = clean_text(text), _utc(created_at)
+    def add_passage(
+        self, agent_id: int, text: str, created_at: datetime | None = None, tags: Iterable[str] | None = None
+    ) -> int:
+        """Add one passage with its ``tags`` (normalised by ``tags.normalise_tags``: TagError if they can't be)."""
+        text, moment, labels = clean_text(text), _utc(created_at), normalise_tags(tags)
         previous = self._previous_passage(agent_id)
         values = {
             "agent_id": agent_id,
@@ -234,7 +238,10 @@ class Transaction:
             "created_at": moment,
             **search_columns(passage_search_text(text, moment, previous)),
         }
-        return int(self._run(_INSERT_PASSAGE, values).scalar_one())
+        passage_id = int(self._run(_INSERT_PASSAGE, values).scalar_one())
+        if labels:
+            self._run(sa.insert(schema.passage_tags), tag_rows(passage_id, agent_id, labels))
+        return passage_id
 
     def add_passages(self, agent_id: int, texts: Sequence[str]) -> list[int]:
         """Bulk insert for loading files (batched multi-row INSERTs); ids in the order of ``texts``."""

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from memagent.errors import ConfigError
+from memagent.memory.auto_recall import HITS_LIMIT, MAX_TOKENS_LIMIT, AutoRecall
 from memagent.memory.core import DEFAULT_SECTION_LIMIT, CoreMemory, Section
 from memagent.prompts.template import DEFAULT_LAYOUT, DEFAULT_SECTION, SystemPromptTemplate
 from memagent.text import check_name, clean_text
@@ -100,6 +101,7 @@ class Preset:
     system_message_layout_template: str | None = None
     core_memory_section_template: str | None = None
     memory_blocks: dict[str, Any] | None = None  # label -> {content, description, limit, read_only}, checked on load
+    auto_recall: AutoRecall | None = None  # retrieved memory attached to each user message (memory/auto_recall.py)
     source: Path = field(default=Path("."))
 
 
@@ -113,6 +115,7 @@ _PRESET_KEYS = {
     "system_message_layout_template",
     "core_memory_section_template",
     "memory_blocks",
+    "auto_recall",
 }
 _BLOCK_KEYS = {"content", "description", "limit", "max_length", "read_only"}
 
@@ -139,6 +142,7 @@ def load_preset(library: Library, name: str) -> Preset:
     if core_type == "custom" and not data.get("core_memory_file"):
         raise ConfigError(f"Preset {path}: core_memory_type 'custom' needs core_memory_file.")
     fields = {k: data[k] for k in _PRESET_KEYS & set(data)}
+    fields["auto_recall"] = auto_recall_from_yaml(path, data.get("auto_recall"))
     preset = Preset(name=name, source=path, **fields)
     if preset.memory_blocks is not None:
         blocks_from_yaml(path, preset.memory_blocks)  # every mistake in a block is found when the preset loads
@@ -146,6 +150,34 @@ def load_preset(library: Library, name: str) -> Preset:
     for kind, ref, suffix in _references(preset):
         library.find(kind, ref, suffix)
     return preset
+
+
+_AUTO_RECALL_KEYS = {"hits": HITS_LIMIT, "max_tokens": MAX_TOKENS_LIMIT}
+_AUTO_RECALL_FORMS = "write true, false, or {hits: 3, max_tokens: 200}"
+
+
+def auto_recall_from_yaml(path: Path, value: Any) -> AutoRecall | None:
+    """A preset's ``auto_recall``: absent or false (off), true (the defaults) or {hits, max_tokens}; any other value
+    is one ConfigError line naming the file and the key."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return AutoRecall()
+    if not isinstance(value, dict):
+        raise ConfigError(f"Preset {path}: auto_recall is {clean_text(repr(value))[:80]}; {_AUTO_RECALL_FORMS}.")
+    unknown = sorted(map(str, set(value) - set(_AUTO_RECALL_KEYS)))
+    if unknown:
+        raise ConfigError(
+            f"Preset {path}: auto_recall has unknown key {clean_text(unknown[0])[:40]!r}; known keys: hits, max_tokens."
+        )
+    for key, most in _AUTO_RECALL_KEYS.items():
+        number = value.get(key, getattr(AutoRecall, key))
+        if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= most:
+            raise ConfigError(
+                f"Preset {path}: auto_recall {key} is {clean_text(repr(number))[:40]}; give a whole number from 1 to "
+                f"{most}."
+            )
+    return AutoRecall(**{key: value[key] for key in _AUTO_RECALL_KEYS if key in value})
 
 
 def _references(preset: Preset) -> list[tuple[str, str, str]]:

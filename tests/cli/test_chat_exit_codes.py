@@ -15,6 +15,9 @@ from clihelp import json_events
 TESTS = Path(__file__).resolve().parent.parent
 LAUNCHER = """
 import os, signal, sys
+# A shell starts background jobs with SIGINT ignored, and Python then keeps it ignored: a test run in the background
+# (nohup make test &) would see no Ctrl-C at all. A terminal's Ctrl-C is what this test plays, so restore it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {tests!r})
 from fakes import reply
 from memagent.errors import BackendError

@@ -51,3 +51,10 @@ def test_model_path_and_backend_model_reach_settings(captured: list[Settings], t
     app(["chat", "--backend", "ollama", "--backend-model", "qwen2.5:7b"], standalone_mode=False)
     assert captured[0].model_path == tmp_path / "m.gguf"
     assert captured[1].backend_model == "qwen2.5:7b"
+
+
+def test_auto_recall_flags_reach_settings(captured: list[Settings]) -> None:
+    app(["chat"], standalone_mode=False)
+    app(["chat", "--auto-recall"], standalone_mode=False)
+    app(["chat", "--no-auto-recall"], standalone_mode=False)
+    assert [settings.auto_recall for settings in captured] == [None, True, False]

@@ -192,7 +192,10 @@ def all_schemas() -> list[dict[str, Any]]:
 
 
 def server_backend(backend: str, server: RunningServer, **settings: Any) -> HTTPBackend:
-    return BACKEND_CLASSES[backend](server.url, context_length=CONTEXT_SIZE, **settings)
+    """The backend with the same generous deadlines as the CLI runs above (MODEL_TIMEOUT): a ~2,000-token prompt on a
+    busy 2-core CI machine can keep a CPU server silent past the default. The deadlines are tested on their own."""
+    limits = {"timeout": float(MODEL_TIMEOUT), "first_byte_timeout": float(MODEL_TIMEOUT)}
+    return BACKEND_CLASSES[backend](server.url, context_length=CONTEXT_SIZE, **{**limits, **settings})
 
 
 def agent_prompt(backend: HTTPBackend, home: Path, text: str) -> str:

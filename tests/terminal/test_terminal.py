@@ -62,7 +62,7 @@ def first_session(tmp_path_factory):
     seen: dict[str, str] = {}
     try:
         child.expect(f"Created agent {AGENT}")
-        until_prompt(child)
+        until_prompt(child, TURN_TIMEOUT)  # a first start evaluates the shared prompt prefix: a turn's worth of work
         seen["reply1"] = turn(child, "My name is Brad")
         seen["reply2"] = turn(child, "I live in Lisbon and I like sailing")
         seen["memory"] = command(child, "/memory")
@@ -139,7 +139,7 @@ def test_the_agent_resumes_with_its_field_and_messages(first_session):
     child = spawn(home)
     try:
         child.expect(f"Resumed agent {AGENT}")
-        until_prompt(child)
+        until_prompt(child, TURN_TIMEOUT)  # loading the model and the agent's KV state
         fields = command(child, "/fields")
         dump = command(child, "/dump")
         child.send("/exit\r")

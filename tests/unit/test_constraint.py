@@ -450,6 +450,44 @@ def test_dates_are_held_to_yyyy_mm_dd() -> None:
         assert shape.fullmatch(params["start_date"]) and shape.fullmatch(params["end_date"]), params
 
 
+def _filter_forms() -> list[dict[str, Any]]:
+    from memagent.functions.memory import builtin_functions
+
+    registry = builtin_functions()
+    keys = ["archival_memory_insert+tags", "archival_memory_search+filters", "conversation_search+filters"]
+    return [function.schema for function in registry.select(keys)]
+
+
+def test_a_call_may_leave_out_every_optional_filter_and_one_with_tags_parses() -> None:
+    schemas = _filter_forms()
+    grammar = Gbnf(schema_to_gbnf(function_call_schema(schemas)))
+
+    def text(function: str, **params: Any) -> str:
+        return json.dumps({"function": function, "params": {"inner_thoughts": "Note it.", **params}})
+
+    bare = text("archival_memory_search", query="boats", request_heartbeat=True)
+    tagged = text("archival_memory_insert", content="Ann sails", request_heartbeat=False, tags=["ann", "boats"])
+    ranged = text("conversation_search", query="boats", request_heartbeat=True, page=1, role="user",
+                  start_date="2026-11-01", end_date="2026-12-02")
+    for good in (bare, tagged, ranged, text("archival_memory_insert", content="x", request_heartbeat=True, tags=[])):
+        assert grammar.matches(good), good
+    call = parse_function_call(tagged, schemas)
+    assert (call.name, call.arguments["tags"], call.repairs) == ("archival_memory_insert", ["ann", "boats"], ())
+    for bad in (
+        text("conversation_search", query="q", request_heartbeat=True, role="system"),  # the roles are an enum
+        text("archival_memory_insert", content="x", request_heartbeat=True, tags="ann"),  # a list, not a string
+        text("archival_memory_insert", content="x", request_heartbeat=True, tags=[1]),
+        text("archival_memory_insert", content="x", request_heartbeat=True, tags=[f"t{i}" for i in range(17)]),
+        text("archival_memory_search", query="q", request_heartbeat=True, start_date="last week"),
+        text("archival_memory_search", query="q", request_heartbeat=True, end_date="2026-12-02", page=0),  # order
+    ):
+        assert not grammar.matches(bad), bad
+    rnd = random.Random(11)
+    for _ in range(40):  # whatever the grammar writes parses without a repair
+        sample = grammar.sample(rnd)
+        assert parse_function_call(sample, schemas).repairs == (), sample
+
+
 def test_string_lengths_use_bounded_repetition() -> None:
     text = schema_to_gbnf(
         {

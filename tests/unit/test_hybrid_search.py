@@ -252,3 +252,19 @@ def test_the_in_memory_vectors_follow_deletes_and_inserts_by_any_process(tmp_pat
         other.embed_pending(embedder)
         assert nearest(store._rows, "message", agent_id, embedder.model, embedder.query("banana"), 1) == [added]
         assert ids[1] not in nearest(store._rows, "message", agent_id, embedder.model, embedder.query("x"), 10)
+
+
+def test_the_search_filters_apply_to_the_dense_side_too(database: str) -> None:
+    from memagent.memory.filters import SearchFilter
+
+    embedder = FakeEmbedder(PETS)
+    with Store(database) as store:
+        with store.transaction() as tx:
+            agent_id = tx.create_agent("tagger", {}).id
+            tagged = tx.add_passage(agent_id, "the puppy sleeps in the kitchen", tags=["home"])
+            tx.add_passage(agent_id, "a puppy show in the park", tags=["outside"])
+        store.embed_pending(embedder)
+        store.use_embedder(embedder)
+        assert len(store.search_passages(agent_id, "canine").items) == 2  # dense only: no shared word
+        found = store.search_passages(agent_id, "canine", filters=SearchFilter(tags=("home",)))
+        assert [p.id for p in found.items] == [tagged] and found.total == 1

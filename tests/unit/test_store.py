@@ -119,7 +119,7 @@ def test_the_table_definitions_match_the_migrated_database(database: str) -> Non
     engine = sa.create_engine(database if "://" in database else f"sqlite:///{database}")
     with engine.connect() as conn:
         inspector = sa.inspect(conn)
-        for table in (schema.agents, schema.messages, schema.passages, schema.embeddings):
+        for table in (schema.agents, schema.messages, schema.passages, schema.passage_tags, schema.embeddings):
             columns = {column["name"] for column in inspector.get_columns(table.name)} - {"search_vector"}
             assert columns == {column.name for column in table.columns}, table.name
     engine.dispose()

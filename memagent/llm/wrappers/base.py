@@ -21,6 +21,7 @@ from typing import Any, ClassVar, NamedTuple
 from memagent.errors import LLMOutputError
 from memagent.llm.constraint import ThoughtsPlacement, function_call_schema
 from memagent.llm.parse import ParsedCall, check_reply_length, clean_call, extract_json_value, parse_function_call
+from memagent.messages import RETRIEVED_MEMORY
 
 Message = dict[str, Any]
 FunctionSchema = dict[str, Any]
@@ -118,14 +119,25 @@ def parse_named_call(name: str, args_text: str, functions: Sequence[FunctionSche
     return clean_call(dataclasses.replace(parsed, repairs=tuple(dict.fromkeys([*repairs, *parsed.repairs]))))
 
 
+RETRIEVED_HEADING = "[Retrieved memory: found automatically for this message; may be relevant]"
+"""What marks auto recall's lines in a user turn of a wrapper that sends only the text of MemGPT's envelope (in the
+envelope itself they are its ``retrieved_memory`` list)."""
+
+
 def user_text(content: str) -> str:
-    """The message text inside MemGPT's user envelope, or the content itself if it isn't one."""
+    """The message text inside MemGPT's user envelope, after the memory auto recall attached to it (under
+    ``RETRIEVED_HEADING``), or the content itself if it isn't one."""
     try:
         envelope = json.loads(content)
     except (json.JSONDecodeError, TypeError):
         return content
     if isinstance(envelope, dict) and envelope.get("type") == "user_message":
-        return str(envelope.get("message", ""))
+        text = str(envelope.get("message", ""))
+        retrieved = envelope.get(RETRIEVED_MEMORY)
+        if isinstance(retrieved, list) and retrieved:
+            lines = "\n".join(f"- {line}" for line in retrieved)
+            return f"{RETRIEVED_HEADING}\n{lines}\n\n{text}"
+        return text
     return content
 
 

@@ -1,0 +1,68 @@
+"""The full-text search at scale (SQLite): only the newest ``RANK_WINDOW`` matches are ranked, and a term in more
+rows than the window is left out of a query that has rarer terms (``search.ranked_terms``). The window is made
+tiny here so a few rows show what a million would."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from memagent.memory import search
+from memagent.memory.search import ranked_terms
+from memagent.memory.store import Store
+
+WINDOW = 4
+
+
+@pytest.fixture
+def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+    monkeypatch.setattr(search, "RANK_WINDOW", WINDOW)
+    s = Store.in_memory()
+    yield s
+    s.close()
+
+
+def agent_id(store: Store, name: str) -> int:
+    with store.transaction() as tx:
+        return tx.create_agent(name, {}).id
+
+
+def test_terms_in_more_rows_than_the_window_are_left_out_when_rarer_ones_exist() -> None:
+    assert ranked_terms(["caroline", "lgbtq", "group"], [9000, 12, 3000], window=3000) == ["lgbtq", "group"]
+    assert ranked_terms(["caroline", "said"], [9000, 4000], window=3000) == ["caroline", "said"]  # none is rarer
+    assert ranked_terms(["one"], [10], window=3000) == ["one"]
+
+
+def test_an_old_row_with_a_rare_word_is_found_past_a_flood_of_common_ones(store: Store) -> None:
+    me = agent_id(store, "me")
+    with store.transaction() as tx:
+        old = tx.add_passage(me, "the adoption papers arrived, said Caroline")
+        newer = [tx.add_passage(me, f"Caroline went out, day {i}") for i in range(12)]
+    found = store.search_passages(me, "Caroline adoption", page_size=3)
+    assert found.items[0].id == old
+    # Without a rarer word the search ranks the newest matches only, and says there are more than it counted.
+    common = store.search_passages(me, "Caroline went", page_size=3)
+    assert {p.id for p in common.items} <= set(newer[-WINDOW:]) and len(common.items) == 3
+    assert common.capped is True and common.total == WINDOW
+
+
+def test_a_window_filled_by_another_agent_falls_back_to_every_match(store: Store) -> None:
+    mine, busy = agent_id(store, "mine"), agent_id(store, "busy")
+    with store.transaction() as tx:
+        kept = [tx.add_message(mine, "user", f"my garden tomatoes {i}", {}) for i in range(3)]
+        for i in range(20):  # newer matches of another agent fill the whole window
+            tx.add_message(busy, "user", f"their garden tomatoes {i}", {})
+    found = store.search_messages(mine, "garden tomatoes", page_size=5)
+    assert sorted(m.id for m in found.items) == kept and found.total == 3
+
+
+def test_paging_within_the_window_is_consistent(store: Store) -> None:
+    me = agent_id(store, "me")
+    with store.transaction() as tx:
+        for i in range(10):
+            tx.add_message(me, "user", f"needle {i}", {})
+    pages = [store.search_messages(me, "needle", page=p, page_size=2) for p in range(3)]
+    seen = [m.id for p in pages for m in p.items]
+    assert len(seen) == len(set(seen)) == 4  # the window's four matches over two pages, none repeated after
+    assert [len(p.items) for p in pages] == [2, 2, 0] and all(p.capped for p in pages)
