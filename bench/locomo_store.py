@@ -7,6 +7,8 @@ a step builds (``AgentMemory``)."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +18,8 @@ from memagent.functions.memory import builtin_functions
 from memagent.functions.registry import FunctionFailed, clip_arguments
 from memagent.memory.agent_memory import AgentMemory
 from memagent.memory.core import CoreMemory
+from memagent.memory.embed import Embedder
+from memagent.memory.embed_worker import BATCH as EMBED_BATCH
 from memagent.memory.store import Store, Transaction
 from memagent.messages import Message, assistant_call, function_result, searchable_text, user_message
 from memagent.text import clean_text
@@ -89,15 +93,46 @@ def store_passages(store: Store, agent_id: int, conversation: Conversation, skip
     return {passage.id: dia_id for passage, dia_id in zip(passages, dia_ids, strict=True) if dia_id}
 
 
-def store_conversation(path: Path, conversation: Conversation, skipped: Skipped) -> Stored:
-    """A new database at ``path`` with one agent that has had this conversation; the caller closes its store."""
+def store_conversation(
+    path: Path, conversation: Conversation, skipped: Skipped, embedder: Embedder | None = None
+) -> Stored:
+    """A new database at ``path`` with one agent that has had this conversation; the caller closes its store.
+    With an ``embedder``, every row is then given its vector as the background worker gives it (after the rows'
+    transactions committed, ``Store.embed_pending``) and search is hybrid."""
     store = Store(path)
     try:
         with store.transaction() as tx:
             agent_id = tx.create_agent("locomo", {}).id
             chat = store_chat(tx, agent_id, conversation)
         passages = store_passages(store, agent_id, conversation, skipped)
+        if embedder is not None:
+            store.embed_pending(embedder, batch=EMBED_BATCH)
+            store.use_embedder(embedder)
     except BaseException:
         store.close()
         raise
     return Stored(store, agent_id, {"conversation_search": chat, "archival_memory_search": passages})
+
+
+class CachedEmbedder:
+    """An embedder whose passage vectors are kept on disk by model and text (``--cache``), so a second run of the
+    benchmark skips the ~10 minutes of embedding the rows; queries always go to the model (their cost is part of
+    each search's latency). What it caches is exactly what the model returned for the same text."""
+
+    def __init__(self, inner: Embedder, folder: Path) -> None:
+        self.inner, self.folder = inner, folder
+        self.model, self.dimension = inner.model, inner.dimension
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, text: str) -> Path:
+        return self.folder / (hashlib.sha1(f"{self.model}\0passage\0{text}".encode()).hexdigest() + ".f32")
+
+    def passages(self, texts: Sequence[str]) -> list[bytes]:
+        paths = [self._path(text) for text in texts]
+        missing = [i for i, path in enumerate(paths) if not path.is_file()]
+        for i, vector in zip(missing, self.inner.passages([texts[i] for i in missing]), strict=True):
+            paths[i].write_bytes(vector)
+        return [path.read_bytes() for path in paths]
+
+    def query(self, text: str) -> bytes:
+        return self.inner.query(text)

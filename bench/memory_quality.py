@@ -40,14 +40,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, Section, Target, Timer, log, machine_info, md_table, percentile
+from bench.common import ROOT, Section, Timer, log, machine_info, percentile
 from bench.locomo import CATEGORIES, Conversation, Question, Skipped, load_folder
-from bench.locomo_store import FUNCTIONS, Stored, function_context, store_conversation
+from bench.locomo_store import EMBED_BATCH, FUNCTIONS, CachedEmbedder, Stored, function_context, store_conversation
+from bench.memory_quality_report import DEPTHS, TOOLS, build_section, console_report
 from memagent.functions.registry import FunctionFailed
+from memagent.memory.embed import Embedder, default_embedder
+from memagent.memory.hybrid import Fusion
 
 DEV_DATA = ROOT.parent / "shared" / "data" / "locomo-dev"
-TOOLS = ("conversation_search", "archival_memory_search")
-DEPTHS = (1, 5, 10)
 
 
 # -- asking as the model would -----------------------------------------------------------------------------------
@@ -95,6 +96,9 @@ class Run:
     turns: int = 0
     seconds: float = 0.0
     skipped: Skipped = field(default_factory=Skipped)
+    search: str = "full text"
+    baseline: Run | None = None  # hybrid runs: the same questions, full text only
+    embed_seconds: float = 0.0
 
 
 def ranked_rows(tool: str, context: RecordingContext, query: str, depth: int, run: Run) -> list[int]:
@@ -136,8 +140,14 @@ def ask_all(stored: Stored, conversation: Conversation, run: Run) -> None:
                 run.asked.append(Asked(conversation.name, question.text, tool, question.category, rank))
 
 
-def measure(folder: Path, work_dir: Path | None = None) -> Run:
-    run = Run()
+def measure(
+    folder: Path, work_dir: Path | None = None, embedder: Embedder | None = None, fusion: Fusion | None = None
+) -> Run:
+    """Every question asked of every conversation; with an ``embedder``, search is hybrid (``fusion``) and
+    ``baseline`` holds the same questions asked with full text only."""
+    run = Run(search="full text" if embedder is None else "hybrid")
+    if embedder is not None:
+        run.baseline = Run()
     started = time.perf_counter()
     conversations = load_folder(folder, run.skipped)
     with tempfile.TemporaryDirectory(prefix="memagent-locomo-", dir=work_dir) as tmp:
@@ -145,7 +155,15 @@ def measure(folder: Path, work_dir: Path | None = None) -> Run:
             log(f"{conversation.name}: storing {sum(1 for _ in conversation.turns)} turns")
             stored = store_conversation(Path(tmp) / f"{number}.db", conversation, run.skipped)
             try:
-                log(f"{conversation.name}: asking {len(conversation.questions)} questions")
+                if embedder is not None and run.baseline is not None:
+                    log(f"{conversation.name}: asking {len(conversation.questions)} questions, full text only")
+                    ask_all(stored, conversation, run.baseline)
+                    embed_started = time.perf_counter()
+                    log(f"{conversation.name}: embedding {stored.store.count_unembedded(embedder.model)} rows")
+                    stored.store.embed_pending(embedder, batch=EMBED_BATCH)  # as the background worker does
+                    run.embed_seconds += time.perf_counter() - embed_started
+                    stored.store.use_embedder(embedder, fusion)
+                log(f"{conversation.name}: asking {len(conversation.questions)} questions ({run.search})")
                 ask_all(stored, conversation, run)
             finally:
                 stored.store.close()
@@ -175,7 +193,25 @@ def _latency(values: Sequence[float]) -> dict[str, float]:
 
 
 def summary(run: Run) -> dict[str, Any]:
-    """What ``--json`` writes."""
+    """What ``--json`` writes: the search memagent does (hybrid with the embeddings extra), and for a hybrid run
+    the same numbers with full text only under ``full_text_only``."""
+    result: dict[str, Any] = {"search": run.search}
+    if run.baseline is not None:
+        result["full_text_only"] = _recall_and_latency(run.baseline)
+        result["embed_seconds"] = round(run.embed_seconds, 1)
+    result.update(_recall_and_latency(run))
+    result["counts"] = {
+        "conversations": run.conversations,
+        "turns": run.turns,
+        "questions": len(run.asked) // len(TOOLS),
+        "failed_calls": run.failed_calls + (run.baseline.failed_calls if run.baseline else 0),
+        "skipped": dict(sorted(run.skipped.reasons.items())),
+    }
+    result["seconds"] = round(run.seconds, 1)
+    return result
+
+
+def _recall_and_latency(run: Run) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for tool in TOOLS:
         mine = [a for a in run.asked if a.tool == tool]
@@ -188,107 +224,25 @@ def summary(run: Run) -> dict[str, Any]:
         result[tool] = {**recall(mine), "by_category": by_category, "by_conversation": by_conversation}
     every = [ms for tool in TOOLS for ms in run.latency_ms[tool]]
     result["latency_ms"] = {**_latency(every), **{tool: _latency(run.latency_ms[tool]) for tool in TOOLS}}
-    result["counts"] = {
-        "conversations": run.conversations,
-        "turns": run.turns,
-        "questions": len(run.asked) // len(TOOLS),
-        "failed_calls": run.failed_calls,
-        "skipped": dict(sorted(run.skipped.reasons.items())),
-    }
-    result["seconds"] = round(run.seconds, 1)
     return result
 
 
-def recall_rows(result: dict[str, Any]) -> list[tuple[str, str, int, str, str, str]]:
-    rows = []
-    for tool in TOOLS:
-        part = result[tool]
-        groups = [("all", part)] + [(f"{n} {c['name']}", c) for n, c in part["by_category"].items()]
-        for label, numbers in groups:
-            r1, r5, r10 = (f"{numbers[f'R@{k}']:.3f}" for k in DEPTHS)
-            rows.append((tool, label, numbers["questions"], r1, r5, r10))
-    return rows
+DEFAULT_CACHE = Path(tempfile.gettempdir()) / "memagent-e5-rows"
 
 
-def console_report(result: dict[str, Any]) -> str:
-    lines = [f"{'function':<24} {'questions':<16} {'n':>4}  {'R@1':>5}  {'R@5':>5}  {'R@10':>5}"]
-    previous = ""
-    for tool, label, n, r1, r5, r10 in recall_rows(result):
-        lines.append(f"{tool if tool != previous else '':<24} {label:<16} {n:>4}  {r1:>5}  {r5:>5}  {r10:>5}")
-        previous = tool
-    latency, counts = result["latency_ms"], result["counts"]
-    lines += [
-        "",
-        f"search latency per call: p50 {latency['p50']:.2f} ms, p95 {latency['p95']:.2f} ms ({latency['calls']} calls)",
-        f"{counts['conversations']} conversations, {counts['turns']} turns, {counts['questions']} questions asked, "
-        f"{counts['failed_calls']} failed calls, {result['seconds']:.0f} s",
-    ]
-    if counts["skipped"]:
-        lines.append("not used: " + "; ".join(f"{n} {reason}" for reason, n in counts["skipped"].items()))
-    return "\n".join(lines)
-
-
-# -- the report --------------------------------------------------------------------------------------------------
-
-TARGET_R5 = 0.70  # issue 18, item 2
-TARGET_MINUTES = 10.0  # five conversations, on 2 cores
-
-
-def build_section(result: dict[str, Any], command: str) -> Section:
-    counts, latency = result["counts"], result["latency_ms"]
-    r5 = {tool: result[tool]["R@5"] for tool in TOOLS}
-    headers = ("function", "questions", "n", "R@1", "R@5", "R@10")
-    skipped = "; ".join(f"{n} {reason}" for reason, n in counts["skipped"].items()) or "nothing"
-    body = "\n\n".join(
-        [
-            f'{counts["conversations"]} LoCoMo conversations (Maharana et al., "Evaluating Very Long-Term '
-            f'Conversational Memory of LLM Agents", ACL 2024; {counts["turns"]} turns), {counts["questions"]} '
-            "questions of categories 1-4. Every turn is stored as memagent stores a chat (user messages and "
-            "send_message replies, dated by session) and as an archival passage `(date) Speaker: text` written by "
-            "`archival_memory_insert`; each question is asked, as written, by calling `conversation_search` and "
-            "`archival_memory_search` (pages 0 and 1). R@k: share of questions with an evidence turn among the "
-            "first k rows. How and why: the docstring of `bench/memory_quality.py`.",
-            md_table(headers, recall_rows(result)),
-            f"Search latency per function call (page 0 or 1, the function's whole work including formatting): "
-            f"p50 {latency['p50']:.2f} ms, p95 {latency['p95']:.2f} ms over {latency['calls']} calls; "
-            f"failed calls: {counts['failed_calls']}. Not used from the data: {skipped}.",
-            "Candidate improvements (stopwords, speaker and date indexed, stemming, e5 embeddings, fusion) were "
-            "measured as prototypes: `bench/README.md`, which also explains the difference from issue 18's table.",
-        ]
-    )
-    minutes = result["seconds"] / 60
-    targets = [
-        Target(
-            f"{tool} R@5, question as written",
-            f">= {TARGET_R5:.2f} (issue 18)",
-            f"{r5[tool]:.3f}",
-            r5[tool] >= TARGET_R5,
-        )
-        for tool in TOOLS
-    ]
-    targets.append(
-        Target(
-            "run time, 5 conversations",
-            f"<= {TARGET_MINUTES:.0f} min on 2 cores",
-            f"{minutes:.1f} min",
-            minutes <= TARGET_MINUTES if counts["conversations"] == 5 else None,
-        )
-    )
-    summary_line = ", ".join(f"{tool} R@5 {r5[tool]:.3f}" for tool in TOOLS)
-    return Section(
-        "memory_quality",
-        "Memory retrieval (LoCoMo)",
-        command,
-        summary=[summary_line, f"p50 {latency['p50']:.1f} ms"],
-        targets=targets,
-        body=body,
-    )
+def bench_embedder(cache: Path | None = DEFAULT_CACHE) -> Embedder | None:
+    """memagent's embedder (None without the extra), its row vectors cached on disk in ``cache``."""
+    embedder = default_embedder()
+    if embedder is None or cache is None:
+        return embedder
+    return CachedEmbedder(embedder, cache)
 
 
 def run(folder: Path = DEV_DATA, json_path: Path | None = None) -> Section:
-    """For ``bench.run_all``: measure, optionally keep the JSON, and report as a Section."""
+    """For ``bench.run_all``: measure (hybrid when the embeddings extra is installed, and full text only),
+    optionally keep the JSON, and report as a Section."""
     with Timer() as timer:
-        result = summary(measure(folder))
+        result = summary(measure(folder, embedder=bench_embedder()))
     if json_path is not None:
         json_path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     shown = folder.relative_to(ROOT.parent) if folder.is_relative_to(ROOT.parent) else folder
@@ -300,12 +254,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEV_DATA, help=f"folder of LoCoMo .json files ({DEV_DATA})")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here as JSON")
     parser.add_argument("--dir", type=Path, default=None, help="where the temporary databases go")
+    parser.add_argument("--full-text-only", action="store_true", help="no embeddings, even with the extra installed")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"row vectors kept here ({DEFAULT_CACHE})")
+    defaults = Fusion()
+    parser.add_argument("--depth", type=int, default=defaults.depth, help="fusion: rows of each ranking")
+    parser.add_argument("--k", type=float, default=defaults.k, help="fusion: reciprocal-rank constant")
+    parser.add_argument("--dense-weight", type=float, default=defaults.dense_weight, help="fusion: dense weight")
     args = parser.parse_args(argv)
     problem = _check_arguments(args)
     if problem:
         print(f"memory_quality: {problem}", file=sys.stderr)
         return 2
-    run_data = measure(args.data, args.dir)
+    embedder = None if args.full_text_only else bench_embedder(args.cache)
+    if embedder is None and not args.full_text_only:
+        print("memory_quality: the embeddings extra is not installed: full text only", file=sys.stderr)
+    fusion = Fusion(depth=args.depth, k=args.k, dense_weight=args.dense_weight)
+    run_data = measure(args.data, args.dir, embedder, fusion)
     if not run_data.conversations:
         print(
             f"memory_quality: no usable LoCoMo conversation in {args.data}; "

@@ -18,7 +18,10 @@ from memagent.llm.wrappers.base import LLMChatCompletionWrapper
 from memagent.llm.wrappers.detect import wrapper_for_chat_template
 from memagent.llm.wrappers.registry import create_wrapper
 from memagent.memory.auto_recall import AutoRecall
+from memagent.memory.embed import FULL_TEXT_NOTICE, Embedder, default_embedder
+from memagent.memory.embed_worker import EmbeddingWorker
 from memagent.memory.names import unique_agent_name
+from memagent.memory.sqlite import MEMORY_PATH
 from memagent.memory.store import Store
 from memagent.messages import AgentMessage, boot_sequence, message_from_dict, now_text
 from memagent.prompts.presets import (
@@ -42,6 +45,7 @@ class Session:
     store: Store
     backend: Backend
     cache_path: Path | None = None
+    worker: EmbeddingWorker | None = None
 
     def restore_cache(self) -> int:
         """Backends that can (embedded) reload the agent's KV cache, so its first turn skips re-reading."""
@@ -62,6 +66,8 @@ class Session:
         except OSError:
             pass  # only a cache: the next start re-reads the prompt
         finally:
+            if self.worker is not None:
+                self.worker.stop()  # ends between two batches; rows it did not reach are embedded next time
             self.backend.close()
             self.store.close()
 
@@ -69,6 +75,39 @@ class Session:
 def open_store(settings: Settings) -> Store:
     """The SQLite file in the home, or the database --db / MEMAGENT_DB names (a path or a PostgreSQL URL)."""
     return Store(settings.database)
+
+
+BACKLOG_NOTICE_ROWS = 2_000
+"""Rows still to embed from which the chat's start suggests `agents reindex` (~50 ms of CPU each in the background)."""
+
+
+def start_embedding(settings: Settings, store: Store, embedder: Embedder | None = None) -> EmbeddingWorker | None:
+    """Hybrid search and the background worker that embeds new rows after each commit, when the embeddings extra
+    is installed (``embedder`` None: the bundled e5 model); None and full-text search without it."""
+    embedder = embedder or default_embedder()
+    if embedder is None:
+        return None
+    store.use_embedder(embedder)
+    if str(settings.database) == MEMORY_PATH:
+        return None  # nobody else can open a private in-memory database: rows wait for `embed_pending`
+    worker = EmbeddingWorker(lambda: Store(settings.database), embedder)
+    store.on_commit(worker.wake)
+    worker.start()
+    return worker
+
+
+def search_notice(store: Store) -> str | None:
+    """The line the chat prints once at start about memory search: full text only without the extra; a large
+    backlog of rows without vectors (a database from before embeddings) and how to embed it now."""
+    if store.embedder is None:
+        return FULL_TEXT_NOTICE
+    backlog = store.count_unembedded(store.embedder.model)
+    if backlog < BACKLOG_NOTICE_ROWS:
+        return None
+    return (
+        f"{backlog} stored rows are not embedded yet: search finds them by full text meanwhile, and they are embedded "
+        "in the background; `memagent agents reindex` embeds them all now."
+    )
 
 
 def create_backend(settings: Settings) -> Backend:
@@ -262,6 +301,7 @@ def open_session(settings: Settings) -> Session:
         store.close()
         raise
     session = Session(agent, created, store, backend, cache_path(settings.home, agent.name))
+    session.worker = start_embedding(settings, store)
     if not created:
         session.restore_cache()
     return session

@@ -70,3 +70,37 @@ class Recorder(list):
 
     def of(self, kind: str) -> list[Event]:
         return [e for e in self if e.type == kind]
+
+
+class FakeEmbedder:
+    """A deterministic stand-in for e5 (``memagent.memory.embed.Embedder``): each word (lower-cased, letters and
+    digits) adds one to a dimension chosen by its hash (crc32, stable across runs) or by ``synonyms``, so texts
+    sharing words (or synonyms) are near; vectors are L2-normalised, 384 floats like e5's. Counts its calls."""
+
+    model = "fake-embedder"
+    dimension = 384
+
+    def __init__(self, synonyms: dict[str, str] | None = None) -> None:
+        self.synonyms = synonyms or {}
+        self.embedded: list[str] = []
+        self.queries: list[str] = []
+
+    def _vector(self, text: str) -> bytes:
+        import re
+        import zlib
+        from array import array
+
+        values = [0.0] * self.dimension
+        for word in re.findall(r"[a-z0-9]+", text.lower()):
+            word = self.synonyms.get(word, word)
+            values[zlib.crc32(word.encode()) % self.dimension] += 1.0
+        norm = sum(v * v for v in values) ** 0.5 or 1.0
+        return array("f", [v / norm for v in values]).tobytes()
+
+    def passages(self, texts: Sequence[str]) -> list[bytes]:
+        self.embedded.extend(texts)
+        return [self._vector(text) for text in texts]
+
+    def query(self, text: str) -> bytes:
+        self.queries.append(text)
+        return self._vector(text)

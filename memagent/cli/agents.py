@@ -5,6 +5,7 @@ None of these load a backend, so they run in well under a second and never impor
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -250,8 +251,11 @@ def import_agent(
 
 @agents_app.command("reindex")
 def reindex(no_color: NoColor = False, db: Db = None) -> None:
-    """Rebuild the full-text search index of every agent's messages and passages (an upgrade already does it)."""
+    """Rebuild the full-text search index of every agent's messages and passages (an upgrade already does it), and
+    embed every row that has no vector yet (with the embeddings extra)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from memagent.memory.embed import FULL_TEXT_NOTICE, default_embedder
 
     with open_store(current_settings(), create=False) as store:
         if store is None:
@@ -262,7 +266,15 @@ def reindex(no_color: NoColor = False, db: Db = None) -> None:
         with Progress(*columns, console=console(stderr=True), transient=True) as progress:
             task = progress.add_task("Reindexing", total=total)
             done = store.reindex_search(lambda rows: progress.update(task, completed=rows))
-    print(f"Reindexed {done} rows for full-text search.")
+        print(f"Reindexed {done} rows for full-text search.")
+        embedder = default_embedder()
+        if embedder is None:
+            print(FULL_TEXT_NOTICE, file=sys.stderr)
+            return
+        with Progress(*columns, console=console(stderr=True), transient=True) as progress:
+            task = progress.add_task("Embedding", total=store.count_unembedded(embedder.model))
+            embedded = store.embed_pending(embedder, lambda rows: progress.update(task, completed=rows), batch=16)
+    print(f"Embedded {embedded} rows for search by meaning.")
 
 
 def _load_files(store: Store, row: AgentRow, path: Path) -> str:

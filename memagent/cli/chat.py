@@ -89,7 +89,7 @@ def _say_preparing(tokens: int) -> None:
 
 def run_chat(settings: Settings) -> int:
     """Open the session (in the crash guard's child), say which agent this is, and chat; the exit status."""
-    from memagent.app import constraint_notice, default_model_hint, open_session
+    from memagent.app import constraint_notice, default_model_hint, open_session, search_notice
     from memagent.cli.crash_guard import guard_chat, note_agent
     from memagent.events import SessionInfo
     from memagent.repl.loop import chat as run_repl
@@ -110,7 +110,10 @@ def run_chat(settings: Settings) -> int:
             print(SessionInfo(message, session.agent.name, session.created).to_json(), flush=True)
         else:
             print(message, file=sys.stderr, flush=True)
-        for notice in (constraint_notice(settings, session.backend), default_model_hint(settings)):
+        notices = (
+            constraint_notice(settings, session.backend), default_model_hint(settings), search_notice(session.store)
+        )
+        for notice in notices:
             if notice:  # on stderr in both modes, so the --json stream stays events only
                 print(notice, file=sys.stderr, flush=True)
         session.prepare_prefix(_say_preparing)

@@ -7,6 +7,8 @@ the same way on both sits behind ``Dialect``, implemented once per database (``s
 - where the schema version is recorded;
 - full-text search of ``search_text`` (FTS5 with bm25, porter stemming; ``tsvector`` with ``ts_rank``, 'english')
   and the substring match it falls back to;
+- the dense side of hybrid search: the rows nearest a query vector (SQLite: a matrix in memory, ``vectors.py``;
+  PostgreSQL: pgvector's HNSW index);
 - the wording of driver errors as "what happened; how to fix it".
 
 Also here: ``query_terms``, how user text becomes search terms on both (never query syntax).
@@ -15,13 +17,16 @@ Also here: ``query_terms``, how user text becomes search terms on both (never qu
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import groupby
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 
 from memagent.memory.filters import SearchFilter
+
+Rows = Callable[[sa.Executable], Sequence[sa.Row[Any]]]
+"""Runs a read and returns its rows (the store's, with its error translation)."""
 
 RANK_WINDOW = 3_000
 """At most this many matches of a search are ranked (the newest), and a term in more rows than this is left out of
@@ -93,6 +98,13 @@ class Dialect(Protocol):
         ``terms`` OR-ed, among the agent's indexed rows of ``table`` that ``filters`` lets through (``filters.py``).
         With a ``window`` a dialect may rank only the newest ``window`` matches; the bound (second column of the count)
         is then the lowest row id ranked, 0 when nothing was left out."""
+        ...
+
+    def dense_search(
+        self, rows: Rows, kind: str, agent_id: int, model: str, query: bytes, limit: int
+    ) -> list[int]:
+        """Ids of the agent's rows of ``kind`` ("message" or "passage") whose ``model`` vectors are nearest to
+        ``query`` (float32 bytes; cosine), best first, at most ``limit``."""
         ...
 
 

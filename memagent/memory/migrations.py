@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from memagent.errors import StoreError
 from memagent.memory.dialect import Dialect
@@ -29,6 +30,7 @@ __all__ = [
     "apply_pending",
     "check_version",
     "fts_query",
+    "embeddings_migration",
     "search_text_migration",
 ]
 
@@ -255,6 +257,55 @@ def _passage_tags(conn: Connection) -> None:
         """
     )
     conn.exec_driver_sql("CREATE INDEX passage_tags_agent_tag ON passage_tags(agent_id, tag, passage_id)")
+PGVECTOR_MISSING = (
+    "the pgvector extension is not available on this server (memagent keeps dense vectors in it); install pgvector "
+    "(https://github.com/pgvector/pgvector) or have a superuser run CREATE EXTENSION vector in this database"
+)
+
+
+def pgvector_schema(conn: Connection) -> str:
+    """The quoted schema pgvector's type and operators live in (the extension is installed)."""
+    found = conn.exec_driver_sql(
+        "SELECT quote_ident(n.nspname) FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+        "WHERE e.extname = 'vector'"
+    ).scalar_one()
+    return str(found)
+
+
+def _embeddings(conn: Connection) -> None:
+    """The ``embeddings`` table: a dense vector per embedded message or passage (see ``vectors.py``), deleted with
+    its row and its agent. Every row stored before this is left without a vector: the background worker and
+    `memagent agents reindex` embed those. PostgreSQL keeps the vectors in pgvector's ``vector(384)`` with an HNSW
+    index for cosine distance; SQLite as float32 BLOBs."""
+    postgres = conn.dialect.name == "postgresql"
+    big_id = "BIGSERIAL PRIMARY KEY" if postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
+    integer = "BIGINT" if postgres else "INTEGER"
+    vector = "BLOB"
+    if postgres:
+        try:  # a failure rolls the whole upgrade back: the database stays at the version before
+            conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS vector")
+        except DBAPIError as error:
+            raise StoreError(one_line(f"Can't upgrade the database: {PGVECTOR_MISSING} ({error.orig})")) from None
+        # The extension is the database's, in the schema it was first created in: maybe not on this search path.
+        vector = f"{pgvector_schema(conn)}.vector"
+    conn.exec_driver_sql(
+        f"""
+        CREATE TABLE embeddings (
+            id {big_id},
+            agent_id {integer} NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+            message_id {integer} REFERENCES messages(id) ON DELETE CASCADE,
+            passage_id {integer} REFERENCES passages(id) ON DELETE CASCADE,
+            model TEXT NOT NULL,
+            vector {vector + "(384)" if postgres else vector} NOT NULL
+        )
+        """
+    )
+    conn.exec_driver_sql("CREATE UNIQUE INDEX embeddings_message ON embeddings(message_id, model)")
+    conn.exec_driver_sql("CREATE UNIQUE INDEX embeddings_passage ON embeddings(passage_id, model)")
+    conn.exec_driver_sql("CREATE INDEX embeddings_agent ON embeddings(agent_id, model, id)")
+    if postgres:
+        operators = f"{pgvector_schema(conn)}.vector_cosine_ops"
+        conn.exec_driver_sql(f"CREATE INDEX embeddings_hnsw ON embeddings USING hnsw (vector {operators})")
 
 
 MIGRATIONS: Sequence[Migration] = (
@@ -263,8 +314,12 @@ MIGRATIONS: Sequence[Migration] = (
     _memory_versions,
     _search_text,
     _passage_tags,
+    _embeddings,
 )
 """Index i holds the migration to version i + 1. Append only."""
+
+embeddings_migration: Migration = _embeddings
+"""The migration that made the ``embeddings`` table (found by it, not by its number: migrations are appended)."""
 
 search_text_migration: Migration = _search_text
 """The migration that built ``search_text`` (tests find the schema before it by it, not by its number)."""

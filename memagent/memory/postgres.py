@@ -23,10 +23,11 @@ import sqlalchemy as sa
 
 from memagent.errors import StoreError
 from memagent.memory import schema
-from memagent.memory.dialect import Reasons, explain
+from memagent.memory.dialect import Reasons, Rows, explain
 from memagent.memory.filters import SearchFilter
 from memagent.memory.rows import one_line
 from memagent.memory.search_text import CONTEXT_WEIGHT
+from memagent.memory.vectors import vector_column
 
 INSTALL_HINT = "pip install 'memagent[postgres]'"
 
@@ -81,6 +82,7 @@ class PostgresDialect:
             )
         self.read_only = read_only
         self.busy_timeout = busy_timeout
+        self._pgvector: str | None = None  # the quoted schema of pgvector's type and operators, once looked up
 
     def create_engine(self) -> sa.Engine:
         """A one-connection pool: the store keeps one connection, and a lost one is replaced on the next use."""
@@ -109,6 +111,10 @@ class PostgresDialect:
             raise StoreError(one_line(f"Can't open database {self.where}: {error}; check the URL")) from None
 
     def prepare(self, conn: sa.Connection) -> None:
+        # pgvector's HNSW scan of one agent's rows: keep scanning until ``limit`` rows pass the agent filter
+        # (pgvector 0.8's iterative scan), from a wider candidate list than the default 40.
+        conn.exec_driver_sql("SET hnsw.iterative_scan = strict_order")
+        conn.exec_driver_sql("SET hnsw.ef_search = 100")
         encoding = conn.exec_driver_sql("SHOW server_encoding").scalar_one()
         if str(encoding).upper() not in ("UTF8", "UTF-8"):
             raise StoreError(
@@ -177,3 +183,30 @@ class PostgresDialect:
             .offset(offset)
         )
         return count, page
+
+    def dense_search(self, rows: Rows, kind: str, agent_id: int, model: str, query: bytes, limit: int) -> list[int]:
+        """pgvector's cosine distance, through the HNSW index."""
+        e, column = schema.embeddings, vector_column(kind)
+        if self._pgvector is None:  # its schema may be off the search path: name it (see the embeddings migration)
+            self._pgvector = str(rows(sa.text(_PGVECTOR_SCHEMA))[0][0])
+        probe = sa.text(f"CAST(:query AS {self._pgvector}.vector)").bindparams(query=_vector_text(query))
+        distance = sa.literal_column("embeddings.vector").op(f"OPERATOR({self._pgvector}.<=>)")(probe)
+        statement = (
+            sa.select(column)
+            .where(e.c.agent_id == agent_id, e.c.model == model, column.is_not(None))
+            .order_by(distance)
+            .limit(limit)
+        )
+        return [int(row[0]) for row in rows(statement)]
+
+
+_PGVECTOR_SCHEMA = (
+    "SELECT quote_ident(n.nspname) FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+    "WHERE e.extname = 'vector'"
+)
+
+
+def _vector_text(vector: bytes) -> str:
+    from memagent.memory.embed import from_bytes
+
+    return "[" + ",".join(repr(number) for number in from_bytes(vector)) + "]"

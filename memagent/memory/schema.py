@@ -22,8 +22,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator, TypeEngine
+from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
 
+from memagent.memory.embed import from_bytes, to_bytes
 from memagent.memory.rows import parse_time, utc_iso
 
 
@@ -64,6 +65,39 @@ class JsonText(TypeDecorator[Any]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         return None if value is None else json.loads(value)
+
+
+class PgVector(UserDefinedType[str]):
+    """pgvector's ``vector`` as its text form, bound without a cast: the server reads the text as the column's type
+    (the type may live in a schema outside the search path: see the embeddings migration)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_kw: Any) -> str:
+        return "vector"
+
+
+class Embedding(TypeDecorator[bytes]):
+    """A dense vector as float32 bytes (``embed.to_bytes``): a BLOB on SQLite; pgvector's ``vector`` on PostgreSQL,
+    sent and read back in its text form ``[0.1,0.2,...]``."""
+
+    impl = sa.LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(PgVector())
+        return dialect.type_descriptor(sa.LargeBinary())
+
+    def process_bind_param(self, value: bytes | None, dialect: Dialect) -> Any:
+        if value is None or dialect.name != "postgresql":
+            return value
+        return "[" + ",".join(repr(number) for number in from_bytes(value)) + "]"
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> bytes | None:
+        if value is None or isinstance(value, bytes | memoryview):
+            return None if value is None else bytes(value)
+        return to_bytes([float(number) for number in str(value).strip("[]").split(",")])
 
 
 # SQLite's rowid alias must be spelled INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
@@ -146,6 +180,25 @@ passage_tags = sa.Table(
     sa.Column("agent_id", Id, sa.ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
     sa.Column("tag", sa.Text, primary_key=True),
     sa.Index("passage_tags_agent_tag", "agent_id", "tag", "passage_id"),
+)
+
+# Dense vectors of messages and passages (the embeddings migration; see vectors.py): one row per embedded row and
+# model, deleted with the row it embeds and with its agent. A row of messages/passages with no vector here yet is
+# "to embed": the background worker and `agents reindex` find those. ``vector`` is pgvector's vector(384) on
+# PostgreSQL (an HNSW index for cosine distance), a BLOB of float32 on SQLite.
+embeddings = sa.Table(
+    "embeddings",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("agent_id", Id, sa.ForeignKey("agents.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("message_id", Id, sa.ForeignKey("messages.id", ondelete="CASCADE")),
+    sa.Column("passage_id", Id, sa.ForeignKey("passages.id", ondelete="CASCADE")),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("vector", Embedding, nullable=False),
+    sa.Index("embeddings_message", "message_id", "model", unique=True),
+    sa.Index("embeddings_passage", "passage_id", "model", unique=True),
+    sa.Index("embeddings_agent", "agent_id", "model", "id"),
+    sqlite_autoincrement=True,
 )
 
 # The schema version on PostgreSQL (one row; SQLite keeps it in PRAGMA user_version): see dialect.py.

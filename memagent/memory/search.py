@@ -11,6 +11,9 @@ Totals are capped: a search counts at most ``COUNT_PAGES`` pages of matches (or 
 more), and a page says when there are more (``SearchPage.capped``). Counting every match of a common word made
 each search read most of the table (130-170 ms at 100k rows).
 
+With the embeddings extra the store searches through ``hybrid.HybridSearcher`` instead, which fuses this
+full-text ranking with the dense one (``Store.use_embedder``); the substring and date searches stay as here.
+
 Also ``chunks``: id lists cut to what one statement may bind."""
 
 from __future__ import annotations
@@ -72,6 +75,16 @@ Narrow = Callable[[sa.Table, Sequence[str]], list[str]]
 """Chooses the terms a search ranks by (``Searcher._narrow``); the identity where the dialect doesn't count."""
 
 
+def full_text_terms(dialect: Dialect, query: str) -> list[str]:
+    """The terms the full-text index is searched for (stopwords dropped unless nothing else is left); [] when the
+    query has none the index can use (then it is a substring match)."""
+    terms = query_terms(clean_text(query))
+    kept = content_terms(terms)
+    if kept or (terms and not dialect.drops_stopwords):
+        return kept or terms
+    return []
+
+
 def search_statements(
     dialect: Dialect,
     table: sa.Table,
@@ -88,11 +101,10 @@ def search_statements(
     taken literally, among the rows ``filters`` lets through; ``window``: rank only the newest matches, where the
     dialect does (see ``Dialect.text_search``)."""
     query = clean_text(query)
-    terms = query_terms(query)
     limit, offset = page_size, page * page_size
-    kept = content_terms(terms)
-    if kept or (terms and not dialect.drops_stopwords):
-        ranked = narrow(table, kept or terms)
+    terms = full_text_terms(dialect, query)
+    if terms:
+        ranked = narrow(table, terms)
         return dialect.text_search(
             table, columns, agent_id, filters, ranked, limit, offset, count_limit(page, page_size), window
         )

@@ -21,10 +21,11 @@ import sqlalchemy as sa
 from sqlalchemy.pool import StaticPool
 
 from memagent.errors import StoreError
-from memagent.memory.dialect import Reasons, explain, query_terms
+from memagent.memory.dialect import Reasons, Rows, explain, query_terms
 from memagent.memory.filters import SearchFilter, sqlite_conditions
 from memagent.memory.rows import one_line
 from memagent.memory.search_text import CONTEXT_WEIGHT
+from memagent.memory.vectors import DenseIndex
 
 MEMORY_PATH = ":memory:"
 
@@ -59,6 +60,7 @@ class SqliteDialect:
         self.where = str(self.path)
         self.read_only = read_only and not in_memory
         self.busy_timeout = busy_timeout
+        self.dense = DenseIndex()
         if not in_memory and not self.read_only:
             _prepare_file(Path(self.path))
 
@@ -141,6 +143,10 @@ class SqliteDialect:
             .columns(*columns)
         )
         return count, page
+
+    def dense_search(self, rows: Rows, kind: str, agent_id: int, model: str, query: bytes, limit: int) -> list[int]:
+        """Every vector of the agent ranked in memory (``vectors.DenseIndex``): no ANN index, see vectors.py."""
+        return self.dense.nearest(rows, kind, agent_id, model, query, limit)
 
 
 def fts_match(terms: Sequence[str]) -> str:

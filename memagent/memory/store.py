@@ -20,7 +20,7 @@ through it too. The dataclasses the store returns are in ``rows.py``; they and `
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from datetime import date
@@ -32,7 +32,9 @@ from sqlalchemy import exc as sa_exc
 
 from memagent.errors import StoreError
 from memagent.memory.database_url import is_url, open_dialect
+from memagent.memory.embed import Embedder
 from memagent.memory.filters import NO_FILTER, SearchFilter
+from memagent.memory.hybrid import Fusion, HybridSearcher
 from memagent.memory.migrations import MEMORY_VERSIONS_SCHEMA, MIGRATIONS, Migration, apply_pending, check_version
 from memagent.memory.names import unique_agent_name
 from memagent.memory.reads import Reads
@@ -47,6 +49,15 @@ from memagent.memory.rows import (
 from memagent.memory.search import Searcher
 from memagent.memory.sqlite import MEMORY_PATH
 from memagent.memory.transaction import Transaction
+from memagent.memory.vectors import (
+    KINDS,
+    count_pending,
+    embedded_text,
+    insert_values,
+    pending_rows,
+    select_pending,
+    still_current,
+)
 from memagent.memory.versions import MemoryVersion, select_versions, version_from_row
 
 __all__ = [
@@ -89,7 +100,9 @@ class Store(Reads):
         self.where = self.dialect.where
         self.read_only = bool(getattr(self.dialect, "read_only", read_only))
         self._engine = self.dialect.create_engine()
-        self.searcher = Searcher(self.dialect, self._rows)
+        self.searcher: Searcher = Searcher(self.dialect, self._rows)
+        self.embedder: Embedder | None = None
+        self._commit_listeners: list[Callable[[], None]] = []
         self._closed = False
         try:
             with self._guard("open"):
@@ -222,6 +235,13 @@ class Store(Reads):
             if depth == 0:
                 self._rollback_quietly()  # a failed COMMIT leaves the transaction open
             raise
+        if depth == 0:
+            for listener in self._commit_listeners:
+                listener()
+
+    def on_commit(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every committed write transaction (the embedding worker's wake-up)."""
+        self._commit_listeners.append(listener)
 
     def _rollback_quietly(self) -> None:
         """Roll back if the driver still has a transaction open (some errors already ended it)."""
@@ -254,6 +274,55 @@ class Store(Reads):
             messages = backfill_messages(self._conn, progress)
             later = None if progress is None else (lambda rows: progress(messages + rows))
             return messages + backfill_passages(self._conn, later)
+
+    # ------------------------------------------------------------------------------ embeddings
+
+    def use_embedder(self, embedder: Embedder | None, fusion: Fusion | None = None) -> None:
+        """Search hybrid (full text fused with ``embedder``'s vectors: ``hybrid.py``), or full text again with None."""
+        self.embedder = embedder
+        self.searcher = Searcher(self.dialect, self._rows)
+        if embedder is not None:
+            self.searcher = HybridSearcher(self.dialect, self._rows, embedder, fusion)
+
+    def count_unembedded(self, model: str) -> int:
+        """Rows with index text and no vector of ``model`` yet."""
+        return sum(int(self._scalar(count_pending(kind, model))) for kind in KINDS)
+
+    def embed_pending(
+        self, embedder: Embedder, progress: Progress | None = None, *, batch: int = 16, after: dict[str, int] | None
+        = None, stop: Callable[[], bool] = lambda: False,
+    ) -> int:
+        """Give every row without a vector of ``embedder.model`` one, ``batch`` rows at a time: read, embed outside
+        any transaction (the model takes ~50 ms a row), then write in a short transaction the rows that are still
+        as they were embedded. ``after`` (kind -> id) skips rows up to those ids and is moved on; ``stop`` is asked
+        between batches. Returns the number of vectors written."""
+        done, cursor = 0, after if after is not None else {}
+        for kind in KINDS:
+            while not stop():
+                rows = self._rows(select_pending(kind, embedder.model, cursor.get(kind, 0), batch))
+                if not rows:
+                    break
+                items = pending_rows(rows, kind)
+                vectors = embedder.passages([item.text for item in items])
+                done += self._write_vectors(kind, list(zip(items, vectors, strict=True)), embedder.model)
+                cursor[kind] = items[-1].row_id
+                if progress is not None:
+                    progress(done)
+        return done
+
+    def _write_vectors(self, kind: str, embedded: list[tuple[Any, bytes]], model: str) -> int:
+        with self.transaction() as tx:
+            current = {
+                int(row.id): (row.search_context, row.search_text)
+                for row in self._rows(still_current(kind, [item for item, _ in embedded], model))
+            }
+            kept = [
+                (item, vector) for item, vector in embedded
+                if item.row_id in current and item.text == embedded_text(kind, *current[item.row_id])
+            ]
+            if kept:
+                tx.add_embeddings(insert_values(kind, kept, model))
+        return len(kept)
 
     def memory_versions(
         self, agent_id: int, block: str | None = None, *, limit: int | None = None, newest_first: bool = True,

@@ -192,6 +192,7 @@ class Transaction:
         indexed = message_search_text(row.role, text, row.created_at, previous)
         values = {"text": text, "payload": clean_any(dict(payload)), **search_columns(indexed)}
         self._run(sa.update(m).where(m.c.id == message_id).values(**values))
+        self._forget_vector(message_id)
         self._refresh_context(row.agent_id, row.created_at, message_id)
 
     def _refresh_context(self, agent_id: int, created_at: datetime, message_id: int) -> None:
@@ -210,6 +211,7 @@ class Transaction:
             previous = self._previous_turn(agent_id, following.created_at, following.id)
             rebuilt = message_search_text(following.role, following.text, following.created_at, previous)
             self._run(sa.update(m).where(m.c.id == following.id).values(**search_columns(rebuilt)))
+            self._forget_vector(following.id)
 
     def delete_messages(self, ids: Sequence[int]) -> int:
         """Delete messages by id; returns how many existed. The turn after each deleted one gets its context
@@ -287,6 +289,15 @@ class Transaction:
         text = self._run(statement.limit(1)).scalar_one_or_none()
         return passage_context(text) if text is not None else None
 
+    def add_embeddings(self, values: Sequence[Mapping[str, Any]]) -> None:
+        """Store dense vectors (``vectors.insert_values``): written by the embedding worker, never by a step."""
+        self._run(sa.insert(schema.embeddings), list(values))
+
+    def _forget_vector(self, message_id: int) -> None:
+        """A message's index text changed: its vector is of the old text, so it goes (and is embedded again)."""
+        self._run(sa.delete(schema.embeddings).where(schema.embeddings.c.message_id == message_id))
+
     def delete_agent(self, name: str) -> bool:
-        """Delete an agent with its messages, passages and their index rows (FK cascade; SQLite's triggers)."""
+        """Delete an agent with its messages, passages, their vectors and index rows (FK cascade; SQLite's
+        triggers)."""
         return self._run(sa.delete(schema.agents).where(schema.agents.c.name == name)).rowcount > 0

@@ -149,3 +149,17 @@ def test_prototype_query_processing_and_fusion() -> None:
     assert drop_stopwords("When did Caroline's sister go to the support group?") == "Caroline sister go support group"
     assert drop_stopwords("What is it?") == "What is it?"  # nothing would be left: searched as asked
     assert fuse(["D1:1", "D1:2", None], ["D1:2", "D1:3"]) == ["D1:2", "D1:1", "D1:3"]
+
+
+def test_a_hybrid_run_embeds_the_rows_and_reports_full_text_beside_it(tmp_path: Path) -> None:
+    from fakes import FakeEmbedder
+
+    embedder = FakeEmbedder()
+    result = mq.summary(mq.measure(DATA, embedder=embedder))
+    assert result["search"] == "hybrid"
+    assert len(embedder.embedded) == 10  # every turn: 5 chat rows (function results are not embedded), 5 passages
+    assert embedder.queries  # the questions were embedded: the dense side was asked
+    for tool in mq.TOOLS:
+        assert result["full_text_only"][tool]["questions"] == result[tool]["questions"] == 5
+    section = mq.build_section(result, "cmd")
+    assert "Hybrid search" in section.body and "Full text only" in section.body

@@ -108,6 +108,7 @@ def test_a_schema_newer_than_this_code_is_refused(tmp_path: Path) -> None:
     assert "newer memagent" in str(info.value)
 
 
+@pytest.mark.filterwarnings("ignore:Did not recognize type 'vector'")  # pgvector's type, unknown to SQLAlchemy
 def test_the_table_definitions_match_the_migrated_database(database: str) -> None:
     """schema.py (what statements are written against) and the migrations (what creates the tables) agree."""
     import sqlalchemy as sa
@@ -118,7 +119,7 @@ def test_the_table_definitions_match_the_migrated_database(database: str) -> Non
     engine = sa.create_engine(database if "://" in database else f"sqlite:///{database}")
     with engine.connect() as conn:
         inspector = sa.inspect(conn)
-        for table in (schema.agents, schema.messages, schema.passages, schema.passage_tags):
+        for table in (schema.agents, schema.messages, schema.passages, schema.passage_tags, schema.embeddings):
             columns = {column["name"] for column in inspector.get_columns(table.name)} - {"search_vector"}
             assert columns == {column.name for column in table.columns}, table.name
     engine.dispose()

@@ -1,0 +1,196 @@
+"""Dense vectors of stored rows (the ``embeddings`` table): which rows still need one, what text is embedded, writing
+them, and the nearest rows to a query vector on SQLite.
+
+What is embedded is what the full-text index holds (``search_text.py``): the row with its role and date
+(``(8 May 2023) user: text``), and for a message the turn before it first (``assistant: ...``). Measured on
+LoCoMo's dev split (bench/README.md), a dense search of the turn alone found little (R@5 .19: turns that address a
+person by name win); with speaker and date .51, with the turn before it .58: many answers ("Yes, last week!") mean
+something only with their question. A passage is embedded alone: archival memories are mostly facts written to
+stand alone, and one vector for two unrelated memories finds neither well (a question about the second found the
+first's neighbour: tests/unit/test_hybrid_search.py, the real-model test); the full-text side still weighs the
+passage before at half. Rows the index leaves out (function results, empty rows) get no vector either.
+
+Vectors are written after the step that stored their row has committed, by the background worker
+(``embed_worker.py``) or `memagent agents reindex` (``Store.embed_pending``): a row without a vector is simply
+found by full text alone until it has one, and a process killed half-way loses nothing (the row is embedded by
+the next one). A row whose text changes loses its vector (``Transaction.update_message``) and is embedded again.
+
+SQLite has no vector index, so ``DenseIndex`` keeps each agent's vectors in memory as one float32 matrix, read
+from the BLOBs once and then topped up with the rows added since (ids only grow), and ranks all of them with one
+matrix-vector product on one thread (messages and passages apart): ~1-3 ms of CPU for 10k rows of 384 floats,
+~8-20 ms for 100k (bench/hybrid_scale.py),
+no index file to keep in sync with the database, nothing to rebuild. An ANN index (usearch, HNSW) would answer in
+well under a millisecond, but building one for 100k vectors takes tens of seconds of CPU, so it would have to be
+cached on disk and kept in step with every process's writes: worth it from ~1M rows, not below.
+PostgreSQL ranks with pgvector's HNSW index instead (``postgres.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from memagent.memory import schema
+
+KINDS = ("message", "passage")
+"""What an embedding is of: ``embeddings.message_id`` or ``embeddings.passage_id`` is set."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToEmbed:
+    """A stored row without a vector, and the text its vector is of."""
+
+    kind: str
+    row_id: int
+    agent_id: int
+    text: str
+
+
+def source(kind: str) -> sa.Table:
+    return schema.messages if kind == "message" else schema.passages
+
+
+def vector_column(kind: str) -> sa.Column[Any]:
+    e = schema.embeddings
+    return e.c.message_id if kind == "message" else e.c.passage_id
+
+
+def embedded_text(kind: str, context: str, text: str) -> str:
+    """The text a row's vector is of: its index text, after its context for a message (see above)."""
+    return f"{context}\n{text}" if context and kind == "message" else text
+
+
+def select_pending(kind: str, model: str, after: int, limit: int) -> sa.Select[Any]:
+    """Rows of ``kind`` with index text and no vector of ``model``, id order from after ``after``."""
+    table, e = source(kind), schema.embeddings
+    has_vector = sa.exists().where(vector_column(kind) == table.c.id, e.c.model == model)
+    return (
+        sa.select(table.c.id, table.c.agent_id, table.c.search_context, table.c.search_text)
+        .where(table.c.search_text != "", table.c.id > after, ~has_vector)
+        .order_by(table.c.id)
+        .limit(limit)
+    )
+
+
+def pending_rows(rows: Sequence[sa.Row[Any]], kind: str) -> list[ToEmbed]:
+    return [
+        ToEmbed(kind, row.id, row.agent_id, embedded_text(kind, row.search_context, row.search_text)) for row in rows
+    ]
+
+
+def count_pending(kind: str, model: str) -> sa.Select[Any]:
+    table, e = source(kind), schema.embeddings
+    has_vector = sa.exists().where(vector_column(kind) == table.c.id, e.c.model == model)
+    return sa.select(sa.func.count()).select_from(table).where(table.c.search_text != "", ~has_vector)
+
+
+def still_current(kind: str, batch: Sequence[ToEmbed], model: str) -> sa.Select[Any]:
+    """Which rows of ``batch`` are still stored with the text that was embedded, and still have no vector: the
+    others were deleted, rewritten or embedded by another process while the model ran."""
+    table, e = source(kind), schema.embeddings
+    has_vector = sa.exists().where(vector_column(kind) == table.c.id, e.c.model == model)
+    return sa.select(table.c.id, table.c.search_context, table.c.search_text).where(
+        table.c.id.in_([item.row_id for item in batch]), ~has_vector
+    )
+
+
+def insert_values(kind: str, items: Sequence[tuple[ToEmbed, bytes]], model: str) -> list[dict[str, Any]]:
+    column = vector_column(kind).name
+    return [
+        {"agent_id": item.agent_id, column: item.row_id, "model": model, "vector": vector} for item, vector in items
+    ]
+
+
+# ------------------------------------------------------------------------------------------ SQLite's dense side
+
+Rows = Callable[[sa.Executable], Sequence[sa.Row[Any]]]
+
+
+@dataclass
+class _Matrix:
+    """One agent's vectors of one kind and model, in embedding-id order: the first ``count`` rows of ``buffer``
+    (numpy float32), which doubles when full, so topping it up costs the new rows only."""
+
+    count: int = 0
+    row_ids: list[int] = field(default_factory=list)
+    buffer: Any = None
+
+    def append(self, row_ids: Sequence[int], vectors: Sequence[bytes]) -> None:
+        import numpy as np
+
+        added = np.frombuffer(b"".join(vectors), dtype="<f4").reshape(len(vectors), -1)
+        needed = self.count + len(vectors)
+        if self.buffer is None or needed > len(self.buffer):
+            grown = np.empty((max(needed, 2 * self.count, 256), added.shape[1]), dtype="<f4")
+            if self.buffer is not None:
+                grown[: self.count] = self.buffer[: self.count]
+            self.buffer = grown
+        self.buffer[self.count : needed] = added
+        self.row_ids.extend(row_ids)
+        self.count = needed
+
+    def nearest(self, query: bytes, limit: int) -> list[int]:
+        import numpy as np
+
+        top = min(limit, self.count)
+        if top <= 0:
+            return []
+        # einsum, not ``@``: numpy's BLAS would spread this product over every core, and on a busy 2-core machine
+        # its threads made it 100 times slower (8 ms instead of 0.07 ms for 2,000 rows); einsum's own loop is one
+        # thread (memory-bound at 100k rows: 150 MB of float32).
+        scores = np.einsum("ij,j->i", self.buffer[: self.count], np.frombuffer(query, dtype="<f4"))
+        best = np.argpartition(-scores, top - 1)[:top]
+        best = best[np.argsort(-scores[best], kind="stable")]
+        return [self.row_ids[i] for i in best.tolist()]
+
+
+@dataclass
+class _AgentVectors:
+    """What of one agent's vectors of one model is in memory: up to embedding id ``last_id``, ``count`` in all."""
+
+    last_id: int = 0
+    count: int = 0
+    kinds: dict[str, _Matrix] = field(default_factory=lambda: {kind: _Matrix() for kind in KINDS})
+
+
+class DenseIndex:
+    """Each agent's vectors in memory (SQLite): refreshed from the table before every search, cheaply (the count and
+    newest id, from an index, then only the rows with a larger id), read again when the count says some were
+    deleted."""
+
+    def __init__(self) -> None:
+        self._agents: dict[tuple[int, str], _AgentVectors] = {}
+
+    def nearest(self, rows: Rows, kind: str, agent_id: int, model: str, query: bytes, limit: int) -> list[int]:
+        """Ids of the agent's rows of ``kind`` nearest to ``query`` (cosine), best first."""
+        return self._refreshed(rows, agent_id, model).kinds[kind].nearest(query, limit)
+
+    def _refreshed(self, rows: Rows, agent_id: int, model: str, attempts: int = 3) -> _AgentVectors:
+        e = schema.embeddings
+        mine = [e.c.agent_id == agent_id, e.c.model == model]
+        summary: tuple[Any, ...] = tuple(rows(sa.select(sa.func.count(), sa.func.max(e.c.id)).where(*mine))[0])
+        count, newest = int(summary[0]), int(summary[1] or 0)
+        vectors = self._agents.get((agent_id, model))
+        if vectors is None or count < vectors.count:
+            vectors = self._agents[(agent_id, model)] = _AgentVectors()
+        if count == vectors.count and newest == vectors.last_id:
+            return vectors
+        added = rows(
+            sa.select(e.c.id, e.c.message_id, e.c.passage_id, e.c.vector)
+            .where(*mine, e.c.id > vectors.last_id)
+            .order_by(e.c.id)
+        )
+        for kind, column in (("message", "message_id"), ("passage", "passage_id")):
+            found = [row for row in added if getattr(row, column) is not None]
+            if found:
+                vectors.kinds[kind].append([int(getattr(row, column)) for row in found], [row.vector for row in found])
+        if added:
+            vectors.last_id = int(added[-1].id)
+        vectors.count += len(added)
+        if vectors.count != count and attempts > 1:  # deleted and added since the last look (or meanwhile): again
+            del self._agents[(agent_id, model)]
+            return self._refreshed(rows, agent_id, model, attempts - 1)
+        return vectors
