@@ -55,7 +55,8 @@ def token_counter(backend: Backend) -> TokenCounter:
 
 def search_memory(store: Store, agent_id: int, query: str, count: int) -> tuple[list[StoredMessage], list[Passage]]:
     """The searches auto recall makes: up to ``count`` recall rows (user and assistant turns) and archival
-    passages for ``query``, best first. The one seam to switch to the hybrid (dense + full-text) search."""
+    passages for ``query``, best first: the store's own searches, hybrid (full text fused with vectors) when the
+    store has an embedder (``Store.use_embedder``), full text otherwise."""
     messages = store.search_messages(agent_id, query, page_size=count, roles=INDEXED_ROLES).items
     passages = store.search_passages(agent_id, query, page_size=count).items
     return list(messages), list(passages)

@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from memagent.memory import schema
-from memagent.memory.dialect import Dialect
+from memagent.memory.dialect import RANK_WINDOW, Dialect
 from memagent.memory.embed import Embedder
 from memagent.memory.filters import NO_FILTER, SearchFilter
 from memagent.memory.rows import Passage, SearchPage, StoredMessage, message_from_row, passage_from_row, search_page
@@ -105,16 +105,11 @@ class HybridSearcher(Searcher):
         page: int, page_size: int,
     ) -> tuple[int, list[sa.Row[Any]], bool]:
         """(total, the page's rows, capped): the full-text ranking's ids up to the count limit (one more says
-        "more than"; every match ranked, no window), its first ``depth`` fused with the dense ranking's, then the
-        rest of it. ``filters`` apply to both sides."""
+        "more than"; ranked within the window as ``Searcher`` ranks them), its first ``depth`` fused with the dense
+        ranking's, then the rest of it. ``filters`` apply to both sides."""
         check_paging(page, page_size)
         limit = count_limit(page, page_size)
-        ids_only = (source.table.c.id,)
-        ranked_terms = self._narrow(source.table, terms)
-        _count, ranked = self._dialect.text_search(
-            source.table, ids_only, agent_id, filters, ranked_terms, limit + 1, 0, limit
-        )
-        full_text = [int(row[0]) for row in self._rows(ranked)]
+        full_text, windowed = self._full_text_ids(source, agent_id, filters, terms, page_size, limit)
         vector = self.embedder.query(query)
         depth = self.fusion.depth
         nearest = self._dialect.dense_search(self._rows, source.kind, agent_id, self.embedder.model, vector, depth)
@@ -124,7 +119,22 @@ class HybridSearcher(Searcher):
         dense_only = len(shown - set(full_text))
         total = min(len(full_text), limit) + dense_only
         rows = self._fetch(source, order[page * page_size : (page + 1) * page_size])
-        return total, rows, len(full_text) > limit
+        return total, rows, len(full_text) > limit or windowed
+
+    def _full_text_ids(
+        self, source: _Source, agent_id: int, filters: SearchFilter, terms: Sequence[str], page_size: int, limit: int
+    ) -> tuple[list[int], bool]:
+        """The full-text ranking's first ``limit`` + 1 ids, and whether the window left matches out; over every match
+        when the window holds less than a page of this agent's (the rule of ``Searcher._text_page``)."""
+        ranked_terms = self._narrow(source.table, terms)
+        for window in (RANK_WINDOW, None):
+            count, ranked = self._dialect.text_search(
+                source.table, (source.table.c.id,), agent_id, filters, ranked_terms, limit + 1, 0, limit, window
+            )
+            matches, bound = self._counted(count)
+            if window is None or not bound or matches >= page_size:
+                return [int(row[0]) for row in self._rows(ranked)], bool(bound)
+        raise AssertionError("unreachable: the loop's last pass returns")
 
     def _kept(self, source: _Source, agent_id: int, filters: SearchFilter, ids: Sequence[int]) -> list[int]:
         """``ids`` (in their order) that are the agent's indexed rows passing the filters: the dense side sees only

