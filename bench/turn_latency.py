@@ -2,8 +2,9 @@
 
 Every scenario builds a fresh backend, as a new process would, and runs in one process after the others:
 - a new agent's first turn without the shared prefix cache, and with it (the prefix saved by an earlier agent);
-- ordinary turns of one agent with memagent's llama.cpp options (q8_0 KV cache, flash attention) and with
-  llama.cpp's defaults memagent used before (f16 KV cache, no flash attention);
+- ordinary turns of one agent with memagent's llama.cpp options (8-bit keys and 16-bit values in the KV cache,
+  the grammar checked after sampling) and with llama.cpp's defaults memagent used before (f16 KV cache,
+  llama.cpp's sampler);
 - ordinary turns with MemGPT's layout (statistics and a timestamp rebuilt in the system message every step), for
   reference.
 
