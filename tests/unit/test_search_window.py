@@ -66,3 +66,32 @@ def test_paging_within_the_window_is_consistent(store: Store) -> None:
     seen = [m.id for p in pages for m in p.items]
     assert len(seen) == len(set(seen)) == 4  # the window's four matches over two pages, none repeated after
     assert [len(p.items) for p in pages] == [2, 2, 0] and all(p.capped for p in pages)
+
+
+def test_hybrid_search_ranks_full_text_within_the_window_and_falls_back_the_same_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fakes import FakeEmbedder
+
+    from memagent.memory import hybrid
+
+    monkeypatch.setattr(hybrid, "RANK_WINDOW", WINDOW)
+    monkeypatch.setattr(search, "RANK_WINDOW", WINDOW)
+    store = Store.in_memory()
+    try:
+        store.use_embedder(FakeEmbedder({}))
+        mine, busy = agent_id(store, "mine"), agent_id(store, "busy")
+        with store.transaction() as tx:
+            kept = [tx.add_message(mine, "user", f"my garden tomatoes {i}", {}) for i in range(3)]
+            for i in range(20):
+                tx.add_message(busy, "user", f"their garden tomatoes {i}", {})
+            old = tx.add_passage(busy, "the adoption papers arrived")
+            newer = [tx.add_passage(busy, f"papers arrived, day {i}") for i in range(12)]
+        found = store.search_messages(mine, "garden tomatoes", page_size=5)
+        assert sorted(m.id for m in found.items) == kept  # another agent filled the window: every match
+        rare = store.search_passages(busy, "adoption papers", page_size=3)
+        assert rare.items[0].id == old  # "papers" is in more rows than the window: the rarer word ranks
+        common = store.search_passages(busy, "papers arrived", page_size=3)
+        assert {p.id for p in common.items} <= set(newer) and common.capped
+    finally:
+        store.close()
