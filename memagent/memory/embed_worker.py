@@ -29,6 +29,9 @@ BATCH = 8
 
 RESCAN_SECONDS = 300.0
 NICENESS = 10
+FIRST_SCAN_DELAY = 5.0
+"""Seconds after start before the worker looks for old rows, unless a commit wakes it first: loading numpy and the
+e5 model at once would compete with the chat's own start for the GIL and the CPU (the first prompt comes first)."""
 
 
 def _lower_priority() -> None:
@@ -41,11 +44,13 @@ class EmbeddingWorker:
     """Embeds the rows of the database ``open_store`` opens, in a thread, from ``start`` to ``stop``."""
 
     def __init__(
-        self, open_store: Callable[[], Store], embedder: Embedder, *, rescan: float = RESCAN_SECONDS
+        self, open_store: Callable[[], Store], embedder: Embedder, *, rescan: float = RESCAN_SECONDS,
+        first_scan_delay: float = FIRST_SCAN_DELAY,
     ) -> None:
         self._open_store = open_store
         self.embedder = embedder
         self.rescan = rescan
+        self.first_scan_delay = first_scan_delay
         self.embedded = 0
         self.last_error: str | None = None
         self._wake = threading.Event()
@@ -77,6 +82,10 @@ class EmbeddingWorker:
 
     def _run(self) -> None:
         _lower_priority()
+        self._wake.wait(self.first_scan_delay)
+        if self._stop.is_set():
+            self._idle.set()
+            return
         try:
             store = self._open_store()
         except Exception as error:  # any error, as in _loop

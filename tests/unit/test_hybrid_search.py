@@ -161,7 +161,7 @@ def test_the_worker_embeds_rows_after_their_transaction_commits(tmp_path: Path) 
     path = tmp_path / "chat.db"
     embedder = FakeEmbedder()
     store = Store(path)
-    worker = EmbeddingWorker(lambda: Store(path), embedder)
+    worker = EmbeddingWorker(lambda: Store(path), embedder, first_scan_delay=0)
     store.on_commit(worker.wake)
     worker.start()
     try:
@@ -177,6 +177,31 @@ def test_the_worker_embeds_rows_after_their_transaction_commits(tmp_path: Path) 
     finally:
         worker.stop()
         store.close()
+
+
+def test_the_worker_leaves_old_rows_to_its_first_scan_but_a_commit_wakes_it_at_once(tmp_path: Path) -> None:
+    """Old rows wait for the first scan (the chat's start comes first); a commit wakes the worker before that."""
+    path = tmp_path / "chat.db"
+    with Store(path) as store:
+        with store.transaction() as tx:
+            agent_id = tx.create_agent("a", {}).id
+            tx.add_message(agent_id, "user", "an old row", {})
+        idle = FakeEmbedder()
+        stopped = EmbeddingWorker(lambda: Store(path), idle, first_scan_delay=3600)
+        stopped.start()
+        stopped.stop()  # before its first scan: ends at once, nothing embedded
+        assert idle.embedded == [] and store.count_unembedded(idle.model) == 1
+        embedder = FakeEmbedder()
+        worker = EmbeddingWorker(lambda: Store(path), embedder, first_scan_delay=3600)
+        store.on_commit(worker.wake)
+        worker.start()
+        try:
+            with store.transaction() as tx:
+                tx.add_message(agent_id, "user", "a new row", {})
+            assert worker.wait_idle(30)
+            assert store.count_unembedded(embedder.model) == 0  # the old row too
+        finally:
+            worker.stop()
 
 
 def test_without_the_extra_search_is_full_text_and_the_chat_says_so_once(tmp_path: Path, monkeypatch) -> None:
