@@ -104,3 +104,76 @@ class FakeEmbedder:
     def query(self, text: str) -> bytes:
         self.queries.append(text)
         return self._vector(text)
+
+
+class ByteLlama:
+    """Stands in for the embedded backend's llama_cpp.Llama (memagent/llm/backends/llama_model.py): tokens are the
+    bytes of the text after a BOS of 1, token 0 ends a generation, and the "model" writes ``reply`` one byte a step
+    (then 0). ``evaluated`` counts the prompt tokens it had to compute; ``batches`` the generation batches evaluated;
+    ``on_step`` runs before each sampled token (a clock to advance)."""
+
+    END = 0
+
+    def __init__(self, reply: bytes = b"ok", context: int = 4096, on_step: Callable[[], None] | None = None) -> None:
+        self.reply = reply
+        self.context = context
+        self.on_step = on_step
+        self.input_ids = IntList([0] * context)
+        self.n_tokens = 0
+        self.ctx = self
+        self.evaluated = 0
+        self.batches: list[list[int]] = []
+        self._written = 0  # bytes of the reply sampled so far in this generation
+
+    def n_ctx(self) -> int:
+        return self.context
+
+    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = True) -> list[int]:
+        return [1, *text] if add_bos else list(text)
+
+    def reset(self) -> None:
+        self.n_tokens = 0
+
+    def eval(self, tokens: list[int]) -> None:
+        self.input_ids[self.n_tokens : self.n_tokens + len(tokens)] = tokens
+        self.n_tokens += len(tokens)
+        self.evaluated += len(tokens)
+        self._written = 0  # a new prompt: the reply starts again
+
+    # -- the generation steps --------------------------------------------------------------------
+    def new_sampler(self, **options: Any) -> object:
+        return object()
+
+    def keep_prefix(self, count: int) -> int:
+        self.n_tokens = max(count, 0)
+        return self.n_tokens
+
+    def eval_all(self, tokens: list[int]) -> None:
+        self.input_ids[self.n_tokens : self.n_tokens + len(tokens)] = tokens
+        self.n_tokens += len(tokens)
+        self.batches.append(list(tokens))
+
+    def sample_at(self, sampler: object, row: int) -> int:
+        if self.on_step is not None:
+            self.on_step()
+        if self._written >= len(self.reply):
+            return self.END
+        self._written += 1
+        return self.reply[self._written - 1]
+
+    def is_end(self, token: int) -> bool:
+        return token == self.END
+
+    def piece(self, token: int) -> bytes:
+        return bytes([token])
+
+
+class IntList(list[int]):
+    """A list whose slices are IntLists with numpy's tolist(), as llama-cpp-python's input_ids array has."""
+
+    def __getitem__(self, index: Any) -> Any:
+        item = super().__getitem__(index)
+        return IntList(item) if isinstance(index, slice) else item
+
+    def tolist(self) -> list[int]:
+        return list(self)

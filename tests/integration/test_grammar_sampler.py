@@ -27,12 +27,15 @@ def test_a_grammar_the_model_would_not_follow_is_followed_anyway(backend):
     prompt = "<|im_start|>user\nTell me a long story about a dragon.<|im_end|>\n<|im_start|>assistant\n"
     constraint = Constraint(json_schema={}, gbnf='root ::= "yes" | "no"')
     backend.temperature = 1.5
+    answers, rejections = set(), 0
     try:
-        answers = {backend.generate(CompletionRequest(prompt, (), 8, constraint)).text for _ in range(4)}
+        for _ in range(4):
+            answers.add(backend.generate(CompletionRequest(prompt, (), 8, constraint)).text)
+            rejections += backend.last_generation.grammar_rejections
     finally:
         backend.temperature = 0.3
     assert answers <= {"yes", "no"} and answers
-    assert backend._llm._sampler.rejections > 0  # the fallback ran (the model wanted to start a story)
+    assert rejections > 0  # the fallback ran (the model wanted to start a story)
 
 
 def test_constrained_calls_at_a_high_temperature_all_parse(backend):

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fakes import ByteLlama
 from stalling_server import (
     Behaviour,
     FakeServer,
@@ -242,33 +243,6 @@ def test_a_stream_that_never_ends_is_cut_at_the_deadline_whatever_the_transport(
 
 
 # -- in process: the deadline is checked after every token ----------------------------------------
-class FakeLlama:
-    """Stands in for llama_cpp.Llama: one token a second on `clock`, asking the stopping criterion after each."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.input_ids: list[int] = []
-        self.n_tokens = 0
-
-    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = True) -> list[int]:
-        return list(text)
-
-    def _tokens(self, max_tokens: int, stopping_criteria: Callable[[Any, Any], bool]) -> Iterator[str]:
-        for _ in range(max_tokens):
-            self.clock.advance(1.0)
-            yield "t"
-            if stopping_criteria(None, None):
-                return
-
-    def create_completion(self, prompt: str, *, stream: bool = False, max_tokens: int, **options: Any) -> Any:
-        pieces = self._tokens(max_tokens, options["stopping_criteria"])
-        if stream:
-            return ({"choices": [{"text": piece, "finish_reason": None}]} for piece in pieces)
-        text = "".join(pieces)
-        usage = {"prompt_tokens": len(prompt), "completion_tokens": len(text)}
-        return {"choices": [{"text": text, "finish_reason": "length"}], "usage": usage}
-
-
 def embedded_backend(timeout: float | None) -> Any:
     from pathlib import Path
 
@@ -281,7 +255,7 @@ def embedded_backend(timeout: float | None) -> Any:
     backend._clock = clock
     backend.model_path = Path("model.gguf")
     backend.temperature, backend.repeat_penalty, backend._grammars = 0.3, 1.1, {}
-    backend._llm = FakeLlama(clock)
+    backend._llm = ByteLlama(b"t" * 100, on_step=lambda: clock.advance(1.0))
     return backend
 
 
@@ -292,7 +266,7 @@ def test_an_embedded_generation_past_its_deadline_is_one_line(streamed: bool) ->
     with pytest.raises(BackendError) as caught:
         backend.complete("p", max_tokens=100, on_text=pieces.append if streamed else None)
     assert_one_line(caught.value, "embedded model model.gguf", "within the 5 s deadline", "--timeout SECONDS")
-    assert backend._llm.clock.now == 1005.0  # stopped at the deadline, not after 100 tokens
+    assert backend._clock.now == 1005.0  # stopped at the deadline, not after 100 tokens
     assert pieces == (["t"] * 5 if streamed else [])
 
 

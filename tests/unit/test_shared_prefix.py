@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import ByteLlama
 
 from memagent.llm.backends import embedded
 from memagent.llm.backends.embedded import EmbeddedBackend
@@ -22,56 +23,15 @@ from memagent.llm.types import CompletionRequest
 SHARED = "You are an agent. " * 20 + "Functions: send_message(message), archival_memory_search(query)."
 
 
-class Tokens(list[int]):
-    def __getitem__(self, index: Any) -> Any:
-        item = super().__getitem__(index)
-        return Tokens(item) if isinstance(index, slice) else item
-
-    def tolist(self) -> list[int]:
-        return list(self)
-
-
-class FakeLlama:
-    """Tokens are bytes (after a BOS of 1); `evaluated` counts every token the model had to compute."""
-
-    def __init__(self) -> None:
-        self.input_ids = Tokens([0] * 4096)
-        self.n_tokens = 0
-        self.ctx = self
-        self.evaluated = 0
-
-    def n_ctx(self) -> int:
-        return 4096
-
-    def tokenize(self, text: bytes, add_bos: bool, special: bool) -> list[int]:
-        return [1, *text]
-
-    def reset(self) -> None:
-        self.n_tokens = 0
-
-    def eval(self, tokens: list[int]) -> None:
-        self.input_ids[self.n_tokens : self.n_tokens + len(tokens)] = tokens
-        self.n_tokens += len(tokens)
-        self.evaluated += len(tokens)
-
-    def create_completion(self, prompt: str, **kwargs: Any) -> dict[str, Any]:
-        tokens = self.tokenize(prompt.encode(), True, True)
-        reused = min(embedded.common_prefix(self.input_ids[: self.n_tokens], tokens), len(tokens) - 1)
-        self.n_tokens = reused
-        self.eval(tokens[reused:])
-        usage = {"prompt_tokens": len(tokens), "completion_tokens": 1}
-        return {"choices": [{"text": "ok", "finish_reason": "stop"}], "usage": usage}
-
-
 @pytest.fixture(autouse=True)
 def fake_llama_cpp(monkeypatch: pytest.MonkeyPatch) -> None:
     """State files hold the token list as JSON, as llama_state_save_file/llama_state_load_file would hold the KV."""
 
-    def save(ctx: FakeLlama, path: bytes, tokens: Any, count: int) -> bool:
+    def save(ctx: ByteLlama, path: bytes, tokens: Any, count: int) -> bool:
         Path(path.decode()).write_text(json.dumps(list(tokens[:count])))
         return True
 
-    def load(ctx: FakeLlama, path: bytes, tokens: Any, capacity: int, count: Any) -> bool:
+    def load(ctx: ByteLlama, path: bytes, tokens: Any, capacity: int, count: Any) -> bool:
         try:
             saved = json.loads(Path(path.decode()).read_text())
         except ValueError:
@@ -95,7 +55,7 @@ def backend(tmp_path: Path, model: str = "m.gguf") -> EmbeddedBackend:
     instance.temperature, instance.repeat_penalty, instance._grammars = 0.3, 1.1, {}
     instance.limits = embedded.call_limits(None, default=embedded.DEFAULT_EMBEDDED_TIMEOUT)
     instance._clock = lambda: 0.0
-    instance._llm = FakeLlama()
+    instance._llm = ByteLlama()
     return instance
 
 
@@ -209,3 +169,16 @@ def test_an_unknown_kv_cache_type_is_one_line_naming_the_choices(tmp_path: Path)
     model.write_bytes(b"GGUF")
     with pytest.raises(ConfigError, match="kv_cache_type 'q2' is not one of q8_0-k, f16, q8_0, q4_0"):
         EmbeddedBackend(model, kv_cache_type="q2")
+
+
+def test_the_next_prompt_keeps_the_tokens_the_reply_was_sampled_as(tmp_path: Path) -> None:
+    instance = backend(tmp_path)
+    prompt = SHARED + "\nUSER: one\nASSISTANT: "
+    instance.generate(CompletionRequest(prompt))  # the fake writes "ok"
+    sampled = instance._llm.input_ids[: instance._llm.n_tokens]
+    assert sampled[-2:] == list(b"ok")
+    # were the text tokenized again, its tokens would differ (as a reply sampled under a grammar often does)
+    instance._llm.tokenize = lambda text, add_bos=True, special=True: [7] * len(text)  # type: ignore[method-assign]
+    tokens = instance._prompt_tokens(prompt + "ok\nUSER: two")
+    assert tokens == [*sampled, *[7] * len("\nUSER: two")]
+    assert instance._prompt_tokens("another prompt") == [7] * len("another prompt")  # not a continuation: as is

@@ -64,18 +64,3 @@ class GrammarLastSampler:
         self.free.close()
         self.grammar.close()
 
-
-def llama_with_grammar_last(**kwargs: Any) -> Any:
-    """A llama_cpp.Llama whose grammar-constrained sampling checks the sampled token first (see the module)."""
-    from llama_cpp import Llama, _internals
-
-    class GrammarLastLlama(Llama):  # type: ignore[misc]  # llama_cpp is untyped
-        def _init_sampler(self, *args: Any, grammar: Any = None, **options: Any) -> Any:
-            free = super()._init_sampler(*args, grammar=None, **options)
-            if grammar is None:
-                return free
-            constrained = _internals.LlamaSampler()
-            constrained.add_grammar(self._model, grammar)
-            return GrammarLastSampler(free, constrained, self._n_vocab)
-
-    return GrammarLastLlama(**kwargs)
