@@ -2,15 +2,15 @@
 
 Every scenario builds a fresh backend, as a new process would, and runs in one process after the others:
 - a new agent's first turn without the shared prefix cache, and with it (the prefix saved by an earlier agent);
-- ordinary turns of one agent with memagent's llama.cpp options (8-bit keys and 16-bit values in the KV cache,
-  the grammar checked after sampling) and with llama.cpp's defaults memagent used before (f16 KV cache,
-  llama.cpp's sampler);
+- ordinary turns of one agent as memagent runs them (drafts looked up in the prompt, both CPUs generating), without
+  the drafts, and as memagent ran them before both (one generating thread, llama-cpp-python's default on 2 CPUs);
 - ordinary turns with MemGPT's layout (statistics and a timestamp rebuilt in the system message every step), for
   reference.
 
-A turn is split into prompt evaluation and generation (llama.cpp's own counters), sampling (the rest of the
-backend's call: token sampling with the grammar, detokenizing, Python), parsing (the wrapper), the database (the
-step's transactions: the function, its rows, the commit) and everything else (the turn's wall time minus those).
+A turn is split into prompt evaluation and generation (the generation loop's clocks around llama.cpp's batches),
+sampling (the rest of the backend's call: token sampling with the grammar, detokenizing, Python), parsing (the
+wrapper), the database (the step's transactions: the function, its rows, the commit) and everything else (the turn's
+wall time minus those).
 The grammar's share of sampling is measured apart: the same prompt generated with and without the grammar.
 
     .venv/bin/python -m bench.turn_latency [--turns 6] [--json FILE]
@@ -33,7 +33,7 @@ from bench.common import Section, Target, Timer, log, md_table, paragraphs, targ
 from memagent.agent import Agent
 from memagent.app import open_agent
 from memagent.events import Event
-from memagent.llm.backends.embedded import EmbeddedBackend
+from memagent.llm.backends.embedded import EmbeddedBackend, available_cpus
 from memagent.llm.types import Completion, CompletionRequest
 from memagent.memory.store import Store
 from memagent.settings import Settings
@@ -66,6 +66,8 @@ class Split:
     database: float = 0.0
     setup: float = 0.0  # before the turn: loading the model, the agent, the shared prefix (first turns only)
     steps: int = 0
+    drafted: int = 0  # draft tokens evaluated (lookup_decoding.py)
+    accepted: int = 0  # of those, the ones the sampler agreed with
 
     @property
     def other(self) -> float:
@@ -74,42 +76,41 @@ class Split:
 
 
 class TimedBackend(EmbeddedBackend):
-    """The embedded backend with llama.cpp's performance counters read around every call."""
-
-    previous_defaults = False  # llama.cpp's own defaults (f16 KV cache, no flash attention), as memagent before
+    """The embedded backend with the generation loop's own clocks read after every call."""
 
     def __init__(self, **kwargs: Any) -> None:
         self.split = Split()
         super().__init__(**kwargs)
 
-    def _load(self, n_ctx: int, seed: int, threads: int | None) -> Any:
-        if not self.previous_defaults:
-            return super()._load(n_ctx, seed, threads)
-        from llama_cpp import Llama
-
-        return Llama(model_path=str(self.model_path), n_ctx=n_ctx, seed=seed, n_threads=threads, verbose=False)
-
     def generate(self, request: CompletionRequest) -> Completion:
-        import llama_cpp
-
-        ctx = self._llm._ctx.ctx
-        llama_cpp.llama_perf_context_reset(ctx)
         start = time.perf_counter()
         completion = super().generate(request)
         wall = time.perf_counter() - start
-        perf = llama_cpp.llama_perf_context(ctx)
+        generation = self.last_generation
+        assert generation is not None
         split = self.split
-        split.prompt_eval += perf.t_p_eval_ms / 1000
-        split.generation += perf.t_eval_ms / 1000
-        split.sampling += max(wall - (perf.t_p_eval_ms + perf.t_eval_ms) / 1000, 0.0)
+        split.prompt_eval += generation.prompt_seconds
+        split.generation += generation.decode_seconds
+        split.sampling += max(wall - generation.prompt_seconds - generation.decode_seconds, 0.0)
         split.prompt_tokens_evaluated += completion.prompt_tokens_evaluated or 0
         split.generated_tokens += completion.completion_tokens or 0
         split.steps += 1
+        split.drafted += generation.drafted
+        split.accepted += generation.accepted
         return completion
 
 
-class Previous(TimedBackend):
-    previous_defaults = True
+class NoDrafts(TimedBackend):
+    draft_tokens = 0
+
+
+class Before(NoDrafts):
+    """memagent before drafts and two generating threads: one thread generates, both evaluate prompts."""
+
+    def _load(self, n_ctx: int, seed: int, threads: int | None) -> Any:
+        llm = super()._load(n_ctx, seed, threads)
+        llm._ctx.set_n_threads(1, available_cpus())
+        return llm
 
 
 def timed(fn: Callable[..., Any], add: Callable[[float], None]) -> Callable[..., Any]:
@@ -217,7 +218,7 @@ def grammar_overhead(home: Path) -> dict[str, float]:
 
 def median_split(splits: list[Split]) -> dict[str, float]:
     keys = ("wall", "prompt_eval", "prompt_tokens_evaluated", "generation", "generated_tokens", "sampling", "parsing",
-            "database")
+            "database", "drafted", "accepted")
     medians = {key: statistics.median(getattr(s, key) for s in splits) for key in keys}
     medians["other"] = statistics.median(s.other for s in splits)
     return medians
@@ -233,8 +234,10 @@ def measure(turns: int) -> dict[str, Any]:
         seeding = run_session(home, "seeding", TimedBackend, share=True, turns=0)
         log("new agent starting from the saved shared prefix")
         warm = run_session(home, "warm", TimedBackend, share=True, turns=0)
-        log("ordinary turns with llama.cpp's defaults (memagent before)")
-        previous = run_session(home, "previous", Previous, share=False, turns=turns)
+        log("ordinary turns without drafts")
+        no_drafts = run_session(home, "no-drafts", NoDrafts, share=True, turns=turns)
+        log("ordinary turns as before: one generating thread, no drafts")
+        before = run_session(home, "before", Before, share=True, turns=turns)
         log("ordinary turns with MemGPT's layout")
         memgpt = run_session(home, "memgpt", TimedBackend, share=True, turns=turns, layout="memgpt")
         log("grammar overhead")
@@ -246,7 +249,8 @@ def measure(turns: int) -> dict[str, Any]:
     }
     results["ordinary_turn"] = {
         "memagent": median_split(cold.turns),
-        "memagent, llama.cpp defaults (before)": median_split(previous.turns),
+        "without drafts": median_split(no_drafts.turns),
+        "before: one generating thread, no drafts": median_split(before.turns),
         "MemGPT layout": median_split(memgpt.turns),
     }
     results["kv_save_s"] = cold.kv_save_s
@@ -266,10 +270,12 @@ def row(name: str, split: dict[str, float]) -> list[str]:
         f"{split['parsing'] * 1000:.1f} ms",
         f"{split['database'] * 1000:.1f} ms",
         f"{split['other']:.2f}",
+        f"{split.get('accepted', 0):.0f} / {split.get('drafted', 0):.0f}",
     ]
 
 
-HEADERS = ("", "total s", "setup s", "prompt eval s", "generation s", "sampling s", "parsing", "database", "other s")
+HEADERS = ("", "total s", "setup s", "prompt eval s", "generation s", "sampling s", "parsing", "database", "other s",
+           "drafts kept / evaluated")
 
 
 def build_section(results: dict[str, Any], turns: int, seconds: float, load: Any) -> Section:
@@ -278,7 +284,8 @@ def build_section(results: dict[str, Any], turns: int, seconds: float, load: Any
     warm_total = warm["wall"] + warm["setup"]
     cold_total = first["without shared prefix"]["wall"] + first["without shared prefix"]["setup"]
     turn = ordinary["memagent"]["wall"]
-    before = ordinary["memagent, llama.cpp defaults (before)"]["wall"]
+    before = ordinary["before: one generating thread, no drafts"]["wall"]
+    no_drafts = ordinary["without drafts"]["wall"]
     memgpt = ordinary["MemGPT layout"]["wall"]
     grammar = results["grammar_ms_per_token"]
     targets = [
@@ -296,8 +303,11 @@ def build_section(results: dict[str, Any], turns: int, seconds: float, load: Any
         "**A new agent's first turn:**\n\n" + md_table(HEADERS, [row(k, v) for k, v in first.items()]),
         "**An ordinary turn** (median):\n\n" + md_table(HEADERS, [row(k, v) for k, v in ordinary.items()]),
         f"Ratios: a new agent's first turn without / with the shared prefix cache: **{cold_total / warm_total:.1f}x**; "
-        f"an ordinary turn with llama.cpp's defaults (memagent before) / now: **{before / turn:.2f}x**; MemGPT's "
-        f"layout / memagent: **{memgpt / turn:.1f}x**.",
+        f"an ordinary turn before / now: **{before / turn:.2f}x** (without drafts / with them: "
+        f"{no_drafts / turn:.2f}x); MemGPT's layout / memagent: **{memgpt / turn:.1f}x**.",
+        "*generation* is llama.cpp's time for the batches after the prompt: a sampled token with the draft after "
+        "it (lookup_decoding.py), so its tok/s counts the tokens kept; *drafts kept / evaluated*: draft tokens the "
+        "sampler agreed with, of those evaluated.",
         f"Sampling per generated token: {grammar['with grammar']:.1f} ms with the call grammar, "
         f"{grammar['without']:.1f} ms without (the grammar's share: "
         f"{grammar['with grammar'] - grammar['without']:.1f} ms a token). Saving the KV state at the end of a "

@@ -24,11 +24,12 @@ def run(llm: ByteLlama, prompt: bytes, *, stop: tuple[str, ...] = (), max_tokens
 
 
 def test_a_draft_is_what_followed_the_last_tokens_the_last_time_they_occurred() -> None:
-    index = DraftIndex(list(b"abcXYZ abcQRS ab"))
-    assert bytes(index.draft(3)) == b"cQR"  # "ab" last seen before "cQRS"
-    index.append(ord("c"))
-    assert bytes(index.draft(8)) == b"QRS abc"  # after "abc"'s latest earlier occurrence, to the end
-    assert DraftIndex(list(b"abcdef")).draft(4) == []  # "ef" never occurred before
+    index = DraftIndex(list(b"abcXYZ abcQRS abc"))
+    assert bytes(index.draft(3)) == b"QRS"  # "abc" last seen before "QRS"
+    assert bytes(index.draft(8)) == b"QRS abc"  # to the end of what exists
+    index.append(ord("X"))
+    assert bytes(index.draft(8)) == b"YZ abcQR"  # "bcX" occurred once, at the start
+    assert DraftIndex(list(b"abcdef")).draft(4) == []  # "def" never occurred before
 
 
 def test_copied_text_is_drafted_and_kept_and_the_reply_is_exactly_what_was_sampled() -> None:
