@@ -15,6 +15,7 @@ import typer
 from memagent.cli.common import Db, Reporting
 
 if TYPE_CHECKING:
+    from memagent.app import Session
     from memagent.settings import Settings
 
 
@@ -88,20 +89,61 @@ def _say_preparing(tokens: int) -> None:
 
 
 def run_chat(settings: Settings) -> int:
-    """Open the session (in the crash guard's child), say which agent this is, and chat; the exit status."""
-    from memagent.app import constraint_notice, default_model_hint, open_session, search_notice
-    from memagent.cli.crash_guard import guard_chat, note_agent
-    from memagent.events import SessionInfo
-    from memagent.repl.loop import chat as run_repl
+    """Open the session (in the crash guard's child), say which agent this is, and chat; the exit status. In a
+    terminal the prompt is on screen while the session opens (cli/opening.py)."""
+    from memagent.cli.crash_guard import guard_chat
 
     guard_chat(settings.agent)  # from here on this is a child process; a crash of llama.cpp is explained
     if settings.debug:
         import faulthandler
 
         faulthandler.enable()  # a crash in native code prints the Python stack first
-    session = open_session(settings)
-    note_agent(session.agent.name)
+    if sys.stdin.isatty() and sys.stdout.isatty() and not settings.json_output:
+        return _chat_in_terminal(settings)
+    from memagent.repl.loop import chat as run_repl
+
+    session = _open_session(settings)
     try:
+        return run_repl(session.agent, json_output=settings.json_output, color=settings.color, home=settings.home)
+    finally:
+        session.close()
+
+
+def _chat_in_terminal(settings: Settings) -> int:
+    from memagent.cli.opening import Opening
+    from memagent.repl.prompt import InputPrompt, OpeningFailed
+
+    opening = Opening(lambda: _open_session(settings))
+    prompt = InputPrompt(settings.home / "history", settings.home, opening.agent_if_open)
+    try:
+        first = prompt.read_first(opening)
+    except OpeningFailed:
+        first = None
+    try:
+        session = opening.wait()  # raises what opening raised, reported as it is without the thread
+    except KeyboardInterrupt:  # Ctrl-C while the agent was still opening: leave at once (nothing was sent yet)
+        if first:
+            print("The agent was still opening: your message was not sent.", file=sys.stderr)
+        raise
+    try:
+        if first is None:
+            return 0
+        from memagent.repl.loop import chat_in_terminal
+
+        return chat_in_terminal(session.agent, prompt, first, color=settings.color, home=settings.home)
+    finally:
+        session.close()
+
+
+def _open_session(settings: Settings) -> Session:
+    """Open the session, say which agent it is (and any notice), and have the shared prompt prefix ready."""
+    from memagent.app import constraint_notice, default_model_hint, open_session, search_notice
+    from memagent.cli.crash_guard import note_agent
+    from memagent.events import SessionInfo
+
+    session = open_session(settings)
+    try:
+        note_agent(session.agent.name)
         verb = "Created" if session.created else "Resumed"
         message = (
             f"{verb} agent {session.agent.name} ({session.agent.wrapper.name} wrapper, {session.backend.name} backend)"
@@ -117,6 +159,7 @@ def run_chat(settings: Settings) -> int:
             if notice:  # on stderr in both modes, so the --json stream stays events only
                 print(notice, file=sys.stderr, flush=True)
         session.prepare_prefix(_say_preparing)
-        return run_repl(session.agent, json_output=settings.json_output, color=settings.color, home=settings.home)
-    finally:
+    except BaseException:
         session.close()
+        raise
+    return session

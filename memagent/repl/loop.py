@@ -15,25 +15,18 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from rich.console import Console
 
 from memagent.agent import Agent
 from memagent.events import Error, Event, Warning
-from memagent.repl.commands import Ask, Emit, ExitChat, completions, is_command, run_command, uses_model, wrapper_names
+from memagent.repl.commands import Ask, Emit, ExitChat, is_command, run_command, uses_model
+from memagent.repl.prompt import MULTILINE_SWITCH, InputPrompt
 from memagent.repl.render import EventPrinter, LivePrinter, safe
 from memagent.text import clean_text
 
-if TYPE_CHECKING:
-    from prompt_toolkit import PromptSession
-    from prompt_toolkit.completion import CompleteEvent, Completer, Completion
-    from prompt_toolkit.document import Document
-    from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
-
-MULTILINE_SWITCH = "//"
 CANCELLED = "Cancelled. Your message is saved and the agent is intact; type another message or /retry."
 CANCELLED_COMMAND = "Cancelled. What was done before Ctrl-C is saved and the agent is intact."
 
@@ -105,11 +98,6 @@ def run_scripted(agent: Agent, lines: Iterable[str], emit: Emit, home: Path | No
 # -- interactive -------------------------------------------------------------------------------------
 
 
-@dataclass
-class InputMode:
-    multiline: bool = False
-
-
 @contextmanager
 def noting_interrupts() -> Iterator[threading.Event]:
     """Ctrl-C raises KeyboardInterrupt as usual and is also noted in the Event this yields."""
@@ -148,88 +136,26 @@ def run_interactive_line(line: str, agent: Agent, printer: LivePrinter, ask: Ask
         printer.console.print(f"[yellow]⏹ {CANCELLED_COMMAND if is_command(line) else CANCELLED}[/]")
 
 
-def _key_bindings(mode: InputMode) -> KeyBindings:
-    from prompt_toolkit.filters import Condition
-    from prompt_toolkit.key_binding import KeyBindings
-
-    bindings = KeyBindings()
-
-    @bindings.add("escape", "enter")  # what terminals send for Alt-Enter
-    def _newline_or_send(event: KeyPressEvent) -> None:
-        if mode.multiline:
-            event.current_buffer.validate_and_handle()
-        else:
-            event.current_buffer.insert_text("\n")
-
-    @bindings.add("enter", filter=Condition(lambda: mode.multiline))
-    def _newline_or_switch(event: KeyPressEvent) -> None:
-        """In multiline mode Enter starts a new line, except on a lone // (the switch back)."""
-        buffer = event.current_buffer
-        if buffer.text.strip() == MULTILINE_SWITCH:
-            buffer.validate_and_handle()
-        else:
-            buffer.insert_text("\n")
-
-    return bindings
-
-
-def _completer(agent: Agent, home: Path | None) -> Completer:
-    from prompt_toolkit.completion import Completer, Completion
-
-    names = wrapper_names(home)
-
-    class SlashCompleter(Completer):
-        """Completes slash commands, then template field names or wrapper names (commands.completions)."""
-
-        def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterator[Completion]:
-            text = document.text_before_cursor
-            word = text.rsplit(" ", 1)[-1]
-            for candidate in completions(text, agent, names):
-                yield Completion(candidate, start_position=-len(word))
-
-    return SlashCompleter()
-
-
-def _session(agent: Agent, mode: InputMode, history_file: Path, home: Path | None) -> PromptSession[str]:
-    from prompt_toolkit import PromptSession
-    from prompt_toolkit.filters import Condition
-    from prompt_toolkit.history import FileHistory
-
-    history_file.parent.mkdir(parents=True, exist_ok=True)
-    return PromptSession(
-        history=FileHistory(str(history_file)),
-        completer=_completer(agent, home),
-        key_bindings=_key_bindings(mode),
-        multiline=Condition(lambda: mode.multiline),
-        prompt_continuation=lambda width, line_number, wrap_count: "… ".rjust(width),
-    )
-
-
-def run_interactive(agent: Agent, console: Console, printer: LivePrinter, home: Path) -> None:
-    mode = InputMode()
-    session = _session(agent, mode, home / "history", home)
+def run_interactive(
+    agent: Agent, prompt: InputPrompt, console: Console, printer: LivePrinter, home: Path, first: str | None = None
+) -> None:
+    """Read and run lines until /exit or Ctrl-D; ``first``, if given, is a line already read (by the first prompt,
+    while the agent opened)."""
     console.print(
         f"[dim]Chatting with [bold]{safe(agent.name)}[/bold]. /help for commands, // for multiline input, "
         "Ctrl-D or /exit to leave.[/]"
     )
-
-    def ask(prompt: str) -> str | None:
-        """A one-line answer (Enter sends), whatever the input mode."""
-        multiline, mode.multiline = mode.multiline, False
-        try:
-            return clean_text(session.prompt(prompt))
-        except (KeyboardInterrupt, EOFError):
-            return None
-        finally:
-            mode.multiline = multiline
-
+    mode = prompt.mode
     while True:
-        try:
-            line = clean_text(session.prompt(lambda: "… " if mode.multiline else "> "))
-        except KeyboardInterrupt:
-            continue  # Ctrl-C at the prompt clears the line
-        except EOFError:
-            return
+        if first is not None:
+            line, first = first, None
+        else:
+            try:
+                line = prompt.read()
+            except KeyboardInterrupt:
+                continue  # Ctrl-C at the prompt clears the line
+            except EOFError:
+                return
         if line.strip() == MULTILINE_SWITCH:
             mode.multiline = not mode.multiline
             state = "on: Enter starts a new line, Alt-Enter or Esc Enter sends, // switches back"
@@ -237,9 +163,17 @@ def run_interactive(agent: Agent, console: Console, printer: LivePrinter, home: 
             console.print(f"[dim]Multiline mode {state}.[/]")
             continue
         try:
-            run_interactive_line(line, agent, printer, ask, home)
+            run_interactive_line(line, agent, printer, prompt.ask, home)
         except ExitChat:
             return
+
+
+def chat_in_terminal(agent: Agent, prompt: InputPrompt, first: str, *, color: bool, home: Path) -> int:
+    """The interactive chat, after a first line read while the agent opened (cli/chat.py); the exit status."""
+    console = Console(no_color=not color, highlight=False, soft_wrap=True)
+    agent.stream = True  # show send_message's text as the model writes it
+    run_interactive(agent, prompt, console, LivePrinter(console), home, first)
+    return EXIT_OK
 
 
 def chat(agent: Agent, *, json_output: bool, color: bool, home: Path, stdin: TextIO | None = None) -> int:
@@ -249,7 +183,8 @@ def chat(agent: Agent, *, json_output: bool, color: bool, home: Path, stdin: Tex
     interactive = stdin.isatty() and sys.stdout.isatty() and not json_output
     if interactive:
         agent.stream = True  # show send_message's text as the model writes it
-        run_interactive(agent, console, LivePrinter(console), home)
+        prompt = InputPrompt(home / "history", home, lambda: agent)
+        run_interactive(agent, prompt, console, LivePrinter(console), home)
         return EXIT_OK
     printer = EventPrinter(console, json_output=json_output, echo_user=True)
     return run_scripted(agent, tolerant(stdin), printer, home)

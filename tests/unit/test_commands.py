@@ -300,10 +300,12 @@ def test_the_prompt_toolkit_completer_replaces_the_word_being_typed(make_agent, 
     from prompt_toolkit.completion import CompleteEvent
     from prompt_toolkit.document import Document
 
-    from memagent.repl.loop import _completer
+    from memagent.repl.prompt import completer
 
     agent, _ = make_agent()
-    found = list(_completer(agent, home).get_completions(Document("/edit_template_field memgpt_co"), CompleteEvent()))
+    assert list(completer(lambda: None, home).get_completions(Document("/ed"), CompleteEvent())) == []  # not open yet
+    typed = Document("/edit_template_field memgpt_co")
+    found = list(completer(lambda: agent, home).get_completions(typed, CompleteEvent()))
     assert [(c.text, c.start_position) for c in found] == [("memgpt_control_flow", -9), ("memgpt_core_memory", -9)]
 
 
@@ -424,11 +426,11 @@ def test_input_keys_alt_enter_and_multiline_mode():
     from prompt_toolkit.input import create_pipe_input
     from prompt_toolkit.output import DummyOutput
 
-    from memagent.repl.loop import InputMode, _key_bindings
+    from memagent.repl.prompt import InputMode, key_bindings
 
     mode = InputMode()
     with create_pipe_input() as keys:
-        session = PromptSession(input=keys, output=DummyOutput(), key_bindings=_key_bindings(mode),
+        session = PromptSession(input=keys, output=DummyOutput(), key_bindings=key_bindings(mode),
                                 multiline=Condition(lambda: mode.multiline))
         keys.send_text("one\x1b\rtwo\r")  # Esc Enter (Alt-Enter) adds a line, Enter sends
         assert session.prompt("> ") == "one\ntwo"
