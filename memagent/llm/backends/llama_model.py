@@ -49,6 +49,13 @@ def load_llama(**kwargs: Any) -> Any:
             """Sample with ``sampler`` from the logits of the ``row``-th token of the last batch (-1: its last)."""
             return int(sampler.sample(self._ctx, row))
 
+        def set_threads(self, threads: int) -> None:
+            """Evaluate everything, prompts and generated tokens, with ``threads`` threads."""
+            current = (getattr(self, "n_threads", 0), getattr(self, "n_threads_batch", 0))
+            if current != (threads, threads):
+                self.n_threads = self.n_threads_batch = threads
+                self._ctx.set_n_threads(threads, threads)
+
         def is_end(self, token: int) -> bool:
             return bool(llama_cpp.llama_vocab_is_eog(self._model.vocab, token))
 
