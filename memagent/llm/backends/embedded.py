@@ -1,7 +1,9 @@
 """llama.cpp in process, through llama-cpp-python (the default backend; the `local` extra).
 
-Keeps one model loaded for the whole session. llama-cpp-python reuses the KV cache for the longest
-common token prefix between calls, so a stable prompt prefix makes each turn evaluate only its new tokens.
+Keeps one model loaded for the whole session and generates with memagent's own loop (lookup_decoding.py): the KV
+cache is reused for the longest common token prefix between calls, so a stable prompt prefix makes each turn evaluate
+only its new tokens (a reply keeps the tokens it was sampled as, see `_prompt_tokens`), and drafts looked up in the
+prompt let one batch write several tokens. How many threads generate is measured (thread_choice.py).
 A call has a deadline (`timeout`, generous by default: nothing in process stalls like a server), checked
 after every generated token; the prompt's evaluation is one native call and can't be cut short.
 """
