@@ -107,10 +107,10 @@ class NoDrafts(TimedBackend):
 class Before(NoDrafts):
     """memagent before drafts and two generating threads: one thread generates, both evaluate prompts."""
 
-    def _load(self, n_ctx: int, seed: int, threads: int | None) -> Any:
-        llm = super()._load(n_ctx, seed, threads)
-        llm._ctx.set_n_threads(1, available_cpus())
-        return llm
+    def _use_threads(self) -> int:
+        self._llm.n_threads, self._llm.n_threads_batch = 1, available_cpus()
+        self._llm._ctx.set_n_threads(1, available_cpus())
+        return 0
 
 
 def timed(fn: Callable[..., Any], add: Callable[[float], None]) -> Callable[..., Any]:
@@ -154,6 +154,7 @@ class Run:
     first: Split
     turns: list[Split] = field(default_factory=list)
     kv_save_s: float = 0.0
+    threads_ms_per_token: dict[int, float] = field(default_factory=dict)  # ThreadChoice's averages at the end
 
 
 def run_session(
@@ -179,6 +180,8 @@ def run_session(
     start = time.perf_counter()
     backend.save_cache(home / "cache" / f"{name}.kv")
     run.kv_save_s = time.perf_counter() - start
+    choice = getattr(backend, "_threads", None)
+    run.threads_ms_per_token = {n: s * 1000 for n, s in (choice.seconds_per_token if choice else {}).items()}
     backend.close()
     store.close()
     return run
@@ -254,6 +257,7 @@ def measure(turns: int) -> dict[str, Any]:
         "MemGPT layout": median_split(memgpt.turns),
     }
     results["kv_save_s"] = cold.kv_save_s
+    results["threads_ms_per_token"] = cold.threads_ms_per_token
     return results
 
 
@@ -311,7 +315,10 @@ def build_section(results: dict[str, Any], turns: int, seconds: float, load: Any
         f"Sampling per generated token: {grammar['with grammar']:.1f} ms with the call grammar, "
         f"{grammar['without']:.1f} ms without (the grammar's share: "
         f"{grammar['with grammar'] - grammar['without']:.1f} ms a token). Saving the KV state at the end of a "
-        f"session: {results['kv_save_s']:.2f} s.",
+        f"session: {results['kv_save_s']:.2f} s. Generating threads (thread_choice.py), the moving average of "
+        "generation time per token at the end of the ordinary turns: "
+        + (", ".join(f"{n} thread{'s' if n > 1 else ''} {ms:.1f} ms" for n, ms in
+                     sorted(results.get("threads_ms_per_token", {}).items())) or "not measured") + ".",
     ])
     section = Section(
         "turn_latency", "Turn latency", f".venv/bin/python -m bench.turn_latency --turns {turns}",
