@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 
 class Opening:
-    """A session being opened by ``open_session`` in a thread of its own, started at once."""
+    """A session being opened by ``open_session`` in a thread of its own, from ``start()`` on (the first prompt calls
+    it once it is drawn, so that the opening's imports don't hold Python's lock while the prompt draws)."""
 
     def __init__(self, open_session: Callable[[], Session]) -> None:
         self._open = open_session
@@ -28,7 +29,11 @@ class Opening:
         self.session: Session | None = None
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="memagent-open", daemon=True)
-        self._thread.start()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread.ident is None:  # not started yet
+                self._thread.start()
 
     def _run(self) -> None:
         try:
@@ -54,6 +59,7 @@ class Opening:
 
     def wait(self) -> Session:
         """The session once opened; raises what opening raised."""
+        self.start()
         self._done.wait()
         if self.error is not None:
             raise self.error

@@ -37,6 +37,8 @@ class Opening(Protocol):
 
     def when_failed(self, callback: Callable[[], None] | None) -> None: ...
 
+    def start(self) -> None: ...
+
 
 class OpeningFailed(Exception):
     """The session could not be opened while the first prompt was on screen (its error is the opening's)."""
@@ -120,11 +122,17 @@ class InputPrompt:
             self.mode.multiline = multiline
 
     def read_first(self, opening: Opening) -> str | None:
-        """The first line, read while the session opens in another thread: what it prints appears above the prompt,
-        and if it fails the prompt ends at once (OpeningFailed). None on Ctrl-D; Ctrl-C clears the line."""
+        """The first line, read while the session opens in another thread (started once the prompt is drawn): what
+        it prints appears above the prompt, and if it fails the prompt ends at once (OpeningFailed). None on Ctrl-D;
+        Ctrl-C clears the line."""
         from prompt_toolkit.patch_stdout import patch_stdout
 
         app = self.session.app
+
+        def start_opening(_app: object) -> None:  # once the prompt is on screen
+            opening.start()
+
+        app.after_render += start_opening
 
         def arm() -> None:  # runs inside the prompt, with its event loop
             loop = app.loop
@@ -154,4 +162,6 @@ class InputPrompt:
                     except EOFError:
                         return None
         finally:
+            app.after_render -= start_opening
             opening.when_failed(None)
+            opening.start()

@@ -165,3 +165,25 @@ def test_the_database_has_the_field_and_every_message(first_session):
         assert said.index(CANCELLED_MESSAGE) < said.index("Are you still there?")
     finally:
         store.close()
+
+
+def test_the_prompt_is_up_before_the_agent_opens_and_a_bad_model_ends_it_in_one_line(tmp_path):
+    """The session opens behind the first prompt; a model file that can't load ends the prompt with its one line."""
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + bytes(64))
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k not in ("BACKEND_TYPE", "OPENAI_API_BASE", "COLUMNS")}
+    env.update({"MEMAGENT_HOME": str(home), "TERM": "xterm", "NO_COLOR": "1", "PROMPT_TOOLKIT_NO_CPR": "1"})
+    child = pexpect.spawn(MEMAGENT, ["chat", "--agent", "broken", "--model-path", str(bad)], env=env,
+                          encoding="utf-8", dimensions=(50, 200), timeout=120, cwd=str(tmp_path))
+    child.logfile_read = io.StringIO()
+    try:
+        child.expect(PROMPT)  # drawn while the model is still to be loaded
+        child.expect("memagent: error: llama.cpp could not load")
+        child.expect(pexpect.EOF)
+    except (pexpect.TIMEOUT, pexpect.EOF) as exc:
+        child.close(force=True)
+        raise AssertionError(f"{exc.__class__.__name__}; screen:\n{child.logfile_read.getvalue()[-4000:]}") from None
+    child.close()
+    assert child.exitstatus == 1
+    assert "Traceback" not in child.logfile_read.getvalue()
