@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from memagent.errors import StoreError
 from memagent.memory import schema
-from memagent.memory.dialect import Reasons, Rows, explain
+from memagent.memory.dialect import Reasons, Rows, VectorStorage, explain
 from memagent.memory.filters import SearchFilter
 from memagent.memory.rows import one_line
 from memagent.memory.search_text import CONTEXT_WEIGHT
@@ -184,6 +184,14 @@ class PostgresDialect:
         )
         return count, page
 
+    def vector_storage(self, conn: sa.Connection) -> VectorStorage:
+        """"ready" when ``embeddings.vector`` is pgvector's; else "installable" when the extension is in the database
+        or this user, a superuser, can create it from the server's files; else "missing"."""
+        column = conn.exec_driver_sql(_VECTOR_COLUMN_TYPE).scalar_one_or_none()
+        if column != "bytea":
+            return "ready"  # no table yet (an older schema, read only): its migration will choose
+        return "installable" if conn.exec_driver_sql(_PGVECTOR_INSTALLABLE).scalar_one() else "missing"
+
     def dense_search(self, rows: Rows, kind: str, agent_id: int, model: str, query: bytes, limit: int) -> list[int]:
         """pgvector's cosine distance, through the HNSW index."""
         e, column = schema.embeddings, vector_column(kind)
@@ -203,6 +211,17 @@ class PostgresDialect:
 _PGVECTOR_SCHEMA = (
     "SELECT quote_ident(n.nspname) FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
     "WHERE e.extname = 'vector'"
+)
+
+
+_VECTOR_COLUMN_TYPE = (
+    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+    "WHERE attrelid = to_regclass('embeddings') AND attname = 'vector'"
+)
+_PGVECTOR_INSTALLABLE = (
+    "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector') OR ("
+    "EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') "
+    "AND (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))"
 )
 
 

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.pool import StaticPool
 
 from memagent.errors import StoreError
-from memagent.memory.dialect import Reasons, Rows, explain, query_terms
+from memagent.memory.dialect import Reasons, Rows, VectorStorage, explain, query_terms
 from memagent.memory.filters import SearchFilter, sqlite_conditions
 from memagent.memory.rows import one_line
 from memagent.memory.search_text import CONTEXT_WEIGHT
@@ -143,6 +143,9 @@ class SqliteDialect:
             .columns(*columns)
         )
         return count, page
+
+    def vector_storage(self, conn: sa.Connection) -> VectorStorage:
+        return "ready"  # BLOBs: nothing to install
 
     def dense_search(self, rows: Rows, kind: str, agent_id: int, model: str, query: bytes, limit: int) -> list[int]:
         """Every vector of the agent ranked in memory (``vectors.DenseIndex``): no ANN index, see vectors.py."""
