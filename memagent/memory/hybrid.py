@@ -16,6 +16,10 @@ out rows already shown, so a page never repeats a row of an earlier one. ``total
 (capped as ``search.py`` caps them: the ranking is read up to that cap, ids only) plus the rows only the dense
 side brought in, each row once.
 
+The query's embedding (~15-20 ms of CPU with e5) runs on a thread of its own while the full-text side runs on the
+caller's: both release the GIL (the model's engine through ctypes, SQLite while it steps), so on two cores a search
+costs about the longer of the two instead of their sum (bench/hybrid_scale.py).
+
 Used when the store has an embedder (``Store.use_embedder``) and the query has terms to search; a query without
 terms (punctuation only, empty) is the plain search's. Without the embeddings extra nothing here runs: search
 is full text, and the chat says so once.
@@ -23,7 +27,9 @@ is full text, and the chat says so once.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +67,19 @@ def fuse(full_text: Sequence[int], dense: Sequence[int], fusion: Fusion) -> list
                 scores[row_id] = scores.get(row_id, 0.0) + weight / (fusion.k + rank)
     order = {row_id: position for position, row_id in enumerate(scores)}
     return sorted(scores, key=lambda row_id: (-scores[row_id], order[row_id]))
+
+
+_embedding_thread: ThreadPoolExecutor | None = None
+_embedding_thread_lock = threading.Lock()
+
+
+def embed_query_meanwhile(embedder: Embedder, query: str) -> Future[bytes]:
+    """``embedder.query(query)`` started on the process's one query-embedding thread (made on first use)."""
+    global _embedding_thread
+    with _embedding_thread_lock:
+        if _embedding_thread is None:
+            _embedding_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memagent-query-embedding")
+        return _embedding_thread.submit(embedder.query, query)
 
 
 @dataclass(frozen=True)
@@ -106,11 +125,12 @@ class HybridSearcher(Searcher):
     ) -> tuple[int, list[sa.Row[Any]], bool]:
         """(total, the page's rows, capped): the full-text ranking's ids up to the count limit (one more says
         "more than"; ranked within the window as ``Searcher`` ranks them), its first ``depth`` fused with the dense
-        ranking's, then the rest of it. ``filters`` apply to both sides."""
+        ranking's, then the rest of it. ``filters`` apply to both sides. The query is embedded meanwhile."""
         check_paging(page, page_size)
         limit = count_limit(page, page_size)
+        embedding = embed_query_meanwhile(self.embedder, query)
         full_text, windowed = self._full_text_ids(source, agent_id, filters, terms, page_size, limit)
-        vector = self.embedder.query(query)
+        vector = embedding.result()
         depth = self.fusion.depth
         nearest = self._dialect.dense_search(self._rows, source.kind, agent_id, self.embedder.model, vector, depth)
         fused = fuse(full_text[:depth], self._kept(source, agent_id, filters, nearest), self.fusion)
