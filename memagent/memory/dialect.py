@@ -30,7 +30,8 @@ Rows = Callable[[sa.Executable], Sequence[sa.Row[Any]]]
 
 RANK_WINDOW = 3_000
 """At most this many matches of a search are ranked (the newest), and a term in more rows than this is left out of
-a query that has rarer terms. Below it nothing changes; above it a search costs the same at any size (SQLite)."""
+a query that has rarer terms; a full window is ranked by the terms each match holds rather than bm25. Below it
+nothing changes; above it a search costs about the same at any size (SQLite)."""
 
 VectorStorage = Literal["ready", "missing", "installable"]
 """Whether a database keeps dense vectors: "ready"; "missing" (PostgreSQL without pgvector: search is full text only);
@@ -97,11 +98,13 @@ class Dialect(Protocol):
     def text_search(
         self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, filters: SearchFilter,
         terms: Sequence[str], limit: int, offset: int, count_limit: int, window: int | None = None,
+        candidates: int | None = None,
     ) -> tuple[sa.Executable, sa.Executable]:
         """(the count of the matches up to ``count_limit`` + 1 and the window's bound, one page of them best first) for
         ``terms`` OR-ed, among the agent's indexed rows of ``table`` that ``filters`` lets through (``filters.py``).
         With a ``window`` a dialect may rank only the newest ``window`` matches; the bound (second column of the count)
-        is then the lowest row id ranked, 0 when nothing was left out."""
+        is then the lowest row id ranked, 0 when nothing was left out. With ``candidates`` too (a full window), it
+        may rank them by the terms each holds, reading only the first ``candidates`` rows (SQLite: see sqlite.py)."""
         ...
 
     def vector_storage(self, conn: sa.Connection) -> VectorStorage:

@@ -40,7 +40,15 @@ from memagent.memory.dialect import RANK_WINDOW, Dialect
 from memagent.memory.embed import Embedder
 from memagent.memory.filters import NO_FILTER, SearchFilter
 from memagent.memory.rows import Passage, SearchPage, StoredMessage, message_from_row, passage_from_row, search_page
-from memagent.memory.search import Rows, Searcher, check_paging, chunks, count_limit, full_text_terms
+from memagent.memory.search import (
+    Rows,
+    Searcher,
+    check_paging,
+    chunks,
+    count_limit,
+    full_text_terms,
+    held_candidates,
+)
 
 
 @dataclass(frozen=True)
@@ -147,14 +155,27 @@ class HybridSearcher(Searcher):
         """The full-text ranking's first ``limit`` + 1 ids, and whether the window left matches out; over every match
         when the window holds less than a page of this agent's (the rule of ``Searcher._text_page``)."""
         ranked_terms = self._narrow(source.table, terms)
-        for window in (RANK_WINDOW, None):
-            count, ranked = self._dialect.text_search(
-                source.table, (source.table.c.id,), agent_id, filters, ranked_terms, limit + 1, 0, limit, window
+
+        def ranking(window: int | None, candidates: int | None = None) -> tuple[sa.Executable, sa.Executable]:
+            table = source.table
+            return self._dialect.text_search(
+                table, (table.c.id,), agent_id, filters, ranked_terms, limit + 1, 0, limit, window, candidates
             )
-            matches, bound = self._counted(count)
-            if window is None or not bound or matches >= page_size:
-                return [int(row[0]) for row in self._rows(ranked)], bool(bound)
-        raise AssertionError("unreachable: the loop's last pass returns")
+
+        def ids(statement: sa.Executable) -> list[int]:
+            return [int(row[0]) for row in self._rows(statement)]
+
+        count, ranked = ranking(RANK_WINDOW)
+        matches, bound = self._counted(count)
+        if not bound:
+            return ids(ranked), False
+        if matches < page_size:  # every match ranked: nothing left out
+            return ids(ranking(None)[1]), False
+        for candidates in held_candidates(limit + 1):  # a full window: by the terms held (``Searcher._text_page``)
+            found = ids(ranking(RANK_WINDOW, candidates)[1])
+            if len(found) >= min(matches, limit + 1):
+                break
+        return found, True
 
     def _kept(self, source: _Source, agent_id: int, filters: SearchFilter, ids: Sequence[int]) -> list[int]:
         """``ids`` (in their order) that are the agent's indexed rows passing the filters: the dense side sees only

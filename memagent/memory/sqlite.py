@@ -108,8 +108,10 @@ class SqliteDialect:
     def text_search(
         self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, filters: SearchFilter,
         terms: Sequence[str], limit: int, offset: int, count_limit: int, window: int | None = None,
+        candidates: int | None = None,
     ) -> tuple[sa.Executable, sa.Executable]:
-        """bm25-ranked FTS5 search, then newest first; with a ``window``, among the newest ``window`` matches only.
+        """bm25-ranked FTS5 search, then newest first; with a ``window``, among the newest ``window`` matches only;
+        with ``candidates`` too, the window ranked by the terms each match holds instead (``_terms_held``).
 
         bm25 reads each match's term frequencies and column sizes, so ranking the 50k matches of a common word took
         40-130 ms at 100k rows and grew with the table. The window's bound is found in the index alone (FTS5 walks a
@@ -137,11 +139,17 @@ class SqliteDialect:
         count = sa.text(f"SELECT count(*), {bound} FROM (SELECT 1 {where} LIMIT :count_limit)").bindparams(
             *binds, **params, count_limit=count_limit + 1
         )
-        page = (
-            sa.text(f"SELECT {selected} {where} ORDER BY {order} LIMIT :limit OFFSET :offset")
-            .bindparams(*binds, **params, limit=limit, offset=offset)
-            .columns(*columns)
-        )
+        if window is not None and candidates is not None:
+            held = _terms_held(fts, terms, params)
+            page_sql = (
+                f"WITH bound(v) AS MATERIALIZED (SELECT {bound}), {held} SELECT {selected} FROM held CROSS JOIN "
+                f"{table.name} {alias} ON {alias}.id = held.id WHERE {alias}.agent_id = :agent_id {filter_where} "
+                f"ORDER BY held.weight DESC, {alias}.created_at DESC, {alias}.id DESC LIMIT :limit OFFSET :offset"
+            )
+            params["candidates"] = candidates
+        else:
+            page_sql = f"SELECT {selected} {where} ORDER BY {order} LIMIT :limit OFFSET :offset"
+        page = sa.text(page_sql).bindparams(*binds, **params, limit=limit, offset=offset).columns(*columns)
         return count, page
 
     def vector_storage(self, conn: sa.Connection) -> VectorStorage:
@@ -150,6 +158,27 @@ class SqliteDialect:
     def dense_search(self, rows: Rows, kind: str, agent_id: int, model: str, query: bytes, limit: int) -> list[int]:
         """Every vector of the agent ranked in memory (``vectors.DenseIndex``): no ANN index, see vectors.py."""
         return self.dense.nearest(rows, kind, agent_id, model, query, limit)
+
+
+def _terms_held(fts: str, terms: Sequence[str], params: dict[str, Any]) -> str:
+    """A ``held`` CTE: the window's first ``:candidates`` matches by the terms they hold (a term in the row's text
+    counts 1, in the turn before CONTEXT_WEIGHT, as bm25 weighs the columns), then newest (highest id) first.
+
+    Read from the index alone, one term and column at a time within the window (``bound`` is its lowest id): no
+    bm25, whose cost grew with the table (it counts every row holding each term, and reads each match's size), and no
+    row read for a match outside the candidates. Used when the window is full (see ``search.Searcher``)."""
+    held = []
+    for i, term in enumerate(terms):
+        for column, weight in (("search_text", 1.0), ("search_context", CONTEXT_WEIGHT)):
+            params[f"{column}{i}"] = f"{column} : {fts_match([term])}"
+            held.append(
+                f"SELECT rowid AS id, {weight} AS weight FROM {fts} WHERE {fts} MATCH :{column}{i} "
+                "AND rowid >= (SELECT v FROM bound)"
+            )
+    return (
+        f"held AS (SELECT id, sum(weight) AS weight FROM ({' UNION ALL '.join(held)}) GROUP BY id "
+        "ORDER BY weight DESC, id DESC LIMIT :candidates)"
+    )
 
 
 def fts_match(terms: Sequence[str]) -> str:
