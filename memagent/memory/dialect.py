@@ -98,13 +98,14 @@ class Dialect(Protocol):
     def text_search(
         self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, filters: SearchFilter,
         terms: Sequence[str], limit: int, offset: int, count_limit: int, window: int | None = None,
-        candidates: int | None = None,
+        candidates: int | None = None, terms_held: bool = False,
     ) -> tuple[sa.Executable, sa.Executable]:
         """(the count of the matches up to ``count_limit`` + 1 and the window's bound, one page of them best first) for
         ``terms`` OR-ed, among the agent's indexed rows of ``table`` that ``filters`` lets through (``filters.py``).
         With a ``window`` a dialect may rank only the newest ``window`` matches; the bound (second column of the count)
-        is then the lowest row id ranked, 0 when nothing was left out. With ``candidates`` too (a full window), it
-        may rank them by the terms each holds, reading only the first ``candidates`` rows (SQLite: see sqlite.py)."""
+        is then the lowest row id ranked, 0 when nothing was left out. With ``candidates`` a dialect may rank in its
+        index first and read only that many rows (a page can then come back short: ask again with more); with
+        ``terms_held`` too (a full window), rank by the terms each match holds (SQLite: see sqlite.py)."""
         ...
 
     def vector_storage(self, conn: sa.Connection) -> VectorStorage:

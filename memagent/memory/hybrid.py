@@ -43,11 +43,11 @@ from memagent.memory.rows import Passage, SearchPage, StoredMessage, message_fro
 from memagent.memory.search import (
     Rows,
     Searcher,
+    candidates_to_read,
     check_paging,
     chunks,
     count_limit,
     full_text_terms,
-    held_candidates,
 )
 
 
@@ -159,23 +159,22 @@ class HybridSearcher(Searcher):
         def ranking(window: int | None, candidates: int | None = None) -> tuple[sa.Executable, sa.Executable]:
             table = source.table
             return self._dialect.text_search(
-                table, (table.c.id,), agent_id, filters, ranked_terms, limit + 1, 0, limit, window, candidates
+                table, (table.c.id,), agent_id, filters, ranked_terms, limit + 1, 0, limit, window, candidates,
+                terms_held=bool(bound),
             )
 
         def ids(statement: sa.Executable) -> list[int]:
             return [int(row[0]) for row in self._rows(statement)]
 
-        count, ranked = ranking(RANK_WINDOW)
-        matches, bound = self._counted(count)
-        if not bound:
-            return ids(ranked), False
-        if matches < page_size:  # every match ranked: nothing left out
+        bound = 0  # until counted: whether the window is full decides the ranking (``terms_held``)
+        matches, bound = self._counted(ranking(RANK_WINDOW)[0])
+        if bound and matches < page_size:  # every match ranked: nothing left out
             return ids(ranking(None)[1]), False
-        for candidates in held_candidates(limit + 1):  # a full window: by the terms held (``Searcher._text_page``)
+        for candidates in candidates_to_read(limit + 1):  # as ``Searcher._text_page`` reads them
             found = ids(ranking(RANK_WINDOW, candidates)[1])
             if len(found) >= min(matches, limit + 1):
                 break
-        return found, True
+        return found, bool(bound)
 
     def _kept(self, source: _Source, agent_id: int, filters: SearchFilter, ids: Sequence[int]) -> list[int]:
         """``ids`` (in their order) that are the agent's indexed rows passing the filters: the dense side sees only

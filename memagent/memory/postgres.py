@@ -160,7 +160,7 @@ class PostgresDialect:
     def text_search(
         self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, filters: SearchFilter,
         terms: Sequence[str], limit: int, offset: int, count_limit: int, window: int | None = None,
-        candidates: int | None = None,
+        candidates: int | None = None, terms_held: bool = False,
     ) -> tuple[sa.Executable, sa.Executable]:
         """ts_rank-ranked search of the generated ``search_vector``, then newest first. Every match is ranked (the
         window is SQLite's: PostgreSQL has not been measured at that scale yet), so the bound column is 0."""

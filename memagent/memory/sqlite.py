@@ -108,10 +108,11 @@ class SqliteDialect:
     def text_search(
         self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, filters: SearchFilter,
         terms: Sequence[str], limit: int, offset: int, count_limit: int, window: int | None = None,
-        candidates: int | None = None,
+        candidates: int | None = None, terms_held: bool = False,
     ) -> tuple[sa.Executable, sa.Executable]:
-        """bm25-ranked FTS5 search, then newest first; with a ``window``, among the newest ``window`` matches only;
-        with ``candidates`` too, the window ranked by the terms each match holds instead (``_terms_held``).
+        """bm25-ranked FTS5 search, then newest first; with a ``window``, among the newest ``window`` matches only.
+        With ``candidates``, ranked in the index alone first and only the first ``candidates`` rows read; with
+        ``terms_held`` too, ranked by the terms each match holds instead of bm25 (``_ranked_by_terms_held``).
 
         bm25 reads each match's term frequencies and column sizes, so ranking the 50k matches of a common word took
         40-130 ms at 100k rows and grew with the table. The window's bound is found in the index alone (FTS5 walks a
@@ -139,12 +140,12 @@ class SqliteDialect:
         count = sa.text(f"SELECT count(*), {bound} FROM (SELECT 1 {where} LIMIT :count_limit)").bindparams(
             *binds, **params, count_limit=count_limit + 1
         )
-        if window is not None and candidates is not None:
-            held = _terms_held(fts, terms, params)
+        if candidates is not None:
+            ranked = _ranked_by_terms_held(fts, terms, params) if terms_held else _ranked_by_bm25(fts)
             page_sql = (
-                f"WITH bound(v) AS MATERIALIZED (SELECT {bound}), {held} SELECT {selected} FROM held CROSS JOIN "
-                f"{table.name} {alias} ON {alias}.id = held.id WHERE {alias}.agent_id = :agent_id {filter_where} "
-                f"ORDER BY held.weight DESC, {alias}.created_at DESC, {alias}.id DESC LIMIT :limit OFFSET :offset"
+                f"WITH bound(v) AS MATERIALIZED (SELECT {bound}), {ranked} SELECT {selected} FROM ranked CROSS JOIN "
+                f"{table.name} {alias} ON {alias}.id = ranked.id WHERE {alias}.agent_id = :agent_id {filter_where} "
+                f"ORDER BY ranked.score, {alias}.created_at DESC, {alias}.id DESC LIMIT :limit OFFSET :offset"
             )
             params["candidates"] = candidates
         else:
@@ -160,13 +161,23 @@ class SqliteDialect:
         return self.dense.nearest(rows, kind, agent_id, model, query, limit)
 
 
-def _terms_held(fts: str, terms: Sequence[str], params: dict[str, Any]) -> str:
-    """A ``held`` CTE: the window's first ``:candidates`` matches by the terms they hold (a term in the row's text
-    counts 1, in the turn before CONTEXT_WEIGHT, as bm25 weighs the columns), then newest (highest id) first.
+def _ranked_by_bm25(fts: str) -> str:
+    """A ``ranked`` CTE: the first ``:candidates`` matches from ``bound`` on by bm25 (``score``, lower is better),
+    then newest first, read from the index alone (no row of the table read for the others)."""
+    return (
+        f"ranked AS (SELECT rowid AS id, bm25({fts}, {CONTEXT_WEIGHT}, 1.0) AS score FROM {fts} "
+        f"WHERE {fts} MATCH :match AND rowid >= (SELECT v FROM bound) ORDER BY score, rowid DESC LIMIT :candidates)"
+    )
 
-    Read from the index alone, one term and column at a time within the window (``bound`` is its lowest id): no
-    bm25, whose cost grew with the table (it counts every row holding each term, and reads each match's size), and no
-    row read for a match outside the candidates. Used when the window is full (see ``search.Searcher``)."""
+
+def _ranked_by_terms_held(fts: str, terms: Sequence[str], params: dict[str, Any]) -> str:
+    """A ``ranked`` CTE: the window's first ``:candidates`` matches by the terms they hold (a term in the row's text
+    counts 1, in the turn before CONTEXT_WEIGHT, as bm25 weighs the columns; ``score`` is minus that), then newest
+    first.
+
+    One term and column at a time within the window (``bound`` is its lowest id), from the index alone: no bm25,
+    whose cost grew with the table (it counts every row holding each term, and reads each match's size). Used when
+    the window is full (see ``search.Searcher._text_page``)."""
     held = []
     for i, term in enumerate(terms):
         for column, weight in (("search_text", 1.0), ("search_context", CONTEXT_WEIGHT)):
@@ -176,8 +187,8 @@ def _terms_held(fts: str, terms: Sequence[str], params: dict[str, Any]) -> str:
                 "AND rowid >= (SELECT v FROM bound)"
             )
     return (
-        f"held AS (SELECT id, sum(weight) AS weight FROM ({' UNION ALL '.join(held)}) GROUP BY id "
-        "ORDER BY weight DESC, id DESC LIMIT :candidates)"
+        f"ranked AS (SELECT id, -sum(weight) AS score FROM ({' UNION ALL '.join(held)}) GROUP BY id "
+        "ORDER BY score, id DESC LIMIT :candidates)"
     )
 
 

@@ -119,7 +119,7 @@ def test_a_full_window_reads_more_candidates_when_another_agents_rows_took_the_f
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     me, other = agent_id(store, "me"), agent_id(store, "other")
-    monkeypatch.setattr(search, "held_candidates", lambda _rows: (1, WINDOW))
+    monkeypatch.setattr(search, "candidates_to_read", lambda _rows: (1, WINDOW))
     with store.transaction() as tx:
         for i in range(6):
             tx.add_passage(me, f"garden day {i}")
@@ -127,3 +127,16 @@ def test_a_full_window_reads_more_candidates_when_another_agents_rows_took_the_f
         tx.add_passage(other, "garden garden theirs")  # the newest match: the first candidate
     found = store.search_passages(me, "garden", page_size=2)
     assert [p.id for p in found.items] == mine[::-1]
+
+
+def test_a_page_reads_more_candidates_when_another_agents_best_matches_took_the_first(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same below a full window, ranked by bm25."""
+    me, other = agent_id(store, "me"), agent_id(store, "other")
+    monkeypatch.setattr(search, "candidates_to_read", lambda _rows: (1, WINDOW))
+    with store.transaction() as tx:
+        mine = tx.add_passage(me, "garden mine")
+        tx.add_passage(other, "garden garden garden theirs")  # the best bm25 match: the first candidate
+    found = store.search_passages(me, "garden", page_size=2)
+    assert [p.id for p in found.items] == [mine] and found.total == 1 and not found.capped
