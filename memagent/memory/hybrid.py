@@ -16,9 +16,10 @@ out rows already shown, so a page never repeats a row of an earlier one. ``total
 (capped as ``search.py`` caps them: the ranking is read up to that cap, ids only) plus the rows only the dense
 side brought in, each row once.
 
-The query's embedding (~15-20 ms of CPU with e5) runs on a thread of its own while the full-text side runs on the
-caller's: both release the GIL (the model's engine through ctypes, SQLite while it steps), so on two cores a search
-costs about the longer of the two instead of their sum (bench/hybrid_scale.py).
+The query's embedding (~13-20 ms of CPU with e5) runs on a thread of its own while the full-text side runs on the
+caller's: both release the GIL for most of their work (the model's engine through ctypes, SQLite while it steps),
+so with a free core a search costs about the longer of the two instead of their sum; on the busy 2-core machine
+of docs/BENCHMARKS.md ("Hybrid search at scale") it saved less (~2 ms of 40 at 100k rows).
 
 Used when the store has an embedder (``Store.use_embedder``) and the query has terms to search; a query without
 terms (punctuation only, empty) is the plain search's. Without the embeddings extra nothing here runs: search
