@@ -319,10 +319,21 @@ def _embeddings(conn: Connection) -> None:
         index_pgvector(conn, pgvector)
 
 
+VECTOR_COLUMN_TYPE = (
+    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+    "WHERE attrelid = to_regclass('embeddings') AND attname = 'vector'"
+)
+"""PostgreSQL: the type of ``embeddings.vector`` ("bytea" when made without pgvector); no row without the table."""
+
+
 def adopt_pgvector(conn: Connection) -> bool:
     """Move an ``embeddings`` table made without pgvector (a BYTEA column, empty: nothing embeds there) onto pgvector,
     creating the extension if needed; False, and nothing changed, if it can't be had. Not a numbered migration: the
-    same schema version, with the column type the server allows (``Dialect.vector_storage`` tells when to run it)."""
+    same schema version, with the column type the server allows (``Dialect.vector_storage`` tells when to run it).
+    The table is locked first and looked at again: another process may have moved it meanwhile."""
+    conn.exec_driver_sql("LOCK TABLE embeddings IN ACCESS EXCLUSIVE MODE")
+    if conn.exec_driver_sql(VECTOR_COLUMN_TYPE).scalar_one() != "bytea":
+        return True
     pgvector = create_pgvector(conn)
     if pgvector is None:
         return False

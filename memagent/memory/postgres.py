@@ -25,6 +25,7 @@ from memagent.errors import StoreError
 from memagent.memory import schema
 from memagent.memory.dialect import Reasons, Rows, VectorStorage, explain
 from memagent.memory.filters import SearchFilter
+from memagent.memory.migrations import VECTOR_COLUMN_TYPE
 from memagent.memory.rows import one_line
 from memagent.memory.search_text import CONTEXT_WEIGHT
 from memagent.memory.vectors import vector_column
@@ -188,7 +189,7 @@ class PostgresDialect:
     def vector_storage(self, conn: sa.Connection) -> VectorStorage:
         """"ready" when ``embeddings.vector`` is pgvector's; else "installable" when the extension is in the database
         or this user, a superuser, can create it from the server's files; else "missing"."""
-        column = conn.exec_driver_sql(_VECTOR_COLUMN_TYPE).scalar_one_or_none()
+        column = conn.exec_driver_sql(VECTOR_COLUMN_TYPE).scalar_one_or_none()
         if column != "bytea":
             return "ready"  # no table yet (an older schema, read only): its migration will choose
         return "installable" if conn.exec_driver_sql(_PGVECTOR_INSTALLABLE).scalar_one() else "missing"
@@ -215,10 +216,6 @@ _PGVECTOR_SCHEMA = (
 )
 
 
-_VECTOR_COLUMN_TYPE = (
-    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-    "WHERE attrelid = to_regclass('embeddings') AND attname = 'vector'"
-)
 _PGVECTOR_INSTALLABLE = (
     "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector') OR ("
     "EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') "

@@ -152,7 +152,7 @@ class Store(Reads):
         if storage != "installable" or self.read_only:
             return storage == "ready"
         with self._raw_transaction("upgrade"), self._guard("upgrade"):
-            return self.dialect.vector_storage(self._conn) == "ready" or adopt_pgvector(self._conn)
+            return adopt_pgvector(self._conn)
 
     # ------------------------------------------------------------------------------ lifecycle
 
