@@ -394,9 +394,11 @@ def scale_notes(results: dict[str, list[SizeResult]]) -> list[str]:
         notes.append(
             f"Words that are in many rows are still slow at {last.rows:,} rows ({common:.0f} ms p50 for {kind}): "
             "the total is counted only up to 20 pages (a search says \"more than N\" past that; "
-            f"{last.breakdown.get('count(*) joined, capped at 1,000', 0.0):.1f} ms for 1,000), but every match is "
-            f"still ranked by bm25 for the first page; the largest part is {part} ({last.breakdown[part]:.0f} ms). "
-            "Bounding that needs top-k ranking without scoring every match (FTS5 has none), or fewer matches."
+            f"{last.breakdown.get('count(*) joined, capped at 1,000', 0.0):.1f} ms for 1,000), and only the newest "
+            "3,000 matches are ranked (`RANK_WINDOW`; by the terms each holds when more match, by bm25 below), in "
+            "the FTS5 index first, reading only the first candidates' rows. Of the parts above, over every match, "
+            f"the largest is {part} ({last.breakdown[part]:.0f} ms): bm25 reads each match's size and counts every "
+            "row holding each term, so it costs more as the table grows even within the window."
         )
     return notes
 

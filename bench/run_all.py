@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bench import (
     cpu_builds,
+    hybrid_scale,
     memory_quality,
     memory_scale,
     parse_speed,
@@ -33,6 +34,7 @@ from bench import (
     valid_calls,
 )
 from bench.common import ROOT, Section, Target, load_text, machine_info, md_table, targets_table
+from memagent.memory.embed import embeddings_available
 
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 RESULTS = ROOT / "bench" / "results"
@@ -41,6 +43,7 @@ ORDER = (
     "memory_scale",
     "memory_scale_questions",
     "memory_quality",
+    "hybrid_scale",
     "prompt_reuse",
     "turn_latency",
     "recall_effect",
@@ -68,6 +71,10 @@ def plans(args: argparse.Namespace) -> dict[str, Callable[[], Section]]:
         ),
         # LoCoMo retrieval: the same whole run when quick (seconds)
         "memory_quality": lambda: memory_quality.run(args.locomo or memory_quality.DEV_DATA),
+        # hybrid archival search over random row vectors, with the real e5 query when the extra is installed
+        "hybrid_scale": lambda: hybrid_scale.run(
+            (10_000,) if quick else (100_000,), args.queries or (30 if quick else 100), embeddings_available()
+        ),
         "prompt_reuse": lambda: prompt_reuse.run(args.turns or (3 if quick else 20), args.context_length),
         "valid_calls": lambda: valid_calls.run(
             valid_calls.Plan(

@@ -18,7 +18,7 @@ from memagent.llm.wrappers.base import LLMChatCompletionWrapper
 from memagent.llm.wrappers.detect import wrapper_for_chat_template
 from memagent.llm.wrappers.registry import create_wrapper
 from memagent.memory.auto_recall import AutoRecall
-from memagent.memory.embed import FULL_TEXT_NOTICE, Embedder, default_embedder
+from memagent.memory.embed import FULL_TEXT_NOTICE, NO_PGVECTOR_NOTICE, Embedder, default_embedder
 from memagent.memory.embed_worker import EmbeddingWorker
 from memagent.memory.names import unique_agent_name
 from memagent.memory.sqlite import MEMORY_PATH
@@ -83,7 +83,10 @@ BACKLOG_NOTICE_ROWS = 2_000
 
 def start_embedding(settings: Settings, store: Store, embedder: Embedder | None = None) -> EmbeddingWorker | None:
     """Hybrid search and the background worker that embeds new rows after each commit, when the embeddings extra
-    is installed (``embedder`` None: the bundled e5 model); None and full-text search without it."""
+    is installed (``embedder`` None: the bundled e5 model) and the database keeps vectors; None and full-text search
+    without either."""
+    if not store.keeps_vectors:
+        return None
     embedder = embedder or default_embedder()
     if embedder is None:
         return None
@@ -100,7 +103,7 @@ def search_notice(store: Store) -> str | None:
     """The line the chat prints once at start about memory search: full text only without the extra; a large
     backlog of rows without vectors (a database from before embeddings) and how to embed it now."""
     if store.embedder is None:
-        return FULL_TEXT_NOTICE
+        return FULL_TEXT_NOTICE if store.keeps_vectors else NO_PGVECTOR_NOTICE
     backlog = store.count_unembedded(store.embedder.model)
     if backlog < BACKLOG_NOTICE_ROWS:
         return None

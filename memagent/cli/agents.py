@@ -255,7 +255,7 @@ def reindex(no_color: NoColor = False, db: Db = None) -> None:
     embed every row that has no vector yet (with the embeddings extra)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from memagent.memory.embed import FULL_TEXT_NOTICE, default_embedder
+    from memagent.memory.embed import FULL_TEXT_NOTICE, NO_PGVECTOR_NOTICE, default_embedder
 
     with open_store(current_settings(), create=False) as store:
         if store is None:
@@ -267,9 +267,9 @@ def reindex(no_color: NoColor = False, db: Db = None) -> None:
             task = progress.add_task("Reindexing", total=total)
             done = store.reindex_search(lambda rows: progress.update(task, completed=rows))
         print(f"Reindexed {done} rows for full-text search.")
-        embedder = default_embedder()
+        embedder = default_embedder() if store.keeps_vectors else None
         if embedder is None:
-            print(FULL_TEXT_NOTICE, file=sys.stderr)
+            print(FULL_TEXT_NOTICE if store.keeps_vectors else NO_PGVECTOR_NOTICE, file=sys.stderr)
             return
         with Progress(*columns, console=console(stderr=True), transient=True) as progress:
             task = progress.add_task("Embedding", total=store.count_unembedded(embedder.model))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable, Sequence
 from itertools import groupby
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import sqlalchemy as sa
 
@@ -30,7 +30,12 @@ Rows = Callable[[sa.Executable], Sequence[sa.Row[Any]]]
 
 RANK_WINDOW = 3_000
 """At most this many matches of a search are ranked (the newest), and a term in more rows than this is left out of
-a query that has rarer terms. Below it nothing changes; above it a search costs the same at any size (SQLite)."""
+a query that has rarer terms; a full window is ranked by the terms each match holds rather than bm25. Below it
+nothing changes; above it a search costs about the same at any size (SQLite)."""
+
+VectorStorage = Literal["ready", "missing", "installable"]
+"""Whether a database keeps dense vectors: "ready"; "missing" (PostgreSQL without pgvector: search is full text only);
+"installable" (pgvector can be had now, but the ``embeddings`` table was made without it: ``adopt_pgvector``)."""
 
 Reasons = tuple[tuple[tuple[str, ...], str], ...]
 """(words a driver error may contain, what to tell the user) pairs, first match wins."""
@@ -93,11 +98,18 @@ class Dialect(Protocol):
     def text_search(
         self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, filters: SearchFilter,
         terms: Sequence[str], limit: int, offset: int, count_limit: int, window: int | None = None,
+        candidates: int | None = None, terms_held: bool = False,
     ) -> tuple[sa.Executable, sa.Executable]:
         """(the count of the matches up to ``count_limit`` + 1 and the window's bound, one page of them best first) for
         ``terms`` OR-ed, among the agent's indexed rows of ``table`` that ``filters`` lets through (``filters.py``).
         With a ``window`` a dialect may rank only the newest ``window`` matches; the bound (second column of the count)
-        is then the lowest row id ranked, 0 when nothing was left out."""
+        is then the lowest row id ranked, 0 when nothing was left out. With ``candidates`` a dialect may rank in its
+        index first and read only that many rows (a page can then come back short: ask again with more); with
+        ``terms_held`` too (a full window), rank by the terms each match holds (SQLite: see sqlite.py)."""
+        ...
+
+    def vector_storage(self, conn: sa.Connection) -> VectorStorage:
+        """Whether the ``embeddings`` table can hold vectors here (see ``VectorStorage``)."""
         ...
 
     def dense_search(

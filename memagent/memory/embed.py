@@ -28,7 +28,12 @@ EXTRA_HINT = "pip install 'memagent[embeddings]'"
 FULL_TEXT_NOTICE = (
     f"Memory search is full text only: the embeddings extra is not installed ({EXTRA_HINT} adds search by meaning)."
 )
-"""The one line the chat's start and `agents reindex` show when search can't be hybrid."""
+NO_PGVECTOR_NOTICE = (
+    "Memory search is full text only: this PostgreSQL database has no pgvector extension (install pgvector and have "
+    "a superuser run CREATE EXTENSION vector in it to add search by meaning)."
+)
+"""The one line the chat's start and `agents reindex` show when search can't be hybrid: without the extra, or on a
+PostgreSQL database without pgvector."""
 
 E5_DIMENSION = 384
 E5_MODEL = "multilingual-e5-small-q4"

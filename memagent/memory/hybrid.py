@@ -16,6 +16,11 @@ out rows already shown, so a page never repeats a row of an earlier one. ``total
 (capped as ``search.py`` caps them: the ranking is read up to that cap, ids only) plus the rows only the dense
 side brought in, each row once.
 
+The query's embedding (~13-20 ms of CPU with e5) runs on a thread of its own while the full-text side runs on the
+caller's: both release the GIL for most of their work (the model's engine through ctypes, SQLite while it steps),
+so with a free core a search costs about the longer of the two instead of their sum; on the busy 2-core machine
+of docs/BENCHMARKS.md ("Hybrid search at scale") it saved less (~2 ms of 40 at 100k rows).
+
 Used when the store has an embedder (``Store.use_embedder``) and the query has terms to search; a query without
 terms (punctuation only, empty) is the plain search's. Without the embeddings extra nothing here runs: search
 is full text, and the chat says so once.
@@ -23,7 +28,9 @@ is full text, and the chat says so once.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +41,15 @@ from memagent.memory.dialect import RANK_WINDOW, Dialect
 from memagent.memory.embed import Embedder
 from memagent.memory.filters import NO_FILTER, SearchFilter
 from memagent.memory.rows import Passage, SearchPage, StoredMessage, message_from_row, passage_from_row, search_page
-from memagent.memory.search import Rows, Searcher, check_paging, chunks, count_limit, full_text_terms
+from memagent.memory.search import (
+    Rows,
+    Searcher,
+    candidates_to_read,
+    check_paging,
+    chunks,
+    count_limit,
+    full_text_terms,
+)
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,19 @@ def fuse(full_text: Sequence[int], dense: Sequence[int], fusion: Fusion) -> list
                 scores[row_id] = scores.get(row_id, 0.0) + weight / (fusion.k + rank)
     order = {row_id: position for position, row_id in enumerate(scores)}
     return sorted(scores, key=lambda row_id: (-scores[row_id], order[row_id]))
+
+
+_embedding_thread: ThreadPoolExecutor | None = None
+_embedding_thread_lock = threading.Lock()
+
+
+def embed_query_meanwhile(embedder: Embedder, query: str) -> Future[bytes]:
+    """``embedder.query(query)`` started on the process's one query-embedding thread (made on first use)."""
+    global _embedding_thread
+    with _embedding_thread_lock:
+        if _embedding_thread is None:
+            _embedding_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memagent-query-embedding")
+        return _embedding_thread.submit(embedder.query, query)
 
 
 @dataclass(frozen=True)
@@ -106,11 +134,12 @@ class HybridSearcher(Searcher):
     ) -> tuple[int, list[sa.Row[Any]], bool]:
         """(total, the page's rows, capped): the full-text ranking's ids up to the count limit (one more says
         "more than"; ranked within the window as ``Searcher`` ranks them), its first ``depth`` fused with the dense
-        ranking's, then the rest of it. ``filters`` apply to both sides."""
+        ranking's, then the rest of it. ``filters`` apply to both sides. The query is embedded meanwhile."""
         check_paging(page, page_size)
         limit = count_limit(page, page_size)
+        embedding = embed_query_meanwhile(self.embedder, query)
         full_text, windowed = self._full_text_ids(source, agent_id, filters, terms, page_size, limit)
-        vector = self.embedder.query(query)
+        vector = embedding.result()
         depth = self.fusion.depth
         nearest = self._dialect.dense_search(self._rows, source.kind, agent_id, self.embedder.model, vector, depth)
         fused = fuse(full_text[:depth], self._kept(source, agent_id, filters, nearest), self.fusion)
@@ -127,14 +156,26 @@ class HybridSearcher(Searcher):
         """The full-text ranking's first ``limit`` + 1 ids, and whether the window left matches out; over every match
         when the window holds less than a page of this agent's (the rule of ``Searcher._text_page``)."""
         ranked_terms = self._narrow(source.table, terms)
-        for window in (RANK_WINDOW, None):
-            count, ranked = self._dialect.text_search(
-                source.table, (source.table.c.id,), agent_id, filters, ranked_terms, limit + 1, 0, limit, window
+
+        def ranking(window: int | None, candidates: int | None = None) -> tuple[sa.Executable, sa.Executable]:
+            table = source.table
+            return self._dialect.text_search(
+                table, (table.c.id,), agent_id, filters, ranked_terms, limit + 1, 0, limit, window, candidates,
+                terms_held=bool(bound),
             )
-            matches, bound = self._counted(count)
-            if window is None or not bound or matches >= page_size:
-                return [int(row[0]) for row in self._rows(ranked)], bool(bound)
-        raise AssertionError("unreachable: the loop's last pass returns")
+
+        def ids(statement: sa.Executable) -> list[int]:
+            return [int(row[0]) for row in self._rows(statement)]
+
+        bound = 0  # until counted: whether the window is full decides the ranking (``terms_held``)
+        matches, bound = self._counted(ranking(RANK_WINDOW)[0])
+        if bound and matches < page_size:  # every match ranked: nothing left out
+            return ids(ranking(None)[1]), False
+        for candidates in candidates_to_read(limit + 1):  # as ``Searcher._text_page`` reads them
+            found = ids(ranking(RANK_WINDOW, candidates)[1])
+            if len(found) >= min(matches, limit + 1):
+                break
+        return found, bool(bound)
 
     def _kept(self, source: _Source, agent_id: int, filters: SearchFilter, ids: Sequence[int]) -> list[int]:
         """``ids`` (in their order) that are the agent's indexed rows passing the filters: the dense side sees only

@@ -257,10 +257,6 @@ def _passage_tags(conn: Connection) -> None:
         """
     )
     conn.exec_driver_sql("CREATE INDEX passage_tags_agent_tag ON passage_tags(agent_id, tag, passage_id)")
-PGVECTOR_MISSING = (
-    "the pgvector extension is not available on this server (memagent keeps dense vectors in it); install pgvector "
-    "(https://github.com/pgvector/pgvector) or have a superuser run CREATE EXTENSION vector in this database"
-)
 
 
 def pgvector_schema(conn: Connection) -> str:
@@ -272,22 +268,38 @@ def pgvector_schema(conn: Connection) -> str:
     return str(found)
 
 
+def create_pgvector(conn: Connection) -> str | None:
+    """pgvector's quoted schema, the extension created here if it is not yet; None when the server has no pgvector or
+    this user may not create it (then the failed statement is rolled back to a savepoint, the transaction goes on)."""
+    conn.exec_driver_sql("SAVEPOINT pgvector")
+    try:
+        conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS vector")
+    except DBAPIError:
+        conn.exec_driver_sql("ROLLBACK TO SAVEPOINT pgvector")
+        return None
+    finally:
+        conn.exec_driver_sql("RELEASE SAVEPOINT pgvector")
+    # The extension is the database's, in the schema it was first created in: maybe not on this search path.
+    return pgvector_schema(conn)
+
+
+def index_pgvector(conn: Connection, pgvector: str) -> None:
+    """The HNSW index of cosine distance over ``embeddings.vector`` (a pgvector column)."""
+    conn.exec_driver_sql(f"CREATE INDEX embeddings_hnsw ON embeddings USING hnsw (vector {pgvector}.vector_cosine_ops)")
+
+
 def _embeddings(conn: Connection) -> None:
     """The ``embeddings`` table: a dense vector per embedded message or passage (see ``vectors.py``), deleted with
     its row and its agent. Every row stored before this is left without a vector: the background worker and
     `memagent agents reindex` embed those. PostgreSQL keeps the vectors in pgvector's ``vector(384)`` with an HNSW
-    index for cosine distance; SQLite as float32 BLOBs."""
+    index for cosine distance; SQLite as float32 BLOBs. A PostgreSQL server without pgvector (or a user who may not
+    create it) gets a BYTEA column that stays empty: search there is full text only until pgvector is installed
+    (``postgres.dense_vectors`` then converts the column)."""
     postgres = conn.dialect.name == "postgresql"
     big_id = "BIGSERIAL PRIMARY KEY" if postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
     integer = "BIGINT" if postgres else "INTEGER"
-    vector = "BLOB"
-    if postgres:
-        try:  # a failure rolls the whole upgrade back: the database stays at the version before
-            conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS vector")
-        except DBAPIError as error:
-            raise StoreError(one_line(f"Can't upgrade the database: {PGVECTOR_MISSING} ({error.orig})")) from None
-        # The extension is the database's, in the schema it was first created in: maybe not on this search path.
-        vector = f"{pgvector_schema(conn)}.vector"
+    pgvector = create_pgvector(conn) if postgres else None
+    vector = f"{pgvector}.vector(384)" if pgvector else "BYTEA" if postgres else "BLOB"
     conn.exec_driver_sql(
         f"""
         CREATE TABLE embeddings (
@@ -296,16 +308,39 @@ def _embeddings(conn: Connection) -> None:
             message_id {integer} REFERENCES messages(id) ON DELETE CASCADE,
             passage_id {integer} REFERENCES passages(id) ON DELETE CASCADE,
             model TEXT NOT NULL,
-            vector {vector + "(384)" if postgres else vector} NOT NULL
+            vector {vector} NOT NULL
         )
         """
     )
     conn.exec_driver_sql("CREATE UNIQUE INDEX embeddings_message ON embeddings(message_id, model)")
     conn.exec_driver_sql("CREATE UNIQUE INDEX embeddings_passage ON embeddings(passage_id, model)")
     conn.exec_driver_sql("CREATE INDEX embeddings_agent ON embeddings(agent_id, model, id)")
-    if postgres:
-        operators = f"{pgvector_schema(conn)}.vector_cosine_ops"
-        conn.exec_driver_sql(f"CREATE INDEX embeddings_hnsw ON embeddings USING hnsw (vector {operators})")
+    if pgvector:
+        index_pgvector(conn, pgvector)
+
+
+VECTOR_COLUMN_TYPE = (
+    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+    "WHERE attrelid = to_regclass('embeddings') AND attname = 'vector'"
+)
+"""PostgreSQL: the type of ``embeddings.vector`` ("bytea" when made without pgvector); no row without the table."""
+
+
+def adopt_pgvector(conn: Connection) -> bool:
+    """Move an ``embeddings`` table made without pgvector (a BYTEA column, empty: nothing embeds there) onto pgvector,
+    creating the extension if needed; False, and nothing changed, if it can't be had. Not a numbered migration: the
+    same schema version, with the column type the server allows (``Dialect.vector_storage`` tells when to run it).
+    The table is locked first and looked at again: another process may have moved it meanwhile."""
+    conn.exec_driver_sql("LOCK TABLE embeddings IN ACCESS EXCLUSIVE MODE")
+    if conn.exec_driver_sql(VECTOR_COLUMN_TYPE).scalar_one() != "bytea":
+        return True
+    pgvector = create_pgvector(conn)
+    if pgvector is None:
+        return False
+    conn.exec_driver_sql("DELETE FROM embeddings")
+    conn.exec_driver_sql(f"ALTER TABLE embeddings ALTER COLUMN vector TYPE {pgvector}.vector(384) USING NULL")
+    index_pgvector(conn, pgvector)
+    return True
 
 
 MIGRATIONS: Sequence[Migration] = (

@@ -23,8 +23,9 @@ import sqlalchemy as sa
 
 from memagent.errors import StoreError
 from memagent.memory import schema
-from memagent.memory.dialect import Reasons, Rows, explain
+from memagent.memory.dialect import Reasons, Rows, VectorStorage, explain
 from memagent.memory.filters import SearchFilter
+from memagent.memory.migrations import VECTOR_COLUMN_TYPE
 from memagent.memory.rows import one_line
 from memagent.memory.search_text import CONTEXT_WEIGHT
 from memagent.memory.vectors import vector_column
@@ -160,6 +161,7 @@ class PostgresDialect:
     def text_search(
         self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, filters: SearchFilter,
         terms: Sequence[str], limit: int, offset: int, count_limit: int, window: int | None = None,
+        candidates: int | None = None, terms_held: bool = False,
     ) -> tuple[sa.Executable, sa.Executable]:
         """ts_rank-ranked search of the generated ``search_vector``, then newest first. Every match is ranked (the
         window is SQLite's: PostgreSQL has not been measured at that scale yet), so the bound column is 0."""
@@ -184,6 +186,14 @@ class PostgresDialect:
         )
         return count, page
 
+    def vector_storage(self, conn: sa.Connection) -> VectorStorage:
+        """"ready" when ``embeddings.vector`` is pgvector's; else "installable" when the extension is in the database
+        or this user, a superuser, can create it from the server's files; else "missing"."""
+        column = conn.exec_driver_sql(VECTOR_COLUMN_TYPE).scalar_one_or_none()
+        if column != "bytea":
+            return "ready"  # no table yet (an older schema, read only): its migration will choose
+        return "installable" if conn.exec_driver_sql(_PGVECTOR_INSTALLABLE).scalar_one() else "missing"
+
     def dense_search(self, rows: Rows, kind: str, agent_id: int, model: str, query: bytes, limit: int) -> list[int]:
         """pgvector's cosine distance, through the HNSW index."""
         e, column = schema.embeddings, vector_column(kind)
@@ -203,6 +213,13 @@ class PostgresDialect:
 _PGVECTOR_SCHEMA = (
     "SELECT quote_ident(n.nspname) FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
     "WHERE e.extname = 'vector'"
+)
+
+
+_PGVECTOR_INSTALLABLE = (
+    "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector') OR ("
+    "EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') "
+    "AND (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))"
 )
 
 

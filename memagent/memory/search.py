@@ -45,6 +45,9 @@ IDS_PER_STATEMENT = 500
 COUNT_PAGES = 20
 """Pages of matches a search counts before it says "more than"."""
 
+FIRST_CANDIDATES = 200
+"""Matches read first to fill a page, ranked in the index (``candidates_to_read``)."""
+
 
 def chunks(ids: Sequence[int], size: int = IDS_PER_STATEMENT) -> Iterator[list[int]]:
     for start in range(0, len(ids), size):
@@ -54,6 +57,12 @@ def chunks(ids: Sequence[int], size: int = IDS_PER_STATEMENT) -> Iterator[list[i
 def count_limit(page: int, page_size: int) -> int:
     """How many matches to count: ``COUNT_PAGES`` pages, or through the page after the one asked for."""
     return max(COUNT_PAGES, page + 2) * page_size
+
+
+def candidates_to_read(rows_needed: int) -> tuple[int, ...]:
+    """How many of the window's matches, ranked in the index, to read in turn for ``rows_needed`` rows of one agent:
+    a few times that (a window is mostly one agent's), then the whole window."""
+    return (max(FIRST_CANDIDATES, 4 * rows_needed), RANK_WINDOW)
 
 
 def capped_count(matches: sa.Select[Any], limit: int) -> sa.Select[int, int]:
@@ -96,17 +105,20 @@ def search_statements(
     page_size: int,
     narrow: Narrow = lambda _table, terms: list(terms),
     window: int | None = None,
+    candidates: int | None = None,
+    terms_held: bool = False,
 ) -> tuple[sa.Executable, sa.Executable]:
     """(count of the matches, up to ``count_limit`` + 1, and the window's bound; one page of matches) for ``query``
     taken literally, among the rows ``filters`` lets through; ``window``: rank only the newest matches, where the
-    dialect does (see ``Dialect.text_search``)."""
+    dialect does (see ``Dialect.text_search``, also for ``candidates`` and ``terms_held``)."""
     query = clean_text(query)
     limit, offset = page_size, page * page_size
     terms = full_text_terms(dialect, query)
     if terms:
         ranked = narrow(table, terms)
         return dialect.text_search(
-            table, columns, agent_id, filters, ranked, limit, offset, count_limit(page, page_size), window
+            table, columns, agent_id, filters, ranked, limit, offset, count_limit(page, page_size), window,
+            candidates, terms_held,
         )
     # No term, or only stopwords on a database whose index leaves them out: a substring match.
     where = [table.c.agent_id == agent_id, dialect.contains(table.c.text, query.strip())]
@@ -165,14 +177,26 @@ class Searcher:
         query: str, page: int, page_size: int,
     ) -> tuple[int, Sequence[sa.Row[Any]], bool]:
         """A full-text page, ranked within the window; over every match when the window left matches out and holds
-        less than a page of this agent's (another agent's newer rows filled it). The choice is the same for every
-        page of a query, so paging stays consistent."""
-        args = (self._dialect, table, columns, agent_id, filters, query, page, page_size, self._narrow)
+        less than a page of this agent's (another agent's newer rows filled it). Ranked in the index first, the
+        page's rows read from the first candidates only; a full window (it left matches out) by the terms each match
+        holds, not bm25: at a million rows bm25 alone took 10-70 ms a search (docs/BENCHMARKS.md, "Memory at
+        scale"). The choice is the same for every page of a query, so paging stays consistent."""
+        terms = full_text_terms(self._dialect, query)
+        ranked = self._narrow(table, terms) if terms else []  # once: each statement below ranks by the same terms
+        args = (self._dialect, table, columns, agent_id, filters, query, page, page_size, lambda _table, _terms: ranked)
         windowed = search_statements(*args, window=RANK_WINDOW)
         matches, bound = counted = self._counted(windowed[0])
         if bound and matches < page_size:
             return self._page(search_statements(*args), page, page_size)
-        return self._page(windowed, page, page_size, counted)
+        if not terms:  # a substring match: nothing to rank
+            return self._page(windowed, page, page_size, counted)
+        shown = min(page_size, matches - page * page_size)
+        for candidates in candidates_to_read((page + 1) * page_size):
+            statements = search_statements(*args, window=RANK_WINDOW, candidates=candidates, terms_held=bool(bound))
+            found = self._page(statements, page, page_size, counted)
+            if len(found[1]) >= shown:
+                break
+        return found
 
     def messages(
         self, agent_id: int, query: str, page: int, page_size: int, filters: SearchFilter = NO_FILTER

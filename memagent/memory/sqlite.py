@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.pool import StaticPool
 
 from memagent.errors import StoreError
-from memagent.memory.dialect import Reasons, Rows, explain, query_terms
+from memagent.memory.dialect import Reasons, Rows, VectorStorage, explain, query_terms
 from memagent.memory.filters import SearchFilter, sqlite_conditions
 from memagent.memory.rows import one_line
 from memagent.memory.search_text import CONTEXT_WEIGHT
@@ -108,8 +108,11 @@ class SqliteDialect:
     def text_search(
         self, table: sa.Table, columns: Sequence[sa.Column[Any]], agent_id: int, filters: SearchFilter,
         terms: Sequence[str], limit: int, offset: int, count_limit: int, window: int | None = None,
+        candidates: int | None = None, terms_held: bool = False,
     ) -> tuple[sa.Executable, sa.Executable]:
         """bm25-ranked FTS5 search, then newest first; with a ``window``, among the newest ``window`` matches only.
+        With ``candidates``, ranked in the index alone first and only the first ``candidates`` rows read; with
+        ``terms_held`` too, ranked by the terms each match holds instead of bm25 (``_ranked_by_terms_held``).
 
         bm25 reads each match's term frequencies and column sizes, so ranking the 50k matches of a common word took
         40-130 ms at 100k rows and grew with the table. The window's bound is found in the index alone (FTS5 walks a
@@ -137,16 +140,56 @@ class SqliteDialect:
         count = sa.text(f"SELECT count(*), {bound} FROM (SELECT 1 {where} LIMIT :count_limit)").bindparams(
             *binds, **params, count_limit=count_limit + 1
         )
-        page = (
-            sa.text(f"SELECT {selected} {where} ORDER BY {order} LIMIT :limit OFFSET :offset")
-            .bindparams(*binds, **params, limit=limit, offset=offset)
-            .columns(*columns)
-        )
+        if candidates is not None:
+            ranked = _ranked_by_terms_held(fts, terms, params) if terms_held else _ranked_by_bm25(fts)
+            page_sql = (
+                f"WITH bound(v) AS MATERIALIZED (SELECT {bound}), {ranked} SELECT {selected} FROM ranked CROSS JOIN "
+                f"{table.name} {alias} ON {alias}.id = ranked.id WHERE {alias}.agent_id = :agent_id {filter_where} "
+                f"ORDER BY ranked.score, {alias}.created_at DESC, {alias}.id DESC LIMIT :limit OFFSET :offset"
+            )
+            params["candidates"] = candidates
+        else:
+            page_sql = f"SELECT {selected} {where} ORDER BY {order} LIMIT :limit OFFSET :offset"
+        page = sa.text(page_sql).bindparams(*binds, **params, limit=limit, offset=offset).columns(*columns)
         return count, page
+
+    def vector_storage(self, conn: sa.Connection) -> VectorStorage:
+        return "ready"  # BLOBs: nothing to install
 
     def dense_search(self, rows: Rows, kind: str, agent_id: int, model: str, query: bytes, limit: int) -> list[int]:
         """Every vector of the agent ranked in memory (``vectors.DenseIndex``): no ANN index, see vectors.py."""
         return self.dense.nearest(rows, kind, agent_id, model, query, limit)
+
+
+def _ranked_by_bm25(fts: str) -> str:
+    """A ``ranked`` CTE: the first ``:candidates`` matches from ``bound`` on by bm25 (``score``, lower is better),
+    then newest first, read from the index alone (no row of the table read for the others)."""
+    return (
+        f"ranked AS (SELECT rowid AS id, bm25({fts}, {CONTEXT_WEIGHT}, 1.0) AS score FROM {fts} "
+        f"WHERE {fts} MATCH :match AND rowid >= (SELECT v FROM bound) ORDER BY score, rowid DESC LIMIT :candidates)"
+    )
+
+
+def _ranked_by_terms_held(fts: str, terms: Sequence[str], params: dict[str, Any]) -> str:
+    """A ``ranked`` CTE: the window's first ``:candidates`` matches by the terms they hold (a term in the row's text
+    counts 1, in the turn before CONTEXT_WEIGHT, as bm25 weighs the columns; ``score`` is minus that), then newest
+    first.
+
+    One term and column at a time within the window (``bound`` is its lowest id), from the index alone: no bm25,
+    whose cost grew with the table (it counts every row holding each term, and reads each match's size). Used when
+    the window is full (see ``search.Searcher._text_page``)."""
+    held = []
+    for i, term in enumerate(terms):
+        for column, weight in (("search_text", 1.0), ("search_context", CONTEXT_WEIGHT)):
+            params[f"{column}{i}"] = f"{column} : {fts_match([term])}"
+            held.append(
+                f"SELECT rowid AS id, {weight} AS weight FROM {fts} WHERE {fts} MATCH :{column}{i} "
+                "AND rowid >= (SELECT v FROM bound)"
+            )
+    return (
+        f"ranked AS (SELECT id, -sum(weight) AS score FROM ({' UNION ALL '.join(held)}) GROUP BY id "
+        "ORDER BY score, id DESC LIMIT :candidates)"
+    )
 
 
 def fts_match(terms: Sequence[str]) -> str:

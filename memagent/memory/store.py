@@ -35,7 +35,14 @@ from memagent.memory.database_url import is_url, open_dialect
 from memagent.memory.embed import Embedder
 from memagent.memory.filters import NO_FILTER, SearchFilter
 from memagent.memory.hybrid import Fusion, HybridSearcher
-from memagent.memory.migrations import MEMORY_VERSIONS_SCHEMA, MIGRATIONS, Migration, apply_pending, check_version
+from memagent.memory.migrations import (
+    MEMORY_VERSIONS_SCHEMA,
+    MIGRATIONS,
+    Migration,
+    adopt_pgvector,
+    apply_pending,
+    check_version,
+)
 from memagent.memory.names import unique_agent_name
 from memagent.memory.reads import Reads
 from memagent.memory.reindex import Progress, backfill_messages, backfill_passages
@@ -102,6 +109,7 @@ class Store(Reads):
         self._engine = self.dialect.create_engine()
         self.searcher: Searcher = Searcher(self.dialect, self._rows)
         self.embedder: Embedder | None = None
+        self.keeps_vectors = False
         self._commit_listeners: list[Callable[[], None]] = []
         self._closed = False
         try:
@@ -109,6 +117,7 @@ class Store(Reads):
                 self._conn = self._engine.connect()
                 self.dialect.prepare(self._conn)
             self._migrate(migrations)
+            self.keeps_vectors = self._vectors_ready()
         except BaseException:
             self._engine.dispose()
             self._closed = True
@@ -133,6 +142,17 @@ class Store(Reads):
         with self._raw_transaction("upgrade"), self._guard("upgrade"):
             # Re-read under the write lock: another process may have migrated in the meantime.
             self._version = apply_pending(self._conn, self.dialect, self.dialect.schema_version(self._conn), migrations)
+
+    def _vectors_ready(self) -> bool:
+        """Whether this database keeps dense vectors, so search can be hybrid: not on a PostgreSQL server without
+        pgvector (search is full text there, ``search_notice`` says so); a table made without it moves onto pgvector
+        at the first writable open after the extension can be had."""
+        with self._guard("open"):
+            storage = self.dialect.vector_storage(self._conn)
+        if storage != "installable" or self.read_only:
+            return storage == "ready"
+        with self._raw_transaction("upgrade"), self._guard("upgrade"):
+            return adopt_pgvector(self._conn)
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -278,11 +298,12 @@ class Store(Reads):
     # ------------------------------------------------------------------------------ embeddings
 
     def use_embedder(self, embedder: Embedder | None, fusion: Fusion | None = None) -> None:
-        """Search hybrid (full text fused with ``embedder``'s vectors: ``hybrid.py``), or full text again with None."""
-        self.embedder = embedder
+        """Search hybrid (full text fused with ``embedder``'s vectors: ``hybrid.py``), or full text again with None;
+        always full text where the database keeps no vectors (``keeps_vectors``)."""
+        self.embedder = embedder if self.keeps_vectors else None
         self.searcher = Searcher(self.dialect, self._rows)
-        if embedder is not None:
-            self.searcher = HybridSearcher(self.dialect, self._rows, embedder, fusion)
+        if self.embedder is not None:
+            self.searcher = HybridSearcher(self.dialect, self._rows, self.embedder, fusion)
 
     def count_unembedded(self, model: str) -> int:
         """Rows with index text and no vector of ``model`` yet."""
@@ -295,9 +316,9 @@ class Store(Reads):
         """Give every row without a vector of ``embedder.model`` one, ``batch`` rows at a time: read, embed outside
         any transaction (the model takes ~50 ms a row), then write in a short transaction the rows that are still
         as they were embedded. ``after`` (kind -> id) skips rows up to those ids and is moved on; ``stop`` is asked
-        between batches. Returns the number of vectors written."""
+        between batches. Returns the number of vectors written: none where the database keeps no vectors."""
         done, cursor = 0, after if after is not None else {}
-        for kind in KINDS:
+        for kind in KINDS if self.keeps_vectors else ():
             while not stop():
                 rows = self._rows(select_pending(kind, embedder.model, cursor.get(kind, 0), batch))
                 if not rows:

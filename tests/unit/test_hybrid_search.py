@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from fakes import FakeEmbedder
+from pg_server import PostgresServer
 
 from memagent.app import search_notice, start_embedding
 from memagent.memory import schema
-from memagent.memory.embed import FULL_TEXT_NOTICE
+from memagent.memory.embed import FULL_TEXT_NOTICE, NO_PGVECTOR_NOTICE
 from memagent.memory.embed_worker import EmbeddingWorker
 from memagent.memory.hybrid import Fusion, fuse
 from memagent.memory.migrations import MIGRATIONS, embeddings_migration
@@ -259,6 +260,51 @@ def test_postgres_keeps_vectors_in_pgvector_with_an_hnsw_index(pg_url: str) -> N
         query = FakeEmbedder().query("gamma")
         assert store.dialect.dense_search(store._rows, "message", agent_id, "fake-embedder", query, 5)[0] == ids[1]
         assert store.dialect.dense_search(store._rows, "passage", agent_id, "fake-embedder", query, 5) == []
+
+
+def column_type(store: Store, table: str, column: str) -> str:
+    return str(
+        store._rows(
+            sa.text("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = to_regclass(:table) "
+                    "AND attname = :column").bindparams(table=table, column=column)
+        )[0][0]
+    )
+
+
+@pytest.mark.postgres
+def test_postgres_without_pgvector_searches_full_text_then_moves_onto_it_once_installed(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """A user who may not create pgvector (it is not a trusted extension: managed servers often refuse it, some
+    lack it): every migration lands, search is full text and the chat says so once; after a superuser creates the
+    extension, the next open moves the (empty) vector column onto pgvector and search is hybrid."""
+    database = postgres_server.create_database()
+    role = f"no_pgvector_{database}"
+    postgres_server.sql(f"CREATE ROLE {role} LOGIN PASSWORD 'role-secret'")
+    postgres_server.sql(f"CREATE SCHEMA memory AUTHORIZATION {role}", database=database)
+    url = postgres_server.url(database, user=role, password="role-secret", schema="memory")
+    try:
+        with Store(url) as store:
+            assert store.schema_version == len(MIGRATIONS) and not store.keeps_vectors
+            assert column_type(store, "embeddings", "vector") == "bytea"
+            agent_id, ids = chat(store, ["my puppy sleeps all day", "the car needs new tyres"])
+            assert start_embedding(Settings(home=tmp_path), store, FakeEmbedder(PETS)) is None
+            store.use_embedder(FakeEmbedder(PETS))
+            assert store.embedder is None and search_notice(store) == NO_PGVECTOR_NOTICE
+            assert store.embed_pending(FakeEmbedder(PETS)) == 0
+            assert store.search_messages(agent_id, "Where does the puppy sleep?").items[0].id == ids[0]
+            assert store.search_messages(agent_id, "canine").items == []  # no dense side
+        postgres_server.sql("CREATE EXTENSION vector SCHEMA public", database=database)
+        with Store(url) as store:
+            assert store.keeps_vectors and column_type(store, "embeddings", "vector") == "public.vector(384)"
+            assert store._rows(sa.text("SELECT count(*) FROM pg_indexes WHERE indexname = 'embeddings_hnsw'"))[0][0]
+            assert store.embed_pending(FakeEmbedder(PETS)) == 2
+            store.use_embedder(FakeEmbedder(PETS))
+            assert search_notice(store) is None
+            assert store.search_messages(agent_id, "canine").items[0].id == ids[0]  # dense only: no shared word
+    finally:
+        postgres_server.drop_database(database)
+        postgres_server.sql(f"DROP ROLE {role}")
 
 
 def test_the_in_memory_vectors_follow_deletes_and_inserts_by_any_process(tmp_path: Path) -> None:

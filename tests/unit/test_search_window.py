@@ -95,3 +95,48 @@ def test_hybrid_search_ranks_full_text_within_the_window_and_falls_back_the_same
         assert {p.id for p in common.items} <= set(newer) and common.capped
     finally:
         store.close()
+
+
+def test_a_full_window_is_ranked_by_the_terms_each_match_holds_then_newest_first(store: Store) -> None:
+    """Not bm25, which weighs the rarer word more (and at a million rows cost most of a search): each word of the
+    query a match holds counts the same, a word of the passage before half, then newest first."""
+    me = agent_id(store, "me")
+    with store.transaction() as tx:
+        for i in range(8):
+            tx.add_passage(me, f"garden day {i}")
+        tomatoes = [tx.add_passage(me, f"tomatoes day {i}") for i in range(5)]  # both words above the window
+        both = tx.add_passage(me, "garden tomatoes")
+        newest = tx.add_passage(me, "garden newest")
+    # The window: the newest four matches. Held: both 2 + 0.5 (its passage before: "tomatoes"); newest 1 + 2 x 0.5;
+    # the last two tomatoes rows 1 + 0.5 each.
+    found = store.search_passages(me, "garden tomatoes", page_size=4)
+    assert [p.id for p in found.items] == [both, newest, tomatoes[-1], tomatoes[-2]] and found.capped is True
+    later = store.search_passages(me, "garden tomatoes", page=1, page_size=2)
+    assert [p.id for p in later.items] == [tomatoes[-1], tomatoes[-2]]
+
+
+def test_a_full_window_reads_more_candidates_when_another_agents_rows_took_the_first(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    me, other = agent_id(store, "me"), agent_id(store, "other")
+    monkeypatch.setattr(search, "candidates_to_read", lambda _rows: (1, WINDOW))
+    with store.transaction() as tx:
+        for i in range(6):
+            tx.add_passage(me, f"garden day {i}")
+        mine = [tx.add_passage(me, "garden mine"), tx.add_passage(me, "garden again")]
+        tx.add_passage(other, "garden garden theirs")  # the newest match: the first candidate
+    found = store.search_passages(me, "garden", page_size=2)
+    assert [p.id for p in found.items] == mine[::-1]
+
+
+def test_a_page_reads_more_candidates_when_another_agents_best_matches_took_the_first(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same below a full window, ranked by bm25."""
+    me, other = agent_id(store, "me"), agent_id(store, "other")
+    monkeypatch.setattr(search, "candidates_to_read", lambda _rows: (1, WINDOW))
+    with store.transaction() as tx:
+        mine = tx.add_passage(me, "garden mine")
+        tx.add_passage(other, "garden garden garden theirs")  # the best bm25 match: the first candidate
+    found = store.search_passages(me, "garden", page_size=2)
+    assert [p.id for p in found.items] == [mine] and found.total == 1 and not found.capped
