@@ -7,7 +7,8 @@ Every scenario builds a fresh backend, as a new process would, and runs in one p
 - ordinary turns with MemGPT's layout (statistics and a timestamp rebuilt in the system message every step), for
   reference.
 
-A turn is split into prompt evaluation and generation (the generation loop's clocks around llama.cpp's batches),
+Before each turn the conversation so far is evaluated, as the terminal chat does while the user types, and timed
+apart. A turn is split into prompt evaluation and generation (the generation loop's clocks around llama.cpp's batches),
 sampling (the rest of the backend's call: token sampling with the grammar, detokenizing, Python), parsing (the
 wrapper), the database (the step's transactions: the function, its rows, the commit) and everything else (the turn's
 wall time minus those).
@@ -65,6 +66,7 @@ class Split:
     parsing: float = 0.0
     database: float = 0.0
     setup: float = 0.0  # before the turn: loading the model, the agent, the shared prefix (first turns only)
+    ahead: float = 0.0  # before the turn, while the user types: the prompt so far evaluated (Agent.prefill)
     steps: int = 0
     drafted: int = 0  # draft tokens evaluated (lookup_decoding.py)
     accepted: int = 0  # of those, the ones the sampler agreed with
@@ -98,6 +100,14 @@ class TimedBackend(EmbeddedBackend):
         split.drafted += generation.drafted
         split.accepted += generation.accepted
         return completion
+
+
+    def prepare_prefix(self, prompt: str, shared_chars: int, on_evaluate: Callable[[int], None] | None = None) -> int:
+        start = time.perf_counter()
+        try:
+            return super().prepare_prefix(prompt, shared_chars, on_evaluate)
+        finally:
+            self.split.prompt_eval += time.perf_counter() - start  # the shared prefix, loaded or evaluated
 
 
 class NoDrafts(TimedBackend):
@@ -189,6 +199,9 @@ def run_session(
 
 def one_turn(agent: Agent, backend: TimedBackend, message: str, events: list[Event]) -> Split:
     backend.split = Split()
+    ahead = time.perf_counter()
+    agent.prefill()()  # what the terminal chat does while the user types the message (repl/loop.py)
+    backend.split.ahead = time.perf_counter() - ahead
     start = time.perf_counter()
     agent.run_turn(message, events.append)
     backend.split.wall = time.perf_counter() - start
@@ -221,7 +234,7 @@ def grammar_overhead(home: Path) -> dict[str, float]:
 
 def median_split(splits: list[Split]) -> dict[str, float]:
     keys = ("wall", "prompt_eval", "prompt_tokens_evaluated", "generation", "generated_tokens", "sampling", "parsing",
-            "database", "drafted", "accepted")
+            "database", "drafted", "accepted", "ahead")
     medians = {key: statistics.median(getattr(s, key) for s in splits) for key in keys}
     medians["other"] = statistics.median(s.other for s in splits)
     return medians
@@ -275,11 +288,12 @@ def row(name: str, split: dict[str, float]) -> list[str]:
         f"{split['database'] * 1000:.1f} ms",
         f"{split['other']:.2f}",
         f"{split.get('accepted', 0):.0f} / {split.get('drafted', 0):.0f}",
+        f"{split.get('ahead', 0.0):.2f}",
     ]
 
 
 HEADERS = ("", "total s", "setup s", "prompt eval s", "generation s", "sampling s", "parsing", "database", "other s",
-           "drafts kept / evaluated")
+           "drafts kept / evaluated", "while typing s")
 
 
 def build_section(results: dict[str, Any], turns: int, seconds: float, load: Any) -> Section:
@@ -309,6 +323,8 @@ def build_section(results: dict[str, Any], turns: int, seconds: float, load: Any
         f"Ratios: a new agent's first turn without / with the shared prefix cache: **{cold_total / warm_total:.1f}x**; "
         f"an ordinary turn before / now: **{before / turn:.2f}x** (without drafts / with them: "
         f"{no_drafts / turn:.2f}x); MemGPT's layout / memagent: **{memgpt / turn:.1f}x**.",
+        "*while typing*: evaluated before the turn, as the terminal chat does while the user types (the conversation "
+        "so far, Agent.prefill): not part of *total*, which runs from the message sent to the turn's end. "
         "*generation* is llama.cpp's time for the batches after the prompt: a sampled token with the draft after "
         "it (lookup_decoding.py), so its tok/s counts the tokens kept; *drafts kept / evaluated*: draft tokens the "
         "sampler agreed with, of those evaluated.",

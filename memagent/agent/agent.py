@@ -4,7 +4,7 @@ out as typed Events through `emit`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from memagent.agent.context import ContextWindow
@@ -150,6 +150,13 @@ class Agent:
 
     def prompt(self, extra: Sequence[AgentMessage] = ()) -> str:
         return self.context.prompt(extra)
+
+    def prefill(self) -> Callable[[], None]:
+        """The work that readies the next turn while the user types: the prompt as it stands is rendered now, in the
+        caller's thread (it reads the agent's state), and the returned callable, safe to run in another thread, has
+        the backend evaluate it (Backend.prefill): the next turn then evaluates only the new message."""
+        prompt, backend = self.prompt(), self.backend
+        return lambda: backend.prefill(prompt)
 
     def shared_prefix(self, prompt: str) -> int:
         return self.context.shared_prefix(prompt)

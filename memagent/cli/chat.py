@@ -113,7 +113,7 @@ def _chat_in_terminal(settings: Settings) -> int:
     from memagent.cli.opening import Opening
     from memagent.repl.prompt import InputPrompt, OpeningFailed
 
-    opening = Opening(lambda: _open_session(settings))
+    opening = Opening(lambda: _open_session(settings, prefill=True))
     prompt = InputPrompt(settings.home / "history", settings.home, opening.agent_if_open)
     try:
         first = prompt.read_first(opening)
@@ -135,8 +135,9 @@ def _chat_in_terminal(settings: Settings) -> int:
         session.close()
 
 
-def _open_session(settings: Settings) -> Session:
-    """Open the session, say which agent it is (and any notice), and have the shared prompt prefix ready."""
+def _open_session(settings: Settings, *, prefill: bool = False) -> Session:
+    """Open the session, say which agent it is (and any notice), and have the shared prompt prefix ready; with
+    ``prefill``, the agent's whole prompt too (it runs behind the first prompt, while the user types)."""
     from memagent.app import constraint_notice, default_model_hint, open_session, search_notice
     from memagent.cli.crash_guard import note_agent
     from memagent.events import SessionInfo
@@ -159,6 +160,8 @@ def _open_session(settings: Settings) -> Session:
             if notice:  # on stderr in both modes, so the --json stream stays events only
                 print(notice, file=sys.stderr, flush=True)
         session.prepare_prefix(_say_preparing)
+        if prefill:
+            session.agent.prefill()()
     except BaseException:
         session.close()
         raise

@@ -166,6 +166,22 @@ def run_interactive(
             run_interactive_line(line, agent, printer, prompt.ask, home)
         except ExitChat:
             return
+        prefill_in_background(agent)
+
+
+def prefill_in_background(agent: Agent) -> None:
+    """Ready the next turn while the user types (Agent.prefill). Only a head start: if it fails, the next turn does
+    the same work itself and reports any error then."""
+    try:
+        work = agent.prefill()
+    except Exception:  # noqa: BLE001 - see the docstring
+        return
+
+    def run() -> None:
+        with suppress(Exception):
+            work()
+
+    threading.Thread(target=run, name="memagent-prefill", daemon=True).start()
 
 
 def chat_in_terminal(agent: Agent, prompt: InputPrompt, first: str, *, color: bool, home: Path) -> int:

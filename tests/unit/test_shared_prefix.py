@@ -182,3 +182,43 @@ def test_the_next_prompt_keeps_the_tokens_the_reply_was_sampled_as(tmp_path: Pat
     tokens = instance._prompt_tokens(prompt + "ok\nUSER: two")
     assert tokens == [*sampled, *[7] * len("\nUSER: two")]
     assert instance._prompt_tokens("another prompt") == [7] * len("another prompt")  # not a continuation: as is
+
+
+def test_a_prefill_while_the_user_types_leaves_only_the_new_message_to_evaluate(tmp_path: Path) -> None:
+    instance = backend(tmp_path)
+    first = SHARED + "\nUSER: one\nASSISTANT: "
+    instance.generate(CompletionRequest(first))  # writes "ok"
+    so_far = first + "ok\nFUNCTION RETURN: fine\n"
+    before = instance._llm.evaluated
+    instance.prefill(so_far + "ASSISTANT: ")  # rendered as the next call would be, without the user's message yet
+    assert instance._llm.evaluated - before == len("\nFUNCTION RETURN: fine\nASSISTANT: ")
+    before = instance._llm.evaluated
+    assert ask(instance, so_far + "USER: two\nASSISTANT: ") == len("USER: two\nASSISTANT: ")
+    assert instance._llm.evaluated - before == len("USER: two\nASSISTANT: ")  # the rest was in the cache
+
+
+def test_a_prefill_and_a_generation_never_run_at_once(tmp_path: Path) -> None:
+    import threading
+
+    instance = backend(tmp_path)
+    inside = threading.Event()
+    release = threading.Event()
+    llm = instance._llm
+    plain_eval = llm.eval
+
+    def slow_eval(tokens: list[int]) -> None:
+        inside.set()
+        release.wait(30)
+        plain_eval(tokens)
+
+    llm.eval = slow_eval  # type: ignore[method-assign]
+    worker = threading.Thread(target=instance.prefill, args=(SHARED + "\nUSER: one",))
+    worker.start()
+    assert inside.wait(30)  # the prefill is evaluating, holding the lock every llama.cpp call takes
+    assert not instance._lock().acquire(blocking=False)  # so a generation (or a save, or close) would wait here
+    release.set()
+    worker.join(30)
+    assert instance._lock().acquire(blocking=False)  # free again once the prefill is done
+    instance._lock().release()
+    llm.eval = plain_eval  # type: ignore[method-assign]
+    assert instance.generate(CompletionRequest(SHARED + "\nUSER: one!")).text == "ok"

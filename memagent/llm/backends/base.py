@@ -121,6 +121,12 @@ class Backend(ABC):
         without a shared prefix cache have nothing to do."""
         return 0
 
+    def prefill(self, prompt: str) -> None:
+        """Evaluate `prompt` into the KV cache ahead of the call that will continue it (while the user types), so that
+        call evaluates only what is new. Safe from another thread: a call that comes meanwhile waits for it. Backends
+        that keep no KV cache in this process have nothing to do."""
+        return None
+
     def _unsupported(self, what: str) -> UnsupportedOperation:
         return UnsupportedOperation(f"The {self.name} backend has no {what}.")
 

@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import threading
 import time
 from array import array
 from collections.abc import Callable
@@ -106,6 +107,7 @@ class EmbeddedBackend(Backend):
         self._clock = clock
         self.prefix_cache = prefix_cache
         self.model_path = check_model_file(Path(model_path) if model_path else default_model_path())
+        self._busy = threading.RLock()  # one llama.cpp call at a time: a prefill runs in the background
         self.temperature = temperature
         self.repeat_penalty = repeat_penalty  # small models loop on a phrase without it
         self._grammars: dict[str, Any] = {}
@@ -160,6 +162,29 @@ class EmbeddedBackend(Backend):
         return dict(getattr(self._llm, "metadata", {}) or {})
 
     def generate(self, request: CompletionRequest) -> Completion:
+        with self._lock():
+            return self._generate(request)
+
+    def prefill(self, prompt: str) -> None:
+        """Evaluate ``prompt`` (the conversation so far, rendered) while the user types: the next call shares all of
+        it but its last few tokens, and evaluates only the new message."""
+        with self._lock():
+            if self._llm is None:  # closed meanwhile
+                return
+            tokens = self._prompt_tokens(prompt)
+            if len(tokens) >= self.context_length:
+                return
+            kept = self._llm.keep_prefix(common_prefix(self._llm.input_ids[: self._llm.n_tokens], tokens))
+            if kept < len(tokens):
+                self._llm.eval(tokens[kept:])
+
+    def _lock(self) -> threading.RLock:
+        busy: threading.RLock | None = getattr(self, "_busy", None)
+        if busy is None:  # built without __init__ (tests)
+            busy = self._busy = threading.RLock()
+        return busy
+
+    def _generate(self, request: CompletionRequest) -> Completion:
         evaluated_here = self.prepare_prefix(request.prompt, request.shared_prefix)
         prompt = self._prompt_tokens(request.prompt)
         grammar = self._grammar(request.constraint.gbnf) if request.constraint else None
@@ -247,11 +272,13 @@ class EmbeddedBackend(Backend):
 
     def save_cache(self, path: Path) -> None:
         """Write the evaluated tokens and their KV cache, then the header naming the model."""
-        save_state(self._llm, path, self._fingerprint())
+        with self._lock():
+            save_state(self._llm, path, self._fingerprint())
 
     def load_cache(self, path: Path) -> int:
         """Restore a saved KV cache if it was made by this model with this context; returns its tokens."""
-        return load_state(self._llm, path, self._fingerprint(), self.context_length)
+        with self._lock():
+            return load_state(self._llm, path, self._fingerprint(), self.context_length)
 
     # -- The shared prompt prefix: evaluated once per machine, the start of every new agent ---------
     def prepare_prefix(
@@ -265,6 +292,10 @@ class EmbeddedBackend(Backend):
         The file is named by a hash of the model's fingerprint and the prefix's tokens, so a changed model, context,
         prompt or template finds no file rather than a wrong one. Keys of the KV cache depend only on the tokens
         before them, so a state restored for the prefix is exactly what evaluating it would give."""
+        with self._lock():
+            return self._prepare_prefix(prompt, shared_chars, on_evaluate)
+
+    def _prepare_prefix(self, prompt: str, shared_chars: int, on_evaluate: Callable[[int], None] | None) -> int:
         folder = self.prefix_cache
         if folder is None or shared_chars <= 0:
             return 0
@@ -291,9 +322,10 @@ class EmbeddedBackend(Backend):
         return len(shared)
 
     def close(self) -> None:
-        llm, self._llm = getattr(self, "_llm", None), None
-        if llm is not None:
-            llm.close() if hasattr(llm, "close") else None
+        with self._lock():
+            llm, self._llm = getattr(self, "_llm", None), None
+            if llm is not None:
+                llm.close() if hasattr(llm, "close") else None
 
 
 class _DeadlineCheck:
