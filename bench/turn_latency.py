@@ -299,8 +299,10 @@ HEADERS = ("", "total s", "setup s", "prompt eval s", "generation s", "sampling 
 def build_section(results: dict[str, Any], turns: int, seconds: float, load: Any) -> Section:
     first, ordinary = results["first_turn"], results["ordinary_turn"]
     warm = first["with shared prefix"]
-    warm_total = warm["wall"] + warm["setup"]
-    cold_total = first["without shared prefix"]["wall"] + first["without shared prefix"]["setup"]
+    cold = first["without shared prefix"]
+    # A new agent's first reply if the message is sent at once: the setup, the readying behind the prompt, the turn.
+    warm_total = warm["wall"] + warm["setup"] + warm.get("ahead", 0.0)
+    cold_total = cold["wall"] + cold["setup"] + cold.get("ahead", 0.0)
     turn = ordinary["memagent"]["wall"]
     before = ordinary["before: one generating thread, no drafts"]["wall"]
     no_drafts = ordinary["without drafts"]["wall"]
@@ -308,7 +310,9 @@ def build_section(results: dict[str, Any], turns: int, seconds: float, load: Any
     grammar = results["grammar_ms_per_token"]
     targets = [
         Target("new agent's first turn, shared prefix saved", f"<= {FIRST_TURN_TARGET_S} s", f"{warm_total:.2f} s",
-               warm_total <= FIRST_TURN_TARGET_S, "loading the model and agent, the prefix file, the first turn"),
+               warm_total <= FIRST_TURN_TARGET_S,
+               "from the start, the message sent at once: loading the model and agent, the prefix file, the agent's "
+               "own prompt (readied while typing), the first turn"),
         Target("ordinary turn (median)", f"<= {ORDINARY_TURN_TARGET_S} s", f"{turn:.2f} s",
                turn <= ORDINARY_TURN_TARGET_S),
     ]
