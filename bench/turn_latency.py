@@ -180,7 +180,7 @@ def run_session(
         agent.__class__ = MemGPTLayoutAgent
     instrument(agent, store, backend)
     prompt = agent.prompt()
-    backend.prepare_prefix(prompt, agent.wrapper.shared_prefix(prompt))
+    backend.prepare_prefix(prompt, agent.shared_prefix(prompt))  # as Session.prepare_prefix
     setup = time.perf_counter() - start
     events: list[Event] = []
     run = Run(name, one_turn(agent, backend, FIRST_MESSAGE, events))
