@@ -161,6 +161,9 @@ class ByteLlama:
         self._written += 1
         return self.reply[self._written - 1]
 
+    def set_threads(self, threads: int) -> None:
+        self.threads = threads
+
     def is_end(self, token: int) -> bool:
         return token == self.END
 

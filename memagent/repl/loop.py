@@ -184,8 +184,8 @@ def prefill_in_background(agent: Agent) -> None:
     threading.Thread(target=run, name="memagent-prefill", daemon=True).start()
 
 
-def chat_in_terminal(agent: Agent, prompt: InputPrompt, first: str, *, color: bool, home: Path) -> int:
-    """The interactive chat, after a first line read while the agent opened (cli/chat.py); the exit status."""
+def chat_in_terminal(agent: Agent, prompt: InputPrompt, first: str | None, *, color: bool, home: Path) -> int:
+    """The interactive chat; ``first``: a line already read while the agent opened (cli/chat.py). The exit status."""
     console = Console(no_color=not color, highlight=False, soft_wrap=True)
     agent.stream = True  # show send_message's text as the model writes it
     run_interactive(agent, prompt, console, LivePrinter(console), home, first)
@@ -195,12 +195,8 @@ def chat_in_terminal(agent: Agent, prompt: InputPrompt, first: str, *, color: bo
 def chat(agent: Agent, *, json_output: bool, color: bool, home: Path, stdin: TextIO | None = None) -> int:
     """Run the chat; returns the exit status (interactive: 0 on /exit or Ctrl-D; scripted: see run_scripted)."""
     stdin = stdin or sys.stdin
+    if stdin.isatty() and sys.stdout.isatty() and not json_output:
+        return chat_in_terminal(agent, InputPrompt(home / "history", home, lambda: agent), None, color=color, home=home)
     console = Console(no_color=not color, highlight=False, soft_wrap=True)
-    interactive = stdin.isatty() and sys.stdout.isatty() and not json_output
-    if interactive:
-        agent.stream = True  # show send_message's text as the model writes it
-        prompt = InputPrompt(home / "history", home, lambda: agent)
-        run_interactive(agent, prompt, console, LivePrinter(console), home)
-        return EXIT_OK
     printer = EventPrinter(console, json_output=json_output, echo_user=True)
     return run_scripted(agent, tolerant(stdin), printer, home)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -248,6 +249,7 @@ def embedded_backend(timeout: float | None) -> Any:
 
     from memagent.llm.backends.deadline import DEFAULT_EMBEDDED_TIMEOUT
     from memagent.llm.backends.embedded import EmbeddedBackend
+    from memagent.llm.backends.thread_choice import ThreadChoice
 
     clock = FakeClock()
     backend = EmbeddedBackend.__new__(EmbeddedBackend)  # no model file: the fake stands in for llama.cpp
@@ -256,6 +258,7 @@ def embedded_backend(timeout: float | None) -> Any:
     backend.model_path = Path("model.gguf")
     backend.temperature, backend.repeat_penalty, backend._grammars = 0.3, 1.1, {}
     backend._llm = ByteLlama(b"t" * 100, on_step=lambda: clock.advance(1.0))
+    backend._busy, backend._threads = threading.RLock(), ThreadChoice((1,))
     return backend
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import json
 import sys
+import threading
 import types
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ def backend(tmp_path: Path) -> EmbeddedBackend:
     model.write_bytes(b"GGUF")
     instance = EmbeddedBackend.__new__(EmbeddedBackend)  # no llama.cpp: only the saving is under test
     instance.model_path = model
+    instance._busy = threading.RLock()
     instance._llm = types.SimpleNamespace(n_tokens=3, input_ids=Tokens([1, 2, 3, 4]), ctx=None, n_ctx=lambda: 64)
     return instance
 

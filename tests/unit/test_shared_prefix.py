@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import json
 import sys
+import threading
 import types
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from fakes import ByteLlama
 
 from memagent.llm.backends import embedded
 from memagent.llm.backends.embedded import EmbeddedBackend
+from memagent.llm.backends.thread_choice import ThreadChoice
 from memagent.llm.types import CompletionRequest
 
 SHARED = "You are an agent. " * 20 + "Functions: send_message(message), archival_memory_search(query)."
@@ -56,6 +58,7 @@ def backend(tmp_path: Path, model: str = "m.gguf") -> EmbeddedBackend:
     instance.limits = embedded.call_limits(None, default=embedded.DEFAULT_EMBEDDED_TIMEOUT)
     instance._clock = lambda: 0.0
     instance._llm = ByteLlama()
+    instance._busy, instance._threads = threading.RLock(), ThreadChoice((1,))
     return instance
 
 
@@ -198,8 +201,6 @@ def test_a_prefill_while_the_user_types_leaves_only_the_new_message_to_evaluate(
 
 
 def test_a_prefill_and_a_generation_never_run_at_once(tmp_path: Path) -> None:
-    import threading
-
     instance = backend(tmp_path)
     inside = threading.Event()
     release = threading.Event()
@@ -215,10 +216,10 @@ def test_a_prefill_and_a_generation_never_run_at_once(tmp_path: Path) -> None:
     worker = threading.Thread(target=instance.prefill, args=(SHARED + "\nUSER: one",))
     worker.start()
     assert inside.wait(30)  # the prefill is evaluating, holding the lock every llama.cpp call takes
-    assert not instance._lock().acquire(blocking=False)  # so a generation (or a save, or close) would wait here
+    assert not instance._busy.acquire(blocking=False)  # so a generation (or a save, or close) would wait here
     release.set()
     worker.join(30)
-    assert instance._lock().acquire(blocking=False)  # free again once the prefill is done
-    instance._lock().release()
+    assert instance._busy.acquire(blocking=False)  # free again once the prefill is done
+    instance._busy.release()
     llm.eval = plain_eval  # type: ignore[method-assign]
     assert instance.generate(CompletionRequest(SHARED + "\nUSER: one!")).text == "ok"

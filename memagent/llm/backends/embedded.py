@@ -162,27 +162,19 @@ class EmbeddedBackend(Backend):
         return dict(getattr(self._llm, "metadata", {}) or {})
 
     def generate(self, request: CompletionRequest) -> Completion:
-        with self._lock():
+        with self._busy:
             return self._generate(request)
 
     def prefill(self, prompt: str) -> None:
         """Evaluate ``prompt`` (the conversation so far, rendered) while the user types: the next call shares all of
         it but its last few tokens, and evaluates only the new message."""
-        with self._lock():
+        with self._busy:
             if self._llm is None:  # closed meanwhile
                 return
             tokens = self._prompt_tokens(prompt)
             if len(tokens) >= self.context_length:
                 return
-            kept = self._llm.keep_prefix(common_prefix(self._llm.input_ids[: self._llm.n_tokens], tokens))
-            if kept < len(tokens):
-                self._llm.eval(tokens[kept:])
-
-    def _lock(self) -> threading.RLock:
-        busy: threading.RLock | None = getattr(self, "_busy", None)
-        if busy is None:  # built without __init__ (tests)
-            busy = self._busy = threading.RLock()
-        return busy
+            lookup_decoding.evaluate_prompt(self._llm, tokens, fresh_logits=False)
 
     def _generate(self, request: CompletionRequest) -> Completion:
         evaluated_here = self.prepare_prefix(request.prompt, request.shared_prefix)
@@ -213,8 +205,7 @@ class EmbeddedBackend(Backend):
                 f"{self.limits.overall:g} s deadline: {TIMEOUT_ADVICE}."
             )
         result.grammar_rejections = getattr(sampler, "rejections", 0)
-        if threads:
-            self._threads.record(threads, result.decode_seconds, len(result.tokens))
+        self._threads.record(threads, result.decode_seconds, len(result.tokens))
         self.last_generation = result
         self._remember(request.prompt + result.text, prompt + result.tokens)
         return Completion(
@@ -226,11 +217,8 @@ class EmbeddedBackend(Backend):
         )
 
     def _use_threads(self) -> int:
-        """Set llama.cpp's threads to the count ThreadChoice picks; that count (0: left as it is)."""
-        choice: ThreadChoice | None = getattr(self, "_threads", None)
-        if choice is None:
-            return 0
-        threads = choice.next()
+        """Set llama.cpp's threads to the count ThreadChoice picks; that count."""
+        threads = self._threads.next()
         self._llm.set_threads(threads)
         return threads
 
@@ -272,12 +260,12 @@ class EmbeddedBackend(Backend):
 
     def save_cache(self, path: Path) -> None:
         """Write the evaluated tokens and their KV cache, then the header naming the model."""
-        with self._lock():
+        with self._busy:
             save_state(self._llm, path, self._fingerprint())
 
     def load_cache(self, path: Path) -> int:
         """Restore a saved KV cache if it was made by this model with this context; returns its tokens."""
-        with self._lock():
+        with self._busy:
             return load_state(self._llm, path, self._fingerprint(), self.context_length)
 
     # -- The shared prompt prefix: evaluated once per machine, the start of every new agent ---------
@@ -292,7 +280,7 @@ class EmbeddedBackend(Backend):
         The file is named by a hash of the model's fingerprint and the prefix's tokens, so a changed model, context,
         prompt or template finds no file rather than a wrong one. Keys of the KV cache depend only on the tokens
         before them, so a state restored for the prefix is exactly what evaluating it would give."""
-        with self._lock():
+        with self._busy:
             return self._prepare_prefix(prompt, shared_chars, on_evaluate)
 
     def _prepare_prefix(self, prompt: str, shared_chars: int, on_evaluate: Callable[[int], None] | None) -> int:
@@ -322,7 +310,7 @@ class EmbeddedBackend(Backend):
         return len(shared)
 
     def close(self) -> None:
-        with self._lock():
+        with self._busy:
             llm, self._llm = getattr(self, "_llm", None), None
             if llm is not None:
                 llm.close() if hasattr(llm, "close") else None

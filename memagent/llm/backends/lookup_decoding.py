@@ -127,9 +127,8 @@ def generate(
     capacity = llm.n_ctx()
     if len(prompt) >= capacity:
         raise ValueError(f"the prompt is {len(prompt)} tokens, and the context holds {capacity}")
-    kept = llm.keep_prefix(min(common_prefix(llm.input_ids[: llm.n_tokens], prompt), len(prompt) - 1))
     started = time.perf_counter()
-    llm.eval(prompt[kept:])  # in batches of n_batch, keeping the logits of the last token only
+    kept = evaluate_prompt(llm, prompt, fresh_logits=True)
     result = Generation("", "stop", len(prompt), kept, [], prompt_seconds=time.perf_counter() - started)
     index = DraftIndex(prompt)
     draft: list[int] = []
@@ -161,6 +160,17 @@ def generate(
         llm.eval_all([token, *draft])
         result.decode_seconds += time.perf_counter() - started
         row = 0
+
+
+def evaluate_prompt(llm: Any, prompt: list[int], *, fresh_logits: bool) -> int:
+    """Make the KV cache hold ``prompt``: keep the longest common prefix with what it holds, evaluate the rest (in
+    batches of n_batch). With ``fresh_logits`` the last token is always evaluated, for logits to sample from. Returns
+    the tokens kept."""
+    cached = common_prefix(llm.input_ids[: llm.n_tokens], prompt)
+    kept: int = llm.keep_prefix(min(cached, len(prompt) - 1) if fresh_logits else cached)
+    if kept < len(prompt):
+        llm.eval(prompt[kept:])
+    return kept
 
 
 def _drop_unverified(llm: Any, draft: list[int], agreed: int) -> None:
