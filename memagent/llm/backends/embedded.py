@@ -45,6 +45,11 @@ of 189 MB for SmolLM2 at 8192 tokens). Quantized values need flash attention, wh
 slower (77 against 212 tokens/s after a 2,000-token prefix; docs/BENCHMARKS.md, turn latency): q8_0 and q4_0 trade
 that speed for memory (94 and 53 MB)."""
 DEFAULT_KV_CACHE_TYPE = "q8_0-k"
+PROMPT_UBATCH = 128
+"""Tokens llama.cpp evaluates per step of a prompt (its default is 512). Without flash attention a step holds the
+attention scores of each of its tokens against the whole cache, so its compute buffer grows with this: at 128 a chat's
+peak RSS was 30 MB lower (385 -> 355 MB, SmolLM2 at 8192 tokens), and prompts evaluated as fast within the machine's
+noise (71-81 against 75-81 tokens/s for a 2,800-token prompt, one thread; docs/BENCHMARKS.md, start-up and memory)."""
 MIN_SHARED_TOKENS = 64  # a shorter shared prefix costs less to evaluate than its file to read
 MAX_PREFIX_FILES = 4  # shared prefix states kept per home (a few presets or models in use), newest used first
 INSTALL_HINT = "Install the local extra: pip install 'memagent[local]' (or run `make chat`)."
@@ -134,6 +139,7 @@ class EmbeddedBackend(Backend):
                 seed=seed,
                 n_threads=threads or default_threads(),
                 n_threads_batch=threads or available_cpus(),  # a prompt's batches use every CPU
+                n_ubatch=PROMPT_UBATCH,
                 verbose=False,
                 # The KV cache is allocated for the whole context up front: see KV_CACHE_TYPES for the choice.
                 flash_attn=flash_attention,
