@@ -28,6 +28,10 @@ from memagent.messages import UserMessage as UserText
 from memagent.prompts.template import SystemPromptTemplate
 from memagent.text import clean_text
 
+_PLACEHOLDER = "\ue000memagent-next-message\ue000"
+"""Stands for the user's next message while its turn's opening is rendered (a private-use character: no one types
+it, and JSON keeps it as it is)."""
+
 STEP_ERRORS = (LLMOutputError, BackendError, StoreError, ContextOverflowError)
 
 
@@ -155,8 +159,20 @@ class Agent:
         """The work that readies the next turn while the user types: the prompt as it stands is rendered now, in the
         caller's thread (it reads the agent's state), and the returned callable, safe to run in another thread, has
         the backend evaluate it (Backend.prefill): the next turn then evaluates only the new message."""
-        prompt, backend = self.prompt(), self.backend
+        prompt, backend = self.next_turn_opening(), self.backend
         return lambda: backend.prefill(prompt)
+
+    def next_turn_opening(self) -> str:
+        """The prompt as it stands, followed by what every user message's turn starts with (the wrapper's user
+        heading and the envelope up to the message's text): the part of the next turn's prompt known before the user
+        presses Enter. Found by rendering a placeholder message and cutting at it, so it is right for any wrapper; a
+        wrapper that doesn't show the placeholder gets the prompt as it stands. A backend keeps the longest common
+        prefix, so an opening the next turn doesn't share (a message with retrieved memory, a slash command) costs
+        nothing but its own evaluation."""
+        placeholder = UserText(text=_PLACEHOLDER)
+        opening = self.prompt([placeholder])
+        cut = opening.find(_PLACEHOLDER)
+        return opening[:cut] if cut > 0 else self.prompt()
 
     def shared_prefix(self, prompt: str) -> int:
         return self.context.shared_prefix(prompt)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from fakes import ScriptedBackend, call, reply
 
 from memagent.llm.backends.base import Completion
+from memagent.llm.wrappers.registry import available_wrappers
 
 
 def stored_roles(store, agent):
@@ -265,3 +267,22 @@ def test_an_interrupted_step_leaves_memory_and_database_in_agreement(make_agent,
     reopened, _ = make_agent()
     assert [mid for mid, _ in reopened.messages] == [mid for mid, _ in agent.messages]
     assert "Half-done edit" not in reopened.core_memory.sections["human"].content
+
+
+@pytest.mark.parametrize("model", sorted(available_wrappers()))
+def test_the_prefill_readies_the_next_turns_opening_up_to_the_users_words(make_agent, events, home, store, model):
+    from memagent.app import open_agent
+    from memagent.settings import Settings
+
+    backend = ScriptedBackend([reply("Hello Brad!"), reply("You are Brad.")])
+    agent, _ = open_agent(Settings(home=home, agent=f"prefill-{model}", no_verify=True, model=model), store, backend)
+    prefilled: list[str] = []
+    backend.prefill = prefilled.append  # type: ignore[method-assign]
+    agent.run_turn("My name is Brad", events)
+    agent.prefill()()  # what the REPL runs in the background while the user types
+    so_far = agent.prompt()  # the conversation as it stands, ending with the reply's opening
+    agent.run_turn("What is my name?", events)
+    opening, sent = prefilled[0], backend.prompts[-1]
+    assert sent.startswith(opening)  # all of it is reused: nothing evaluated in the background is thrown away
+    assert len(opening) > len(os.path.commonprefix([so_far, sent]))  # the user turn's opening is readied too
+    assert sent[len(opening):].startswith("What is my name?")  # only the user's words and what follows are new
