@@ -94,7 +94,7 @@ def plans(args: argparse.Namespace) -> dict[str, Callable[[], Section]]:
         "parse_speed": lambda: parse_speed.run(
             list(parse_speed.QUICK_SIZES if quick else parse_speed.SIZES), 1 if quick else 3
         ),
-        "turn_latency": lambda: turn_latency.run(args.turns or (1 if quick else 6)),
+        "turn_latency": lambda: turn_latency.run(args.turns or (1 if quick else 6), 1 if quick else 3),
         "recall_effect": lambda: recall_effect.run(args.facts or (2 if quick else len(recall_effect.FACTS))),
     }
 

@@ -240,7 +240,20 @@ def median_split(splits: list[Split]) -> dict[str, float]:
     return medians
 
 
-def measure(turns: int) -> dict[str, Any]:
+def first_total(split: Split | dict[str, float]) -> float:
+    """A new agent's first reply if the message is sent at once: the setup, the readying behind the prompt, the turn."""
+    values = asdict(split) if isinstance(split, Split) else split
+    return float(values["wall"] + values["setup"] + values.get("ahead", 0.0))
+
+
+def median_run(runs: list[Split]) -> Split:
+    """The run whose first reply took the median time (the lower middle one of an even count)."""
+    return sorted(runs, key=first_total)[(len(runs) - 1) // 2]
+
+
+def measure(turns: int, repeat: int = 1) -> dict[str, Any]:
+    """Every scenario once; memagent's own (a new agent from the shared prefix, ordinary turns) ``repeat`` times, for
+    medians that a noisy machine moves less."""
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="memagent-latency-") as tmp:
         home = Path(tmp)
@@ -258,13 +271,23 @@ def measure(turns: int) -> dict[str, Any]:
         memgpt = run_session(home, "memgpt", TimedBackend, share=True, turns=turns, layout="memgpt")
         log("grammar overhead")
         results["grammar_ms_per_token"] = grammar_overhead(home)
+        ordinary_runs, warm_runs = [cold.turns], [warm.first]
+        for again in range(1, repeat):
+            log(f"again ({again + 1} of {repeat}): a new agent from the shared prefix, then ordinary turns")
+            warm_runs.append(run_session(home, f"warm-{again}", TimedBackend, share=True, turns=0).first)
+            ordinary_runs.append(run_session(home, f"again-{again}", TimedBackend, share=True, turns=turns).turns)
+    warm_first = median_run(warm_runs)
     results["first_turn"] = {
         "without shared prefix": asdict(cold.first) | {"other": cold.first.other},
         "first agent (saves the prefix)": asdict(seeding.first) | {"other": seeding.first.other},
-        "with shared prefix": asdict(warm.first) | {"other": warm.first.other},
+        "with shared prefix": asdict(warm_first) | {"other": warm_first.other},
+    }
+    results["runs"] = {
+        "first reply with shared prefix": [first_total(split) for split in warm_runs],
+        "ordinary turn (median of the run)": [median_split(run)["wall"] for run in ordinary_runs],
     }
     results["ordinary_turn"] = {
-        "memagent": median_split(cold.turns),
+        "memagent": median_split([split for run in ordinary_runs for split in run]),
         "without drafts": median_split(no_drafts.turns),
         "before: one generating thread, no drafts": median_split(before.turns),
         "MemGPT layout": median_split(memgpt.turns),
@@ -296,13 +319,12 @@ HEADERS = ("", "total s", "setup s", "prompt eval s", "generation s", "sampling 
            "drafts kept / evaluated", "while typing s")
 
 
-def build_section(results: dict[str, Any], turns: int, seconds: float, load: Any) -> Section:
+def build_section(results: dict[str, Any], turns: int, seconds: float, load: Any, repeat: int = 1) -> Section:
     first, ordinary = results["first_turn"], results["ordinary_turn"]
     warm = first["with shared prefix"]
     cold = first["without shared prefix"]
-    # A new agent's first reply if the message is sent at once: the setup, the readying behind the prompt, the turn.
-    warm_total = warm["wall"] + warm["setup"] + warm.get("ahead", 0.0)
-    cold_total = cold["wall"] + cold["setup"] + cold.get("ahead", 0.0)
+    warm_total, cold_total = first_total(warm), first_total(cold)
+    runs = results.get("runs", {})
     turn = ordinary["memagent"]["wall"]
     before = ordinary["before: one generating thread, no drafts"]["wall"]
     no_drafts = ordinary["without drafts"]["wall"]
@@ -324,6 +346,13 @@ def build_section(results: dict[str, Any], turns: int, seconds: float, load: Any
         targets_table(targets),
         "**A new agent's first turn:**\n\n" + md_table(HEADERS, [row(k, v) for k, v in first.items()]),
         "**An ordinary turn** (median):\n\n" + md_table(HEADERS, [row(k, v) for k, v in ordinary.items()]),
+        *(
+            [f"memagent's own scenarios ran {len(next(iter(runs.values())))} times; the tables show the median first "
+             "reply's run and the median of every ordinary turn of all runs. Each run: "
+             + "; ".join(f"{name} " + ", ".join(f"{value:.2f}" for value in values) + " s"
+                         for name, values in runs.items()) + "."]
+            if runs and len(next(iter(runs.values()))) > 1 else []
+        ),
         f"Ratios: a new agent's first turn without / with the shared prefix cache: **{cold_total / warm_total:.1f}x**; "
         f"an ordinary turn before / now: **{before / turn:.2f}x** (without drafts / with them: "
         f"{no_drafts / turn:.2f}x); MemGPT's layout / memagent: **{memgpt / turn:.1f}x**.",
@@ -341,7 +370,7 @@ def build_section(results: dict[str, Any], turns: int, seconds: float, load: Any
                      sorted(results.get("threads_ms_per_token", {}).items())) or "not measured") + ".",
     ])
     section = Section(
-        "turn_latency", "Turn latency", f".venv/bin/python -m bench.turn_latency --turns {turns}",
+        "turn_latency", "Turn latency", f".venv/bin/python -m bench.turn_latency --turns {turns} --repeat {repeat}",
         summary=[f"first turn {cold_total:.1f} -> {warm_total:.1f} s with the shared prefix", f"turn {turn:.2f} s"],
         targets=targets, body=body,
     )
@@ -349,21 +378,22 @@ def build_section(results: dict[str, Any], turns: int, seconds: float, load: Any
     return section
 
 
-def run(turns: int = 6) -> Section:
+def run(turns: int = 6, repeat: int = 3) -> Section:
     with Timer() as timer:
-        results = measure(turns)
-    section = build_section(results, turns, 0.0, ((), ()))
+        results = measure(turns, repeat)
+    section = build_section(results, turns, 0.0, ((), ()), repeat)
     return timer.stamp(section)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=6, help="ordinary turns per session (default 6)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of memagent's own scenarios (default 3)")
     parser.add_argument("--json", type=Path, help="also write the measurements to this JSON file")
     args = parser.parse_args()
     with Timer() as timer:
-        results = measure(args.turns)
-    section = timer.stamp(build_section(results, args.turns, 0.0, ((), ())))
+        results = measure(args.turns, args.repeat)
+    section = timer.stamp(build_section(results, args.turns, 0.0, ((), ()), args.repeat))
     print(section.body)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
