@@ -28,6 +28,7 @@ from memagent.llm.backends.embedded import default_model_path
 
 MEMAGENT = str(Path(PYTHON).parent / "memagent")
 HELP_TARGET_S, PROMPT_TARGET_S, RSS_MARGIN = 0.3, 0.6, 150e6
+CLOSE_NOISE = 5e6  # bytes: a smaller difference between the peaks with and without closing is not the close's
 CHAT_MESSAGES = "Hi, my name is Brad.\nWhat is my name?\n"
 CPR_REQUEST, CPR_ANSWER = b"\x1b[6n", b"\x1b[1;1R"
 PROMPT_DRAWN = re.compile(rb"\x1b\[\?2004h.*?>(?:\x1b\[[0-9;]*m)*[ \r]", re.DOTALL)  # paste mode on, then "> "
@@ -155,7 +156,8 @@ print(before, loaded, rss(), flush=True)
 """
 LAYER_OPTIONS = {  # llama.cpp's defaults, what memagent uses, then options that shrink the KV cache further
     "llama-cpp-python defaults (f16 KV cache)": "{}",
-    "8-bit keys, f16 values (type_k=8: memagent's kv_cache_type q8_0-k)": "dict(type_k=8)",
+    "8-bit keys, f16 values (type_k=8: kv_cache_type q8_0-k)": "dict(type_k=8)",
+    "8-bit keys, f16 values, prompts 128 tokens a step (n_ubatch=128: memagent)": "dict(type_k=8, n_ubatch=128)",
     "flash_attn=True": "dict(flash_attn=True)",
     "flash_attn=True, q8_0 KV cache (type_k=type_v=8: kv_cache_type q8_0)": "dict(flash_attn=True, type_k=8, type_v=8)",
 }
@@ -266,21 +268,30 @@ def rss_notes(n: dict[str, Any], rss: dict[int | None, tuple[int, float]], model
         f"{mb(model_bytes)}; llama.cpp's KV cache, allocated for the whole context: 8-bit keys and 16-bit values, "
         f"{kv_today / 1024:.1f} KiB per token = {mb(kv_today * 8192)} at the default 8192 tokens (f16: "
         f"{mb(kv * 8192)}); the rest appears with the first evaluation: llama.cpp's compute buffers (the table "
-        "below), and the e5 embedding model when the background worker first embeds a row (the embeddings extra)."
+        "below: a prompt step holds its tokens' attention scores against the whole cache, so memagent evaluates "
+        "prompts 128 tokens a step instead of 512), and the e5 embedding model when the background worker first "
+        "embeds a row (the embeddings extra)."
     ]
     if n.get("steady"):
+        closing = rss[None][0] - n["steady"]
         notes.append(
-            f"Closing the session changes the peak by {mb(rss[None][0] - n['steady'])}: the KV cache is saved with "
-            "llama.cpp's `llama_state_save_file`, which streams it from C (memagent used llama-cpp-python's "
-            "`Llama.save_state()` before, which held several copies of the state and of the logits buffer at once "
-            "and added ~270 MB here)."
+            (f"Closing the session adds {mb(closing)} to the peak" if closing > CLOSE_NOISE else
+             f"Closing the session adds nothing measurable to the peak (the run that closed peaked {mb(-closing)} "
+             "lower than the one that did not, within the spread below)")
+            + ": the KV cache is saved with llama.cpp's `llama_state_save_file`, which streams it from C (memagent "
+            "used llama-cpp-python's `Llama.save_state()` before, which held several copies of the state and of the "
+            "logits buffer at once and added ~270 MB here). Runs of the same chat differ by up to ~25 MB: when the "
+            "grammar refuses the token the model would pick, sampling checks the whole vocabulary against it, and "
+            "llama.cpp's allocations for that grow the heap, by how much depends on where in the call it happens."
         )
     notes.append(
         "The target (model + 150 MB) is below what Python, the model and the 8192-token cache need before any "
         f"compute buffer ({mb(n['baseline'] + model_bytes + kv_today * 8192)}). Quantized values (kv_cache_type "
         "q8_0 or q4_0) would save more, but llama.cpp needs flash attention for them, and on this CPU that evaluated "
-        "prompts 2.7x slower (turn latency): memagent keeps the faster cache by default. A smaller context also "
-        "scales the cache down (see the 4096 row)."
+        "prompts 2.3-2.7x slower and generated about half as fast (14.5 against 29 tokens/s, one thread, after a "
+        "2,800-token prompt): memagent keeps the faster cache by default. A smaller context scales the cache down "
+        "(see the 4096 row); `--context-length` and the `kv_cache_type` backend setting are there for a machine "
+        "short of memory."
     )
     return notes
 
