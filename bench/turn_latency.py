@@ -117,10 +117,12 @@ class NoDrafts(TimedBackend):
 class Before(NoDrafts):
     """memagent before drafts and two generating threads: one thread generates, both evaluate prompts."""
 
-    def _use_threads(self) -> int:
+    def _use_threads(self) -> None:
         self._llm.n_threads, self._llm.n_threads_batch = 1, available_cpus()
         self._llm._ctx.set_n_threads(1, available_cpus())
-        return 0
+
+    def _after_batch(self, seconds: float, tokens: int) -> None:
+        pass  # one thread throughout
 
 
 def timed(fn: Callable[..., Any], add: Callable[[float], None]) -> Callable[..., Any]:

@@ -102,3 +102,16 @@ def test_a_prompt_as_long_as_the_context_is_refused() -> None:
 def test_generation_stops_when_the_context_is_full() -> None:
     text, finish, *_ = run(ByteLlama(b"y" * 50, context=16), b"x" * 10)
     assert finish == "length" and 0 < len(text) <= 6
+
+
+def test_every_generated_batch_is_reported_with_the_tokens_it_gave_before_the_next_is_evaluated() -> None:
+    llm = ByteLlama(REPLY)
+    reports: list[tuple[float, int, int]] = []  # seconds, tokens, batches evaluated when told
+    result = generate(llm, llm.tokenize(PROMPT), object(), max_tokens=200, stream=TextStream((), None),
+                      should_stop=lambda: False,
+                      after_batch=lambda seconds, tokens: reports.append((seconds, tokens, len(llm.batches))))
+    assert len(reports) == len(llm.batches)  # each batch once, the last one when the reply ends
+    assert [evaluated for *_, evaluated in reports] == list(range(1, len(llm.batches) + 1))  # before the next batch
+    assert all(seconds >= 0 for seconds, *_ in reports)
+    # the first token comes from the prompt's evaluation; every other one from exactly one batch
+    assert sum(tokens for _, tokens, _ in reports) == len(result.tokens) - 1

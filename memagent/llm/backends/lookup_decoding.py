@@ -121,9 +121,25 @@ def generate(
     stream: TextStream,
     should_stop: Callable[[], bool],
     draft_tokens: int = DRAFT_TOKENS,
+    after_batch: Callable[[float, int], None] | None = None,
 ) -> Generation:
     """Generate from ``prompt`` with ``llm`` (llama_model.py's steps: keep_prefix, eval, eval_all, sample_at, is_end,
-    piece; and llama-cpp-python's input_ids, n_tokens, n_ctx) and its ``sampler``."""
+    piece; and llama-cpp-python's input_ids, n_tokens, n_ctx) and its ``sampler``. ``after_batch(seconds, tokens)`` is
+    told what each generated batch cost and how many tokens it gave (its token and the draft tokens kept), before the
+    next batch is evaluated (the backend may change llama.cpp's threads there)."""
+    batch_seconds: float | None = None  # the last batch's time, until it is told
+    counted = 0  # tokens generated before the last batch's own
+
+    def tell() -> None:
+        nonlocal batch_seconds, counted
+        if after_batch is not None and batch_seconds is not None:
+            after_batch(batch_seconds, len(result.tokens) - counted)
+        batch_seconds, counted = None, len(result.tokens)
+
+    def end(position: int, reason: Literal["stop", "length"], unverified: list[int]) -> Generation:
+        tell()
+        return _end(llm, result, stream, unverified, position, reason)
+
     capacity = llm.n_ctx()
     if len(prompt) >= capacity:
         raise ValueError(f"the prompt is {len(prompt)} tokens, and the context holds {capacity}")
@@ -138,14 +154,14 @@ def generate(
             token = llm.sample_at(sampler, row + position)
             agreed = position < len(draft) and token == draft[position]
             if llm.is_end(token):
-                return _end(llm, result, stream, draft, position, "stop")
+                return end(position, "stop", draft)
             result.tokens.append(token)
             index.append(token)
             stream.add(llm.piece(token))
             if stream.stopped or should_stop():
-                return _end(llm, result, stream, draft, position, "stop")
+                return end(position, "stop", draft)
             if len(result.tokens) >= max_tokens:
-                return _end(llm, result, stream, draft, position, "length")
+                return end(position, "length", draft)
             if not agreed:
                 break
         result.accepted += position
@@ -153,12 +169,14 @@ def generate(
         # `token` is sampled but not evaluated: evaluate it, and a new draft after it, in one batch.
         room = capacity - llm.n_tokens - 1
         if room < 0:
-            return _end(llm, result, stream, [], 0, "length")
+            return end(0, "length", [])
+        tell()
         draft = index.draft(min(draft_tokens, room))
         result.drafted += len(draft)
         started = time.perf_counter()
         llm.eval_all([token, *draft])
-        result.decode_seconds += time.perf_counter() - started
+        batch_seconds = time.perf_counter() - started
+        result.decode_seconds += batch_seconds
         row = 0
 
 
