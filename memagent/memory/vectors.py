@@ -34,6 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from memagent.memory import schema
+from memagent.memory.vector_scan import VectorMatrix
 
 KINDS = ("message", "passage")
 """What an embedding is of: ``embeddings.message_id`` or ``embeddings.passage_id`` is set."""
@@ -110,50 +111,12 @@ Rows = Callable[[sa.Executable], Sequence[sa.Row[Any]]]
 
 
 @dataclass
-class _Matrix:
-    """One agent's vectors of one kind and model, in embedding-id order: the first ``count`` rows of ``buffer``
-    (numpy float32), which doubles when full, so topping it up costs the new rows only."""
-
-    count: int = 0
-    row_ids: list[int] = field(default_factory=list)
-    buffer: Any = None
-
-    def append(self, row_ids: Sequence[int], vectors: Sequence[bytes]) -> None:
-        import numpy as np
-
-        added = np.frombuffer(b"".join(vectors), dtype="<f4").reshape(len(vectors), -1)
-        needed = self.count + len(vectors)
-        if self.buffer is None or needed > len(self.buffer):
-            grown = np.empty((max(needed, 2 * self.count, 256), added.shape[1]), dtype="<f4")
-            if self.buffer is not None:
-                grown[: self.count] = self.buffer[: self.count]
-            self.buffer = grown
-        self.buffer[self.count : needed] = added
-        self.row_ids.extend(row_ids)
-        self.count = needed
-
-    def nearest(self, query: bytes, limit: int) -> list[int]:
-        import numpy as np
-
-        top = min(limit, self.count)
-        if top <= 0:
-            return []
-        # einsum, not ``@``: numpy's BLAS would spread this product over every core, and on a busy 2-core machine
-        # its threads made it 100 times slower (8 ms instead of 0.07 ms for 2,000 rows); einsum's own loop is one
-        # thread (memory-bound at 100k rows: 150 MB of float32).
-        scores = np.einsum("ij,j->i", self.buffer[: self.count], np.frombuffer(query, dtype="<f4"))
-        best = np.argpartition(-scores, top - 1)[:top]
-        best = best[np.argsort(-scores[best], kind="stable")]
-        return [self.row_ids[i] for i in best.tolist()]
-
-
-@dataclass
 class _AgentVectors:
     """What of one agent's vectors of one model is in memory: up to embedding id ``last_id``, ``count`` in all."""
 
     last_id: int = 0
     count: int = 0
-    kinds: dict[str, _Matrix] = field(default_factory=lambda: {kind: _Matrix() for kind in KINDS})
+    kinds: dict[str, VectorMatrix] = field(default_factory=lambda: {kind: VectorMatrix() for kind in KINDS})
 
 
 class DenseIndex:

@@ -1,0 +1,175 @@
+"""One agent's vectors of one kind in memory, and the rows nearest a query vector: SQLite's dense ranking.
+
+A two-stage scan, no index to build or keep in step with the database:
+
+1. **Sign codes.** Each vector, minus a centre (the mean of the agent's vectors), is kept as one bit per dimension
+   (384 bits: six 64-bit words), word-major (``codes[w]`` is word ``w`` of every row, contiguous), so that the
+   Hamming distance of every row to the query's code is six passes of xor and popcount over contiguous memory,
+   block by block to stay in cache. The distance counts the dimensions on which a row and the query lie on
+   different sides of the centre: an estimate of the angle between them around the centre.
+2. **Exact re-ranking.** The ``shortlist`` rows with the smallest distances (ties at the cut included, up to a
+   bound) are scored exactly (float32 dot product: cosine of unit vectors) and the best ``limit`` returned.
+
+Why (bench/README.md, "Hybrid search at scale"): the exact scan of every float32 vector was the largest part of a
+hybrid search (~15-20 ms of CPU at 100k rows, ~150 ms at 1M; memory-bound, and no numpy dtype made it cheaper);
+the codes are 1/32 of the floats (48 bytes a row) and are scanned in ~1 ms at 100k rows, ~10 ms at 1M.
+
+Why centred: e5's vectors share one direction (they lie in a narrow cone), so the signs of the raw vectors are
+nearly the same for every row and say little; around their mean they split. The centre is the mean of the rows
+in memory when the codes were last made, made again (every code with it) whenever the count has doubled since:
+each row is re-coded O(1) times on average, and a centre from a few rows does not stay forever.
+
+What the shortlist costs in recall was measured on real e5 vectors of LoCoMo's turns (bench/README.md): the
+shortlist grows with the rows (``shortlist``), so the share of rows re-ranked stays the same at any size.
+
+Exact (every row scored) when the rows fit in the shortlist, and when numpy has no ``bitwise_count`` (numpy < 2).
+All of it on the calling thread: numpy's element-wise loops and einsum never start threads (BLAS would: see
+``_exact``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+BLOCK = 65_536
+"""Rows per pass of the code scan: a block's temporaries (0.5 MB of words) stay in cache (~30% faster at 1M rows
+than one pass over everything)."""
+
+MIN_SHORTLIST = 400
+"""Rows re-ranked exactly at least (and the size below which every row is scored)."""
+
+SHORTLIST_SHARE = 100
+"""Above ``MIN_SHORTLIST * SHORTLIST_SHARE`` rows, one row in this many is re-ranked exactly."""
+
+TIES = 4
+"""Rows tied at the shortlist's cut are all re-ranked, up to this many times the shortlist."""
+
+
+def shortlist(rows: int, limit: int) -> int:
+    """How many rows a search re-ranks exactly: ``MIN_SHORTLIST`` (and at least 8 x ``limit``), or one row in
+    ``SHORTLIST_SHARE`` when that is more."""
+    return max(MIN_SHORTLIST, 8 * limit, rows // SHORTLIST_SHARE)
+
+
+def _numpy() -> Any:
+    import numpy
+
+    return numpy
+
+
+def has_popcount() -> bool:
+    """Whether this numpy counts bits (``bitwise_count``, numpy >= 2): else every search is the exact scan."""
+    return hasattr(_numpy(), "bitwise_count")
+
+
+@dataclass
+class VectorMatrix:
+    """An agent's vectors of one kind and model, in embedding-id order: the first ``count`` rows of ``buffer``
+    (float32), which doubles when full so topping it up costs the new rows only, and their sign codes."""
+
+    count: int = 0
+    row_ids: list[int] = field(default_factory=list)
+    buffer: Any = None
+    codes: Any = None
+    """uint64, (words, capacity): ``codes[w, i]`` is word ``w`` of row ``i``'s sign code."""
+    centre: Any = None
+    centred_at: int = 0
+    """``count`` when ``centre`` was taken (the codes are made again when it has doubled)."""
+    use_codes: bool = field(default_factory=lambda: has_popcount())
+
+    def append(self, row_ids: Sequence[int], vectors: Sequence[bytes]) -> None:
+        np = _numpy()
+        added = np.frombuffer(b"".join(vectors), dtype="<f4").reshape(len(vectors), -1)
+        start, needed = self.count, self.count + len(vectors)
+        if self.buffer is None or needed > len(self.buffer):
+            capacity = max(needed, 2 * self.count, 256)
+            grown = np.empty((capacity, added.shape[1]), dtype="<f4")
+            if self.buffer is not None:
+                grown[: self.count] = self.buffer[: self.count]
+            self.buffer = grown
+            if self.use_codes:
+                codes = np.zeros((_words(added.shape[1]), capacity), dtype=np.uint64)
+                if self.codes is not None:
+                    codes[:, : self.count] = self.codes[:, : self.count]
+                self.codes = codes
+        self.buffer[start:needed] = added
+        self.row_ids.extend(row_ids)
+        self.count = needed
+        if not self.use_codes:
+            return
+        if self.centre is None or needed >= 2 * self.centred_at:
+            self.centre = self.buffer[:needed].mean(axis=0, dtype=np.float64).astype("<f4")
+            self.centred_at = needed
+            start = 0  # every code again, around the new centre
+        for first in range(start, needed, BLOCK):
+            last = min(first + BLOCK, needed)
+            self.codes[:, first:last] = self._code(self.buffer[first:last]).T
+
+    def _code(self, vectors: Any) -> Any:
+        """Sign codes of ``vectors`` (rows) around the centre: uint64, (rows, words); padding bits are 0."""
+        np = _numpy()
+        bits = np.packbits(vectors > self.centre, axis=1)
+        padded = np.zeros((len(vectors), 8 * self.codes.shape[0]), dtype=np.uint8)
+        padded[:, : bits.shape[1]] = bits
+        return padded.view(np.uint64)
+
+    def nearest(self, query: bytes, limit: int) -> list[int]:
+        """Row ids of the ``limit`` rows nearest ``query`` (float32 bytes; by dot product), best first."""
+        np = _numpy()
+        top = min(limit, self.count)
+        if top <= 0:
+            return []
+        vector = np.frombuffer(query, dtype="<f4")
+        wanted = shortlist(self.count, limit)
+        if not self.use_codes or self.count <= wanted:
+            return self._best(np.arange(self.count), vector, top)
+        distances = self._distances(self._code(vector[None, :])[0])
+        return self._best(self._closest(distances, wanted), vector, top)
+
+    def _distances(self, code: Any) -> Any:
+        """Hamming distance of every row's code to ``code``, uint16."""
+        np = _numpy()
+        distances = np.empty(self.count, dtype=np.uint16)
+        scratch = np.empty(min(BLOCK, self.count), dtype=np.uint64)
+        bits = np.empty(len(scratch), dtype=np.uint8)
+        for first in range(0, self.count, BLOCK):
+            last = min(first + BLOCK, self.count)
+            size = last - first
+            total, word, count = distances[first:last], scratch[:size], bits[:size]
+            for w in range(len(code)):
+                np.bitwise_xor(self.codes[w, first:last], code[w], out=word)
+                np.bitwise_count(word, out=count)
+                if w == 0:
+                    total[:] = count
+                else:
+                    np.add(total, count, out=total)
+        return distances
+
+    @staticmethod
+    def _closest(distances: Any, wanted: int) -> Any:
+        """Row indexes of the ``wanted`` smallest distances, with the rows tied at the cut (at most ``TIES`` x
+        ``wanted`` in all), in row order. A histogram finds the cut: cheaper than a partial sort of every row."""
+        np = _numpy()
+        cut = int(np.searchsorted(np.cumsum(np.bincount(distances)), wanted))
+        chosen = np.flatnonzero(distances <= cut)
+        if len(chosen) > TIES * wanted:
+            chosen = np.sort(chosen[np.argpartition(distances[chosen], wanted - 1)[:wanted]])
+        return chosen
+
+    def _best(self, rows: Any, vector: Any, top: int) -> list[int]:
+        """The ``top`` of ``rows`` (indexes, in row order) by exact score, best first; ties keep row order."""
+        np = _numpy()
+        # einsum, not ``@``: numpy's BLAS would spread this product over every core, and on a busy 2-core machine
+        # its threads made it 100 times slower (8 ms instead of 0.07 ms for 2,000 rows); einsum's own loop is one
+        # thread.
+        matrix = self.buffer[: self.count] if len(rows) == self.count else self.buffer[rows]
+        scores = np.einsum("ij,j->i", matrix, vector)
+        best = np.argpartition(-scores, top - 1)[:top]
+        best = best[np.lexsort((best, -scores[best]))]
+        return [self.row_ids[i] for i in rows[best].tolist()]
+
+
+def _words(dimension: int) -> int:
+    return -(-dimension // 64)
