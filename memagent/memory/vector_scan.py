@@ -122,7 +122,7 @@ class VectorMatrix:
         if top <= 0:
             return []
         vector = np.frombuffer(query, dtype="<f4")
-        wanted = shortlist(self.count, limit)
+        wanted = max(shortlist(self.count, limit), top)
         if not self.use_codes or self.count <= wanted:
             return self._best(np.arange(self.count), vector, top)
         distances = self._distances(self._code(vector[None, :])[0])
