@@ -8,7 +8,7 @@ its rows embedded as the background worker embeds them (vectors cached by text i
 ``memory_quality``). The vectors of every conversation are then pooled per kind (messages with their turn before,
 passages), as one agent's memory of ~2,800 rows of each, and each question of categories 1-4 is embedded as a
 query. Reported per short-list size: the share of the exact top 10 and top 50 (by dot product over every row)
-that the two-stage scan returns, and its centring's effect (codes of the raw vectors, no centre).
+that the two-stage scan returns.
 
 The short-list is given as a share of the rows, the way ``vector_scan.shortlist`` sizes it at scale (one row in
 ``SHORTLIST_SHARE`` above 40k rows): 1% of ~2,800 rows here is the share re-ranked at 100k or 1M rows. Random
@@ -57,17 +57,13 @@ def pooled_vectors(folder: Path, cache: Path, work: Path) -> tuple[dict[str, lis
     return vectors, queries
 
 
-def recall(vectors: list[bytes], queries: list[bytes], share: float | None, centred: bool) -> dict[int, float]:
+def recall(vectors: list[bytes], queries: list[bytes], share: float | None) -> dict[int, float]:
     """Mean share of the exact top-k found by the two-stage scan with a short-list of ``share`` of the rows
     (None: every row, exact)."""
     import numpy as np
 
     matrix = VectorMatrix()
     matrix.append(list(range(len(vectors))), vectors)
-    if not centred and matrix.use_codes:
-        matrix.centre = np.zeros_like(matrix.centre)
-        matrix.centred_at = 1 << 62
-        matrix.codes[:, : matrix.count] = matrix._code(matrix.buffer[: matrix.count]).T
     rows = np.frombuffer(b"".join(vectors), dtype="<f4").reshape(len(vectors), -1)
     found = {k: 0.0 for k in DEPTHS}
     keep = vector_scan.shortlist
@@ -88,15 +84,11 @@ def recall(vectors: list[bytes], queries: list[bytes], share: float | None, cent
 def report(vectors: dict[str, list[bytes]], queries: list[bytes]) -> str:
     rows: list[list[Any]] = []
     for kind, kept in vectors.items():
-        for centred in (True, False):
-            for share in SHARES:
-                found = recall(kept, queries, share, centred)
-                size = max(1, round(len(kept) * share))
-                rows.append(
-                    [kind, len(kept), "centred" if centred else "raw signs", f"{share:.1%} ({size})",
-                     *(found[k] for k in DEPTHS)]
-                )
-    table = md_table(("rows", "n", "codes", "short-list", *(f"top {k} found" for k in DEPTHS)), rows)
+        for share in SHARES:
+            found = recall(kept, queries, share)
+            size = max(1, round(len(kept) * share))
+            rows.append([kind, len(kept), f"{share:.1%} ({size})", *(found[k] for k in DEPTHS)])
+    table = md_table(("rows", "n", "short-list", *(f"top {k} found" for k in DEPTHS)), rows)
     return f"{len(queries)} questions; machine: {machine_info()['CPU']}\n\n{table}"
 
 

@@ -237,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--no-e5", action="store_true", help="leave out the real e5 model (no embeddings extra)")
     parser.add_argument("--dir", type=Path, default=None, help="where the temporary database goes")
-    parser.add_argument("--keep", type=Path, default=None, help="keep the databases in this folder, reuse them next time")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the databases here, reuse them")
     args = parser.parse_args(argv)
     sizes = [int(part) for part in args.sizes.split(",")]
     section = run(sizes, args.queries, not args.no_e5, args.dir, args.keep)

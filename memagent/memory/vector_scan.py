@@ -2,29 +2,30 @@
 
 A two-stage scan, no index to build or keep in step with the database:
 
-1. **Sign codes.** Each vector, minus a centre (the mean of the agent's vectors), is kept as one bit per dimension
-   (384 bits: six 64-bit words), word-major (``codes[w]`` is word ``w`` of every row, contiguous), so that the
-   Hamming distance of every row to the query's code is six passes of xor and popcount over contiguous memory,
-   block by block to stay in cache. The distance counts the dimensions on which a row and the query lie on
-   different sides of the centre: an estimate of the angle between them around the centre.
+1. **Codes.** Each dimension of a vector is put in one of three levels: below, inside or above a band around the
+   agent's mean (``centre`` +- ``BAND`` standard deviations of that dimension: the tertiles of a normal), kept as
+   two bits ("above the band's low edge", "above its high edge"; 768 bits, twelve 64-bit words a row), word-major
+   (``codes[w]`` is word ``w`` of every row, contiguous). The Hamming distance between two such codes is the sum
+   over dimensions of how many levels apart they are (an L1 distance of the vectors quantized to three levels),
+   computed for every row as twelve passes of xor and popcount over contiguous memory, block by block to stay in
+   cache.
 2. **Exact re-ranking.** The ``shortlist`` rows with the smallest distances (ties at the cut included, up to a
    bound) are scored exactly (float32 dot product: cosine of unit vectors) and the best ``limit`` returned.
 
 Why (bench/README.md, "Hybrid search at scale"): the exact scan of every float32 vector was the largest part of a
 hybrid search (~15-20 ms of CPU at 100k rows, ~150 ms at 1M; memory-bound, and no numpy dtype made it cheaper);
-the codes are 1/32 of the floats (48 bytes a row) and are scanned in ~1 ms at 100k rows, ~10 ms at 1M.
+the codes are 1/16 of the floats (96 bytes a row) and are scanned in ~2 ms at 100k rows, ~20 ms at 1M.
 
-Why centred: e5's vectors share one direction (they lie in a narrow cone), so the signs of the raw vectors are
-nearly the same for every row and say little; around their mean they split. The centre is the mean of the rows
-in memory when the codes were last made, made again (every code with it) whenever the count has doubled since:
-each row is re-coded O(1) times on average, and a centre from a few rows does not stay forever.
-
-What the shortlist costs in recall was measured on real e5 vectors of LoCoMo's turns (bench/README.md): the
-shortlist grows with the rows (``shortlist``), so the share of rows re-ranked stays the same at any size.
+Why these codes, measured on real e5 vectors of LoCoMo's turns (``bench/dense_recall.py``): e5's vectors share
+one direction (a narrow cone), so the signs of the raw vectors say little (a short-list of 5% of the rows held
+.52 of the exact top 10); signs around the mean held .93; three levels around it .98 (four levels: .997, at
+twice the scan). The centre and band are taken from the rows in memory when the codes were last made, and made
+again (every code with them) whenever the count has doubled since: each row is coded O(1) times on average, and
+a band from a few rows does not stay forever.
 
 Exact (every row scored) when the rows fit in the shortlist, and when numpy has no ``bitwise_count`` (numpy < 2).
 All of it on the calling thread: numpy's element-wise loops and einsum never start threads (BLAS would: see
-``_exact``).
+``_best``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ MIN_SHORTLIST = 400
 
 SHORTLIST_SHARE = 100
 """Above ``MIN_SHORTLIST * SHORTLIST_SHARE`` rows, one row in this many is re-ranked exactly."""
+
+BAND = 0.4307
+"""Half the width of the middle level, in standard deviations of each dimension: a normal's tertiles."""
 
 TIES = 4
 """Rows tied at the shortlist's cut are all re-ranked, up to this many times the shortlist."""
@@ -67,16 +71,17 @@ def has_popcount() -> bool:
 @dataclass
 class VectorMatrix:
     """An agent's vectors of one kind and model, in embedding-id order: the first ``count`` rows of ``buffer``
-    (float32), which doubles when full so topping it up costs the new rows only, and their sign codes."""
+    (float32), which doubles when full so topping it up costs the new rows only, and their codes."""
 
     count: int = 0
     row_ids: list[int] = field(default_factory=list)
     buffer: Any = None
     codes: Any = None
-    """uint64, (words, capacity): ``codes[w, i]`` is word ``w`` of row ``i``'s sign code."""
-    centre: Any = None
+    """uint64, (words, capacity): ``codes[w, i]`` is word ``w`` of row ``i``'s code."""
+    edges: Any = None
+    """float32, (2, dimension): the low and high edges of each dimension's middle level."""
     centred_at: int = 0
-    """``count`` when ``centre`` was taken (the codes are made again when it has doubled)."""
+    """``count`` when ``edges`` were taken (the codes are made again when it has doubled)."""
     use_codes: bool = field(default_factory=lambda: has_popcount())
 
     def append(self, row_ids: Sequence[int], vectors: Sequence[bytes]) -> None:
@@ -90,7 +95,7 @@ class VectorMatrix:
                 grown[: self.count] = self.buffer[: self.count]
             self.buffer = grown
             if self.use_codes:
-                codes = np.zeros((_words(added.shape[1]), capacity), dtype=np.uint64)
+                codes = np.zeros((_words(2 * added.shape[1]), capacity), dtype=np.uint64)
                 if self.codes is not None:
                     codes[:, : self.count] = self.codes[:, : self.count]
                 self.codes = codes
@@ -99,18 +104,19 @@ class VectorMatrix:
         self.count = needed
         if not self.use_codes:
             return
-        if self.centre is None or needed >= 2 * self.centred_at:
-            self.centre = self.buffer[:needed].mean(axis=0, dtype=np.float64).astype("<f4")
+        if self.edges is None or needed >= 2 * self.centred_at:
+            self.edges = _edges(self.buffer[:needed])
             self.centred_at = needed
-            start = 0  # every code again, around the new centre
+            start = 0  # every code again, with the new edges
         for first in range(start, needed, BLOCK):
             last = min(first + BLOCK, needed)
             self.codes[:, first:last] = self._code(self.buffer[first:last]).T
 
     def _code(self, vectors: Any) -> Any:
-        """Sign codes of ``vectors`` (rows) around the centre: uint64, (rows, words); padding bits are 0."""
+        """Codes of ``vectors`` (rows): uint64, (rows, words); a row's bits are "above the low edge" for every
+        dimension, then "above the high edge"; padding bits are 0."""
         np = _numpy()
-        bits = np.packbits(vectors > self.centre, axis=1)
+        bits = np.packbits(np.concatenate([vectors > self.edges[0], vectors > self.edges[1]], axis=1), axis=1)
         padded = np.zeros((len(vectors), 8 * self.codes.shape[0]), dtype=np.uint8)
         padded[:, : bits.shape[1]] = bits
         return padded.view(np.uint64)
@@ -171,5 +177,19 @@ class VectorMatrix:
         return [self.row_ids[i] for i in rows[best].tolist()]
 
 
-def _words(dimension: int) -> int:
-    return -(-dimension // 64)
+def _edges(rows: Any) -> Any:
+    """float32 (2, dimension): each dimension's mean -+ ``BAND`` standard deviations over ``rows``, summed a block
+    at a time (a float64 copy of a million rows would take 3 GB)."""
+    np = _numpy()
+    sums, squares = np.zeros(rows.shape[1]), np.zeros(rows.shape[1])
+    for first in range(0, len(rows), BLOCK // 8):
+        block = rows[first : first + BLOCK // 8].astype(np.float64)
+        sums += block.sum(axis=0)
+        squares += np.square(block).sum(axis=0)
+    centre = sums / len(rows)
+    spread = np.sqrt(np.maximum(squares / len(rows) - np.square(centre), 0.0))
+    return np.stack([centre - BAND * spread, centre + BAND * spread]).astype("<f4")
+
+
+def _words(bits: int) -> int:
+    return -(-bits // 64)

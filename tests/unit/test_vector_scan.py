@@ -64,15 +64,23 @@ def test_rows_appended_one_at_a_time_are_coded_and_found() -> None:
     assert matrix.centred_at > 600  # re-centred as it grew, not kept from the first row
 
 
-def test_codes_are_the_signs_of_the_row_minus_the_centre() -> None:
+def test_a_code_puts_each_dimension_below_inside_or_above_a_band_around_the_mean() -> None:
     rows = unit_rows(500, seed=8)
     matrix = VectorMatrix()
     matrix.append(list(range(500)), as_bytes(rows))
     if not matrix.use_codes:
         pytest.skip("numpy < 2: no popcount, no codes")
-    bits = np.unpackbits(np.ascontiguousarray(matrix.codes[:, 17]).view(np.uint8))
+    low, high = matrix.edges
+    assert np.allclose((low + high) / 2, rows.mean(axis=0), atol=1e-6)
+    assert np.allclose((high - low) / 2, vector_scan.BAND * rows.std(axis=0), atol=1e-6)
     # codes[w] holds the 8 bytes of word w in memory order: the row's bits in dimension order
-    assert bits[:DIMENSION].tolist() == (rows[17] > matrix.centre).astype(np.uint8).tolist()
+    bits = np.unpackbits(np.ascontiguousarray(matrix.codes[:, 17]).view(np.uint8))
+    assert bits[:DIMENSION].tolist() == (rows[17] > low).astype(np.uint8).tolist()
+    assert bits[DIMENSION : 2 * DIMENSION].tolist() == (rows[17] > high).astype(np.uint8).tolist()
+    # the distance of two codes: how many levels apart each dimension is, summed
+    levels = (rows > low).astype(int) + (rows > high).astype(int)
+    distances = matrix._distances(matrix._code(rows[:1])[0])
+    assert distances.tolist() == np.abs(levels - levels[0]).sum(axis=1).tolist()
 
 
 def test_without_popcount_every_row_is_scored(monkeypatch: pytest.MonkeyPatch) -> None:
