@@ -109,4 +109,5 @@ def test_ties_at_the_cut_are_bounded_and_identical_rows_still_rank() -> None:
 def test_the_shortlist_grows_with_the_rows() -> None:
     assert shortlist(1_000, 10) == vector_scan.MIN_SHORTLIST
     assert shortlist(1_000, 100) == 800
-    assert shortlist(10_000_000, 10) == 10_000_000 // vector_scan.SHORTLIST_SHARE
+    assert shortlist(100_000, 10) == 100_000 // vector_scan.SHORTLIST_SHARE
+    assert shortlist(10_000_000, 10) == vector_scan.MAX_SHORTLIST
