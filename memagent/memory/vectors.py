@@ -17,8 +17,8 @@ the next one). A row whose text changes loses its vector (``Transaction.update_m
 
 SQLite has no vector index, so ``DenseIndex`` keeps each agent's vectors in memory, read from the BLOBs once and
 then topped up with the rows added since (ids only grow), and ranks them on one thread by a two-stage scan
-(``vector_scan.py``: sign codes short-list, float32 re-ranks; messages and passages apart): ~1.5 ms of CPU at 100k
-rows, ~15 ms at 1M (bench/hybrid_scale.py). No index file to keep in sync with the database, nothing to rebuild:
+(``vector_scan.py``: compact codes short-list, float32 re-ranks; messages and passages apart): ~3-5 ms of CPU at
+100k rows, ~27 ms at 1M (bench/hybrid_scale.py). No index file to keep in sync with the database, nothing to rebuild:
 an HNSW index (usearch) was measured and not taken (bench/README.md, "Hybrid search at scale").
 PostgreSQL ranks with pgvector's HNSW index instead (``postgres.py``).
 """
