@@ -73,7 +73,10 @@ def plans(args: argparse.Namespace) -> dict[str, Callable[[], Section]]:
         "memory_quality": lambda: memory_quality.run(args.locomo or memory_quality.DEV_DATA),
         # hybrid archival search over random row vectors, with the real e5 query when the extra is installed
         "hybrid_scale": lambda: hybrid_scale.run(
-            (10_000,) if quick else (100_000,), args.queries or (30 if quick else 100), embeddings_available()
+            sizes if args.sizes else (10_000,) if quick else (100_000,),
+            args.queries or (30 if quick else 100),
+            embeddings_available(),
+            keep=args.keep,
         ),
         "prompt_reuse": lambda: prompt_reuse.run(args.turns or (3 if quick else 20), args.context_length),
         "valid_calls": lambda: valid_calls.run(
@@ -219,7 +222,8 @@ def main() -> None:
     parser.add_argument("--no-doc", action="store_true")
     parser.add_argument("--rebuild", action="store_true", help="only rewrite the doc from the kept results")
     parser.add_argument("--runs", type=int, help="startup: runs per measurement (7)")
-    parser.add_argument("--sizes", help="memory_scale: row counts (10000,100000,1000000)")
+    parser.add_argument("--sizes", help="memory_scale: row counts (10000,100000,1000000); hybrid_scale (100000)")
+    parser.add_argument("--keep", type=Path, help="hybrid_scale: keep its databases in this folder and reuse them")
     parser.add_argument("--queries", type=int, help="memory_scale: queries per size (200)")
     parser.add_argument("--budget", type=float, help="memory_scale: seconds per scanning method and size (60)")
     parser.add_argument("--locomo", type=Path, help="memory_quality: folder of LoCoMo files (the dev split)")

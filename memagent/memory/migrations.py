@@ -319,6 +319,27 @@ def _embeddings(conn: Connection) -> None:
         index_pgvector(conn, pgvector)
 
 
+def _embedding_deletions(conn: Connection) -> None:
+    """SQLite: a count of each agent's deleted vectors, bumped by a trigger on every delete from ``embeddings``
+    (also those of ON DELETE CASCADE). A process that keeps an agent's vectors in memory (``vectors.DenseIndex``)
+    reads it and the newest vector id before each search, both by primary key or index seek: it had counted every
+    vector of the agent instead, 20 ms at 100k vectors and 110-220 ms at 1M. PostgreSQL keeps no vectors in memory
+    (pgvector's index), so nothing there."""
+    if conn.dialect.name == "postgresql":
+        return
+    conn.exec_driver_sql(
+        "CREATE TABLE embedding_deletions (agent_id INTEGER PRIMARY KEY, deleted INTEGER NOT NULL DEFAULT 0)"
+    )
+    conn.exec_driver_sql(
+        """
+        CREATE TRIGGER embeddings_deleted AFTER DELETE ON embeddings BEGIN
+            INSERT OR IGNORE INTO embedding_deletions (agent_id, deleted) VALUES (old.agent_id, 0);
+            UPDATE embedding_deletions SET deleted = deleted + 1 WHERE agent_id = old.agent_id;
+        END
+        """
+    )
+
+
 VECTOR_COLUMN_TYPE = (
     "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
     "WHERE attrelid = to_regclass('embeddings') AND attname = 'vector'"
@@ -350,6 +371,7 @@ MIGRATIONS: Sequence[Migration] = (
     _search_text,
     _passage_tags,
     _embeddings,
+    _embedding_deletions,
 )
 """Index i holds the migration to version i + 1. Append only."""
 

@@ -201,6 +201,15 @@ embeddings = sa.Table(
     sqlite_autoincrement=True,
 )
 
+# SQLite only (the embedding_deletions migration): how many of each agent's vectors were ever deleted, kept by a
+# trigger on ``embeddings``; ``vectors.DenseIndex`` reads it to know when its copy in memory lost rows.
+embedding_deletions = sa.Table(
+    "embedding_deletions",
+    metadata,
+    sa.Column("agent_id", Id, primary_key=True),
+    sa.Column("deleted", sa.Integer, nullable=False),
+)
+
 # The schema version on PostgreSQL (one row; SQLite keeps it in PRAGMA user_version): see dialect.py.
 schema_versions = sa.Table("memagent_schema", metadata, sa.Column("version", sa.Integer, nullable=False))
 

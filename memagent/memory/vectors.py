@@ -15,13 +15,11 @@ Vectors are written after the step that stored their row has committed, by the b
 found by full text alone until it has one, and a process killed half-way loses nothing (the row is embedded by
 the next one). A row whose text changes loses its vector (``Transaction.update_message``) and is embedded again.
 
-SQLite has no vector index, so ``DenseIndex`` keeps each agent's vectors in memory as one float32 matrix, read
-from the BLOBs once and then topped up with the rows added since (ids only grow), and ranks all of them with one
-matrix-vector product on one thread (messages and passages apart): ~1-3 ms of CPU for 10k rows of 384 floats,
-~8-20 ms for 100k (bench/hybrid_scale.py),
-no index file to keep in sync with the database, nothing to rebuild. An ANN index (usearch, HNSW) would answer in
-well under a millisecond, but building one for 100k vectors takes tens of seconds of CPU, so it would have to be
-cached on disk and kept in step with every process's writes: worth it from ~1M rows, not below.
+SQLite has no vector index, so ``DenseIndex`` keeps each agent's vectors in memory, read from the BLOBs once and
+then topped up with the rows added since (ids only grow), and ranks them on one thread by a two-stage scan
+(``vector_scan.py``: compact codes short-list, float32 re-ranks; messages and passages apart): ~3-5 ms of CPU at
+100k rows, ~27 ms at 1M (bench/hybrid_scale.py). No index file to keep in sync with the database, nothing to rebuild:
+an HNSW index (usearch) was measured and not taken (bench/README.md, "Hybrid search at scale").
 PostgreSQL ranks with pgvector's HNSW index instead (``postgres.py``).
 """
 
@@ -34,6 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from memagent.memory import schema
+from memagent.memory.vector_scan import VectorMatrix
 
 KINDS = ("message", "passage")
 """What an embedding is of: ``embeddings.message_id`` or ``embeddings.passage_id`` is set."""
@@ -110,87 +109,62 @@ Rows = Callable[[sa.Executable], Sequence[sa.Row[Any]]]
 
 
 @dataclass
-class _Matrix:
-    """One agent's vectors of one kind and model, in embedding-id order: the first ``count`` rows of ``buffer``
-    (numpy float32), which doubles when full, so topping it up costs the new rows only."""
-
-    count: int = 0
-    row_ids: list[int] = field(default_factory=list)
-    buffer: Any = None
-
-    def append(self, row_ids: Sequence[int], vectors: Sequence[bytes]) -> None:
-        import numpy as np
-
-        added = np.frombuffer(b"".join(vectors), dtype="<f4").reshape(len(vectors), -1)
-        needed = self.count + len(vectors)
-        if self.buffer is None or needed > len(self.buffer):
-            grown = np.empty((max(needed, 2 * self.count, 256), added.shape[1]), dtype="<f4")
-            if self.buffer is not None:
-                grown[: self.count] = self.buffer[: self.count]
-            self.buffer = grown
-        self.buffer[self.count : needed] = added
-        self.row_ids.extend(row_ids)
-        self.count = needed
-
-    def nearest(self, query: bytes, limit: int) -> list[int]:
-        import numpy as np
-
-        top = min(limit, self.count)
-        if top <= 0:
-            return []
-        # einsum, not ``@``: numpy's BLAS would spread this product over every core, and on a busy 2-core machine
-        # its threads made it 100 times slower (8 ms instead of 0.07 ms for 2,000 rows); einsum's own loop is one
-        # thread (memory-bound at 100k rows: 150 MB of float32).
-        scores = np.einsum("ij,j->i", self.buffer[: self.count], np.frombuffer(query, dtype="<f4"))
-        best = np.argpartition(-scores, top - 1)[:top]
-        best = best[np.argsort(-scores[best], kind="stable")]
-        return [self.row_ids[i] for i in best.tolist()]
-
-
-@dataclass
 class _AgentVectors:
-    """What of one agent's vectors of one model is in memory: up to embedding id ``last_id``, ``count`` in all."""
+    """What of one agent's vectors of one model is in memory: up to embedding id ``last_id``, read when the agent's
+    count of deleted vectors was ``deleted``."""
 
     last_id: int = 0
-    count: int = 0
-    kinds: dict[str, _Matrix] = field(default_factory=lambda: {kind: _Matrix() for kind in KINDS})
+    deleted: int = 0
+    kinds: dict[str, VectorMatrix] = field(default_factory=lambda: {kind: VectorMatrix() for kind in KINDS})
 
 
 class DenseIndex:
-    """Each agent's vectors in memory (SQLite): refreshed from the table before every search, cheaply (the count and
-    newest id, from an index, then only the rows with a larger id), read again when the count says some were
-    deleted."""
+    """Each agent's vectors in memory (SQLite): refreshed from the table before every search, cheaply, by one
+    statement of two lookups (the agent's newest vector id, an index seek; how many of its vectors were ever
+    deleted, a primary-key read of ``embedding_deletions``, kept by a trigger), then only the rows with a larger id
+    (ids only grow: SQLite has one writer at a time); read again whole when that count says some were deleted, by
+    this process or another. A vector deleted between that look and the search can still be ranked: hybrid search
+    keeps only ids that are still stored (``HybridSearcher._kept``), and the next search reads them again.
+
+    A database opened read-only before that table existed (schema 6) is read whole before every search."""
 
     def __init__(self) -> None:
         self._agents: dict[tuple[int, str], _AgentVectors] = {}
+        self._deletions_logged = False
 
     def nearest(self, rows: Rows, kind: str, agent_id: int, model: str, query: bytes, limit: int) -> list[int]:
         """Ids of the agent's rows of ``kind`` nearest to ``query`` (cosine), best first."""
         return self._refreshed(rows, agent_id, model).kinds[kind].nearest(query, limit)
 
-    def _refreshed(self, rows: Rows, agent_id: int, model: str, attempts: int = 3) -> _AgentVectors:
-        e = schema.embeddings
+    def _refreshed(self, rows: Rows, agent_id: int, model: str) -> _AgentVectors:
+        e, d = schema.embeddings, schema.embedding_deletions
         mine = [e.c.agent_id == agent_id, e.c.model == model]
-        summary: tuple[Any, ...] = tuple(rows(sa.select(sa.func.count(), sa.func.max(e.c.id)).where(*mine))[0])
-        count, newest = int(summary[0]), int(summary[1] or 0)
+        newest_id = sa.select(sa.func.max(e.c.id)).where(*mine).scalar_subquery()
+        if self._logged(rows):
+            deleted_count = sa.select(d.c.deleted).where(d.c.agent_id == agent_id).scalar_subquery()
+            newest, deleted = (int(value or 0) for value in tuple(rows(sa.select(newest_id, deleted_count))[0]))
+        else:
+            newest, deleted = int(tuple(rows(sa.select(newest_id))[0])[0] or 0), -1  # -1: unknown, read again
         vectors = self._agents.get((agent_id, model))
-        if vectors is None or count < vectors.count:
-            vectors = self._agents[(agent_id, model)] = _AgentVectors()
-        if count == vectors.count and newest == vectors.last_id:
+        if vectors is None or deleted != vectors.deleted or deleted < 0:
+            vectors = self._agents[(agent_id, model)] = _AgentVectors(deleted=deleted)
+        if newest == vectors.last_id:
             return vectors
         added = rows(
             sa.select(e.c.id, e.c.message_id, e.c.passage_id, e.c.vector)
-            .where(*mine, e.c.id > vectors.last_id)
+            .where(*mine, e.c.id > vectors.last_id, e.c.id <= newest)
             .order_by(e.c.id)
         )
         for kind, column in (("message", "message_id"), ("passage", "passage_id")):
             found = [row for row in added if getattr(row, column) is not None]
             if found:
                 vectors.kinds[kind].append([int(getattr(row, column)) for row in found], [row.vector for row in found])
-        if added:
-            vectors.last_id = int(added[-1].id)
-        vectors.count += len(added)
-        if vectors.count != count and attempts > 1:  # deleted and added since the last look (or meanwhile): again
-            del self._agents[(agent_id, model)]
-            return self._refreshed(rows, agent_id, model, attempts - 1)
+        vectors.last_id = newest
         return vectors
+
+    def _logged(self, rows: Rows) -> bool:
+        """Whether the database counts deleted vectors (``embedding_deletions``; once it does, it always will)."""
+        if not self._deletions_logged:
+            table = sa.text("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'embedding_deletions'")
+            self._deletions_logged = bool(tuple(rows(table))[0][0])
+        return self._deletions_logged
