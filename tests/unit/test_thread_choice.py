@@ -17,18 +17,28 @@ def generate(choice: ThreadChoice, batches: int, per_token: dict[int, float], to
     return used
 
 
-def test_each_choice_is_tried_then_the_faster_is_kept_and_the_other_retried_now_and_then() -> None:
-    choice = ThreadChoice((1, 2))
-    per_segment = SEGMENT_TOKENS // 2  # batches of 2 tokens
-    used = generate(choice, 4 * RETRY_EVERY * per_segment, {2: 0.017, 1: 0.026})  # quiet: two threads are faster
-    assert used[:per_segment] == [1] * per_segment and used[per_segment : 2 * per_segment] == [2] * per_segment
-    assert used.count(1) <= per_segment * (1 + 4)  # the first try, then a segment in every RETRY_EVERY
-    assert used[-RETRY_EVERY * per_segment :].count(2) == (RETRY_EVERY - 1) * per_segment
+PER_SEGMENT = SEGMENT_TOKENS // 2  # batches of 2 tokens
+
+
+def test_the_first_choice_runs_until_the_first_try_then_the_faster_is_kept_and_the_other_retried_now_and_then() -> None:
+    choice = ThreadChoice((2, 1))
+    used = generate(choice, 4 * RETRY_EVERY * PER_SEGMENT, {2: 0.017, 1: 0.026})  # quiet: two threads are faster
+    first_try = RETRY_EVERY * PER_SEGMENT
+    assert used[:first_try] == [2] * first_try  # a new agent's first reply is not slowed by a try
+    assert used[first_try : first_try + PER_SEGMENT] == [1] * PER_SEGMENT  # then one thread is measured
+    assert used.count(1) == PER_SEGMENT * 3  # then a segment in every RETRY_EVERY (the fourth would come next)
+    assert used[-RETRY_EVERY * PER_SEGMENT :].count(2) == (RETRY_EVERY - 1) * PER_SEGMENT
+
+
+def test_where_the_first_choice_is_slower_the_other_is_kept_once_measured() -> None:
+    choice = ThreadChoice((2, 1))
+    used = generate(choice, 3 * RETRY_EVERY * PER_SEGMENT, {2: 0.040, 1: 0.026})  # e.g. two hyperthreads of a core
+    assert used[-2 * PER_SEGMENT :] == [1] * 2 * PER_SEGMENT
 
 
 def test_when_the_machine_gets_busy_the_choice_follows_within_a_few_batches() -> None:
-    choice = ThreadChoice((1, 2))
-    generate(choice, 3 * SEGMENT_TOKENS // 2, {2: 0.017, 1: 0.026})  # one segment each, then the faster
+    choice = ThreadChoice((2, 1))
+    generate(choice, (RETRY_EVERY + 2) * PER_SEGMENT, {2: 0.017, 1: 0.026})  # both measured, two threads faster
     assert choice.current == 2
     used = generate(choice, 3, {2: 0.200, 1: 0.030})  # another process took a CPU: two threads wait for each other
     assert used[-1] == 1  # switched within the segment's batches, in the middle of whatever reply it is
@@ -48,15 +58,15 @@ def test_a_try_of_the_slower_choice_that_goes_badly_ends_after_one_batch() -> No
 def test_a_thread_count_set_by_the_user_is_the_only_choice_and_empty_batches_say_nothing() -> None:
     choice = ThreadChoice((3,))
     assert set(generate(choice, 40, {3: 0.01})) == {3}
-    both = ThreadChoice((1, 2))
+    both = ThreadChoice((2, 1))
     both.batch(0.5, 0)  # a batch that gave nothing (the reply ended): no measurement, no switch
-    assert both.current == 1 and both.seconds_per_token == {}
+    assert both.current == 2 and both.seconds_per_token == {}
     assert ThreadChoice((1, 1)).choices == (1,)  # a 1-CPU machine has one choice
 
 
 def test_while_other_processes_hold_a_cpu_the_fewest_threads_generate_and_nothing_is_tried() -> None:
     load = [1.0]  # CPUs the other processes kept busy
-    choice = ThreadChoice((1, 2), others=lambda: load[0], cpus=2)
+    choice = ThreadChoice((2, 1), others=lambda: load[0], cpus=2)
     assert choice.start() == 1
     used = generate(choice, 10 * RETRY_EVERY, {2: 0.5, 1: 0.03})
     assert set(used) == {1}  # two threads never tried while the other CPU is taken
@@ -69,8 +79,8 @@ def test_while_other_processes_hold_a_cpu_the_fewest_threads_generate_and_nothin
 
 
 def test_a_calls_prompt_never_runs_on_a_try_of_the_slower_choice() -> None:
-    choice = ThreadChoice((1, 2))
-    generate(choice, 3 * SEGMENT_TOKENS // 2, {2: 0.017, 1: 0.026})
+    choice = ThreadChoice((2, 1))
+    generate(choice, 2 * RETRY_EVERY * PER_SEGMENT, {2: 0.017, 1: 0.026})
     while choice.current != 1:  # run until a segment tries one thread again
         generate(choice, 1, {2: 0.017, 1: 0.026})
     assert choice.start() == 2

@@ -126,7 +126,7 @@ class EmbeddedBackend(Backend):
         # A thread count set by the user is kept; otherwise generation measures which of two or one is faster now.
         self._threads = (
             ThreadChoice((threads,)) if threads
-            else ThreadChoice((1, default_threads()), others=OtherLoad(), cpus=available_cpus())
+            else ThreadChoice((default_threads(), 1), others=OtherLoad(), cpus=available_cpus())
         )
 
     def _load(self, n_ctx: int, seed: int, threads: int | None) -> Any:

@@ -10,8 +10,9 @@ the faster choice, and every ``RETRY_EVERY`` segments tries the other once more,
 A try that is ``GIVE_UP`` times slower than the faster choice ends after its first batch, so a busy machine pays for
 one slow batch, not for a whole reply.
 
-The first choice is tried first: the embedded backend puts one thread first, which is never the slow one by much
-(on a quiet machine its first segment costs ~70 ms more than two threads would), and then measures two.
+The first choice is used until the first try (``RETRY_EVERY`` segments in: on SmolLM2 in the second reply), so a
+new agent's first reply runs on it whole: the embedded backend puts two threads first (starting with one thread
+made a new agent's first reply ~0.3 s slower on a quiet machine), and tries one thread then.
 
 Trying is not free on a busy machine: one batch of two threads took up to 2 s there. So before each segment, and
 before a prompt is evaluated, ``OtherLoad`` reads how many CPUs other processes kept busy since the last look
@@ -109,13 +110,21 @@ class ThreadChoice:
         contended = self._contended()
         if contended:
             return contended
-        ranked = sorted(self.choices, key=lambda n: self.seconds_per_token.get(n, 0.0))  # untried first
-        if len(ranked) > 1 and self._segments % RETRY_EVERY == 0 and ranked[0] in self.seconds_per_token:
-            return ranked[1]
-        return ranked[0]
+        best = self._best()
+        if self._segments % RETRY_EVERY == 0:  # time to try another: one not measured yet, else the next fastest
+            others = [n for n in self.choices if n != best]
+            untried = [n for n in others if n not in self.seconds_per_token]
+            if untried or others:
+                return (untried or sorted(others, key=self.seconds_per_token.__getitem__))[0]
+        return best
 
     def _best(self) -> int:
-        return min(self.choices, key=lambda n: self.seconds_per_token.get(n, 0.0))
+        """The fastest measured choice; the first choice until it is measured (not only the fewest threads, while
+        other processes held the CPUs)."""
+        if self.choices[0] not in self.seconds_per_token:
+            return self.choices[0]
+        known = [n for n in self.choices if n in self.seconds_per_token]
+        return min(known, key=self.seconds_per_token.__getitem__)
 
     def _contended(self) -> int | None:
         """The fewest threads if other processes' load and the most threads don't fit on the CPUs, else None."""
