@@ -94,7 +94,7 @@ def test_other_load_is_the_busy_cpu_time_of_every_process_less_this_ones(tmp_pat
         stat.write_text(f"cpu  {user} 0 {system} {idle} 0 0 0 {steal} 0 0\ncpu0 1 2 3 4\n")
 
     write(1000, 500, 9000)
-    others = OtherLoad(stat, clock=lambda: clock[0], own=lambda: own[0])
+    others = OtherLoad(stat, clock=lambda: clock[0], own=lambda: own[0], ticks_per_second=100)
     clock[0] += 2.0  # two seconds: this process used 1.0 CPU second, every process 3.0 (user 200 + steal 100 ticks)
     own[0] += 1.0
     write(1200, 500, 9100, steal=100)

@@ -22,6 +22,7 @@ the fewest threads generate, and nothing is tried until the others are done.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,9 +43,10 @@ class OtherLoad:
         stat: Path = Path("/proc/stat"),
         clock: Callable[[], float] = time.monotonic,
         own: Callable[[], float] = time.process_time,
-        ticks_per_second: float = 100.0,
+        ticks_per_second: float | None = None,
     ) -> None:
-        self._stat, self._clock, self._own, self._hz = stat, clock, own, ticks_per_second
+        self._stat, self._clock, self._own = stat, clock, own
+        self._hz = ticks_per_second or _clock_ticks()
         self._last = self._read()
         self._load: float | None = None
 
@@ -72,6 +74,14 @@ class OtherLoad:
         return self._load
 
 
+def _clock_ticks() -> float:
+    """The unit of /proc/stat's times (USER_HZ: 100 on nearly every Linux)."""
+    try:
+        return float(os.sysconf("SC_CLK_TCK"))
+    except (AttributeError, ValueError, OSError):
+        return 100.0
+
+
 class ThreadChoice:
     def __init__(
         self, choices: tuple[int, ...], *, others: Callable[[], float | None] | None = None, cpus: int = 1
@@ -85,7 +95,7 @@ class ThreadChoice:
 
     def start(self) -> int:
         """The thread count for a call's prompt and first tokens: the fewest while other processes hold CPUs, else the
-        faster known (a choice not measured yet is tried), never a try of the slower one."""
+        best (``_best``), never a try of the slower one."""
         self.current = self._contended() or self._best()
         return self.current
 
@@ -111,11 +121,10 @@ class ThreadChoice:
         if contended:
             return contended
         best = self._best()
-        if self._segments % RETRY_EVERY == 0:  # time to try another: one not measured yet, else the next fastest
-            others = [n for n in self.choices if n != best]
+        others = [n for n in self.choices if n != best]
+        if others and self._segments % RETRY_EVERY == 0:  # time to try another: one not measured yet, else the next
             untried = [n for n in others if n not in self.seconds_per_token]
-            if untried or others:
-                return (untried or sorted(others, key=self.seconds_per_token.__getitem__))[0]
+            return (untried or sorted(others, key=self.seconds_per_token.__getitem__))[0]
         return best
 
     def _best(self) -> int:
